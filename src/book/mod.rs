@@ -1,0 +1,1 @@
+//! The pure price-time-priority order book of one market (work in progress).
