@@ -6,4 +6,6 @@
 //! filled twice. See `docs/ARCHITECTURE.md` for the whole picture.
 
 pub mod book;
+pub mod engine;
 pub mod market;
+pub mod store;
