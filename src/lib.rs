@@ -8,4 +8,5 @@
 pub mod book;
 pub mod engine;
 pub mod market;
+pub mod net;
 pub mod store;
