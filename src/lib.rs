@@ -6,6 +6,7 @@
 //! filled twice. See `docs/ARCHITECTURE.md` for the whole picture.
 
 pub mod book;
+pub mod config;
 pub mod engine;
 pub mod market;
 pub mod net;
