@@ -67,6 +67,19 @@ pub fn is_unspecified(addr: &Multiaddr) -> bool {
     }
 }
 
+/// The addresses without their `/p2p/<peer id>` suffix, without repeats,
+/// in their order (the peer store holds both forms of some addresses).
+pub fn plain_addrs<'a>(addrs: impl IntoIterator<Item = &'a Multiaddr>) -> Vec<Multiaddr> {
+    let mut out: Vec<Multiaddr> = Vec::new();
+    for addr in addrs {
+        let (plain, _) = split_peer_id(addr);
+        if !out.contains(&plain) {
+            out.push(plain);
+        }
+    }
+    out
+}
+
 /// Split a trailing `/p2p/<peer id>` off an address.
 pub fn split_peer_id(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
     let mut base = addr.clone();
@@ -121,6 +134,15 @@ mod tests {
         );
         let without: Multiaddr = "/dns4/example.org/tcp/1".parse().unwrap();
         assert_eq!(split_peer_id(&without), (without.clone(), None));
+    }
+
+    #[test]
+    fn addresses_with_and_without_peer_id_are_one_address() {
+        let peer = PeerId::random();
+        let a: Multiaddr = "/ip4/1.2.3.4/tcp/1".parse().unwrap();
+        let with = a.clone().with_p2p(peer).unwrap();
+        let b: Multiaddr = "/ip4/1.2.3.4/tcp/2".parse().unwrap();
+        assert_eq!(plain_addrs([&with, &a, &b]), vec![a, b]);
     }
 
     #[test]

@@ -38,7 +38,7 @@ use super::behaviour::{Behaviour, BehaviourEvent};
 use super::codec::{BytesCodec, FrameTooLarge};
 use super::config::{NetConfig, NetTuning};
 use super::dialer::{Dialer, FailedDial, PlannedDial};
-use super::discovery::{dialable_listen_addrs, speaks_kad, split_peer_id};
+use super::discovery::{dialable_listen_addrs, plain_addrs, speaks_kad, split_peer_id};
 use super::handle::Command;
 use super::metrics::NetMetrics;
 use super::peers::{self, now_ms, LastSeen};
@@ -803,7 +803,7 @@ impl EventLoop {
                 *peer,
                 PeerInfo {
                     peer_id: *peer,
-                    addresses: record.addresses().cloned().collect(),
+                    addresses: plain_addrs(record.addresses()),
                     connected: self.connected.contains(peer),
                     score: behaviour.gossipsub.peer_score(peer),
                 },
@@ -817,7 +817,7 @@ impl EventLoop {
                 score: behaviour.gossipsub.peer_score(peer),
             });
             if info.addresses.is_empty() {
-                info.addresses.push(addr.clone());
+                info.addresses = plain_addrs([addr]);
             }
         }
         out.into_values().collect()
@@ -951,9 +951,11 @@ fn request_error(e: request_response::OutboundFailure) -> RequestError {
 }
 
 /// A dial error as one line an operator can act on: for transport failures,
-/// each address with the innermost reason (e.g. "Connection refused").
+/// the innermost reason (e.g. "Connection refused"), after each address when
+/// several were tried.
 pub(crate) fn describe_dial_error(e: &DialError) -> String {
     match e {
+        DialError::Transport(attempts) if attempts.len() == 1 => error_chain(&attempts[0].1),
         DialError::Transport(attempts) => attempts
             .iter()
             .map(|(addr, err)| format!("{addr}: {}", error_chain(err)))
@@ -963,17 +965,22 @@ pub(crate) fn describe_dial_error(e: &DialError) -> String {
     }
 }
 
-/// An error and its sources, skipping sources that repeat what was said.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !text.is_empty() && !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
+/// An error and its sources on one line, skipping empty texts and sources
+/// that repeat what was said (libp2p nests the same io::Error several times).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = next {
+        let text = err
+            .to_string()
+            .replace("Multiple dial errors occurred:\n - ", "")
+            .replace("\n - ", "; ")
+            .replace('\n', " ");
+        let text = text.trim().to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
         }
-        source = s.source();
+        next = err.source();
     }
-    out
+    parts.join(": ")
 }

@@ -16,7 +16,7 @@ use libp2p::PeerId;
 
 use crate::store::StoredPeer;
 
-use super::discovery::is_unspecified;
+use super::discovery::{is_unspecified, plain_addrs};
 
 /// Most addresses saved per peer (the peer store keeps eight per peer too).
 const MAX_ADDRS_PER_PEER: usize = 8;
@@ -92,12 +92,8 @@ pub fn snapshot(
         if now_ms.saturating_sub(seen) > forget_after_ms {
             continue;
         }
-        let addrs: Vec<_> = record
-            .addresses()
-            .filter(|a| !is_unspecified(a))
-            .take(MAX_ADDRS_PER_PEER)
-            .cloned()
-            .collect();
+        let mut addrs = plain_addrs(record.addresses().filter(|a| !is_unspecified(a)));
+        addrs.truncate(MAX_ADDRS_PER_PEER);
         if addrs.is_empty() {
             continue;
         }
