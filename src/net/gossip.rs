@@ -3,10 +3,10 @@
 //!
 //! What we want from it (DESIGN.md, Defences and "Gossip is best effort"):
 //! every message signed by its author (strict validation), message ids that
-//! are a hash of the content (so the same payload relayed twice is one
-//! message), nothing forwarded before the engine has judged it, a penalty for
-//! peers whose messages the engine rejects that ends in a graylist, a size
-//! limit, and only the topics of our markets. The mesh should form within a
+//! are a hash of the author and the content (so the same payload relayed
+//! twice is one message), nothing forwarded before the engine has judged it,
+//! a penalty for peers whose messages the engine rejects that ends in a
+//! graylist, a size limit, and only the topics of our markets. The mesh should form within a
 //! fraction of a second of connecting rather than at the first 5 s heartbeat.
 
 use std::collections::{HashMap, HashSet};
@@ -92,14 +92,22 @@ pub fn score_params(topics: &[TopicHash]) -> PeerScoreParams {
     }
 }
 
-/// The message id: a hash of the data alone.
+/// The message id: a hash of the signed author and the data.
 ///
-/// The same payload published or relayed twice is one message. Distinct
-/// messages stay distinct because every engine payload names its author and a
-/// sequence number.
+/// The same payload from the same author, published or relayed twice, is one
+/// message. The author is part of it because two nodes can publish
+/// byte-identical payloads (two empty nodes' heartbeats in the same
+/// millisecond), and those must not be dropped as duplicates of each other.
+/// With strict signing the author is always known; without one, the data
+/// alone is hashed.
 pub fn message_id(message: &gossipsub::Message) -> MessageId {
-    let hash = blake3::hash(&message.data);
-    MessageId::from(&hash.as_bytes()[..20])
+    // same as net_ids::message_id (blake3 of the source's bytes, then the data)
+    let mut hasher = blake3::Hasher::new();
+    if let Some(source) = &message.source {
+        hasher.update(&source.to_bytes());
+    }
+    hasher.update(&message.data);
+    MessageId::from(hasher.finalize().as_bytes().to_vec())
 }
 
 /// The gossipsub config.
@@ -172,15 +180,28 @@ mod tests {
     }
 
     #[test]
-    fn message_ids_depend_on_the_data_only() {
-        let msg = |data: &[u8], seq: u64| gossipsub::Message {
-            source: None,
+    fn message_ids_depend_on_author_and_data_not_on_sequence_number() {
+        let (x, y) = (libp2p::PeerId::random(), libp2p::PeerId::random());
+        let msg = |source: Option<libp2p::PeerId>, data: &[u8], seq: u64| gossipsub::Message {
+            source,
             data: data.to_vec(),
             sequence_number: Some(seq),
             topic: IdentTopic::new("t").hash(),
         };
-        assert_eq!(message_id(&msg(b"a", 1)), message_id(&msg(b"a", 2)));
-        assert_ne!(message_id(&msg(b"a", 1)), message_id(&msg(b"b", 1)));
+        let id = |m| message_id(&m);
+        assert_eq!(id(msg(Some(x), b"a", 1)), id(msg(Some(x), b"a", 2)));
+        assert_ne!(id(msg(Some(x), b"a", 1)), id(msg(Some(x), b"b", 1)));
+        assert_ne!(id(msg(Some(x), b"a", 1)), id(msg(Some(y), b"a", 1)));
+        let mut expected = x.to_bytes();
+        expected.extend_from_slice(b"a");
+        assert_eq!(
+            id(msg(Some(x), b"a", 1)).0,
+            blake3::hash(&expected).as_bytes().to_vec()
+        );
+        assert_eq!(
+            id(msg(None, b"a", 1)).0,
+            blake3::hash(b"a").as_bytes().to_vec()
+        );
     }
 
     #[test]
