@@ -887,6 +887,13 @@ impl EventLoop {
             Ok(()) => self.dialer.dialing(&dial, conn),
             // Already connected or being dialled (by discovery): try again later.
             Err(DialError::DialPeerConditionFalse(_)) => {}
+            // A peer that only ever dialled us: nowhere to redial it.
+            Err(DialError::NoAddresses) => {
+                if let Some(peer) = peer {
+                    tracing::debug!(%peer, "no address to redial the peer at");
+                    self.dialer.forget(&peer);
+                }
+            }
             Err(e) => {
                 self.dialer.dialing(&dial, conn);
                 self.on_dial_failed(conn, peer, &e);
