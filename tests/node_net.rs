@@ -22,6 +22,7 @@ const TOPIC: &str = "peerbook/test/market/X";
 
 struct Instance {
     handle: NetHandle,
+    registry: Registry,
     events: Option<mpsc::Receiver<NetEvent>>,
     task: JoinHandle<()>,
     addr: Multiaddr,
@@ -31,6 +32,17 @@ struct Instance {
 impl Instance {
     fn id(&self) -> PeerId {
         self.handle.local_peer_id()
+    }
+
+    /// A counter or gauge of the instance's registry.
+    fn metric(&self, name: &str) -> f64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("encode");
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     }
 
     fn take_events(&mut self) -> mpsc::Receiver<NetEvent> {
@@ -62,6 +74,7 @@ async fn start(config: impl FnOnce(&mut NetConfig)) -> Instance {
     .await;
     Instance {
         handle,
+        registry,
         events: Some(events),
         task,
         addr,
@@ -265,6 +278,56 @@ async fn a_request_gets_its_response_under_the_requesters_tag() {
     assert_eq!(responses[&8], Ok(b"zyx/sync".to_vec()));
     assert!(responses[&9].is_err(), "{:?}", responses[&9]);
     assert_eq!(responses[&10], Err(RequestError::TooLarge));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn an_engine_that_does_not_read_never_blocks_the_network_and_excess_gossip_is_shed() {
+    let mut a = start(|_| {}).await;
+    let mut b = start(|cfg| {
+        cfg.tuning.event_channel_capacity = 1;
+        cfg.tuning.event_buffer_max = 4;
+    })
+    .await;
+    connect(&a, &b).await;
+    let _a_gossip = judge(a.take_events(), a.handle.clone(), Acceptance::Accept);
+    // B's engine is stuck: it holds the receiver and never reads it.
+    let mut b_events = b.take_events();
+
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    while b.metric("peerbook_net_events_shed_total") < 1.0 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "nothing shed after {n} messages"
+        );
+        for _ in 0..10 {
+            a.handle
+                .publish(TOPIC.to_string(), format!("flood {n}").into_bytes())
+                .await;
+            n += 1;
+        }
+        // The network still answers while its engine is stuck.
+        let status = tokio::time::timeout(DEADLINE, b.handle.status())
+            .await
+            .expect("B's network answers");
+        assert_eq!(status.connected_peers, 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b.metric("peerbook_net_event_backlog") <= 4.0);
+
+    // What was kept arrives in order once the engine reads again.
+    let mut kept = 0;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(500), b_events.recv()).await
+    {
+        if let NetEvent::Gossip { data, .. } = event {
+            assert!(data.starts_with(b"flood "));
+            kept += 1;
+        }
+    }
+    assert!((1..=5).contains(&kept), "kept {kept}");
     a.stop().await;
     b.stop().await;
 }
