@@ -5,7 +5,13 @@
 //! only the node that owns a resting order may fill it, so no order is ever
 //! filled twice. See `docs/ARCHITECTURE.md` for the whole picture.
 
+pub mod api;
 pub mod book;
+pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod market;
+pub mod net;
+pub mod node;
+pub mod shutdown;
 pub mod store;

@@ -1,0 +1,45 @@
+//! `GET /api/v1/status`: who this node is and how it is doing.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+
+/// The node's status as the API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    pub peer_id: String,
+    /// Listen addresses with `/p2p/<peer id>`: what to give others to dial.
+    pub listen_addrs: Vec<String>,
+    pub uptime_secs: u64,
+    /// Connected peers.
+    pub peer_count: usize,
+    /// Enabled markets.
+    pub markets: Vec<String>,
+    pub version: String,
+}
+
+pub fn routes() -> Router<Arc<ApiState>> {
+    Router::new().route("/api/v1/status", get(status))
+}
+
+async fn status(State(state): State<Arc<ApiState>>) -> Json<Status> {
+    let net = state.net.status().await;
+    let listen_addrs = net
+        .listen_addrs
+        .into_iter()
+        .map(|a| a.clone().with_p2p(net.peer_id).unwrap_or(a).to_string())
+        .collect();
+    Json(Status {
+        peer_id: net.peer_id.to_string(),
+        listen_addrs,
+        uptime_secs: state.started.elapsed().as_secs(),
+        peer_count: net.connected_peers,
+        markets: state.markets.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}

@@ -1,0 +1,70 @@
+//! The command line: `peerbook <command> [flags]`, parsed with clap.
+//!
+//! Each command lives in its own file under `cli/` with its flags and its
+//! `run`; this file only lists them and dispatches. To add one (`order`,
+//! `book`, `trades`, `peers`, `status`, `demo`), write `cli/<name>.rs` and add
+//! a variant to [`Command`]. Bad flags are clap's job: a clear message and
+//! exit status 2.
+
+mod id;
+mod node;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Flags, Loaded};
+use crate::node::NodeError;
+
+/// peerbook: a peer-to-peer exchange node.
+#[derive(Debug, Parser)]
+#[command(name = "peerbook", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: join the network, keep the books, serve the API.
+    Node(node::NodeArgs),
+    /// Print this node's peer id and the addresses to give other nodes
+    /// (creates the identity if there is none yet).
+    Id(id::IdArgs),
+}
+
+impl Cli {
+    /// Run the chosen command.
+    pub async fn run(self) -> Result<(), NodeError> {
+        match self.command {
+            Command::Node(args) => args.run().await,
+            Command::Id(args) => args.run(),
+        }
+    }
+}
+
+/// Flags every command that reads the config shares.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Config file (TOML). Every key and its default: config/peerbook.toml.
+    #[arg(long, value_name = "FILE", env = "PEERBOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the identity key and the database live
+    /// [default: the platform's data directory]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Load the config with these flags over the process environment, and log
+/// any warnings about it.
+fn load_config(flags: Flags) -> Result<Loaded, NodeError> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let loaded = config::load(&flags, &env)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(loaded)
+}

@@ -1,0 +1,122 @@
+//! The composed libp2p behaviour: every protocol the node speaks, in the
+//! order the swarm consults them.
+//!
+//! Connection limits come first so a connection over the limit is refused
+//! before any other protocol spends anything on it; the peer store comes next
+//! so the addresses it remembers are offered to every dial.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    connection_limits, identify, kad, mdns, peer_store, ping, request_response, StreamProtocol,
+};
+
+use super::codec::BytesCodec;
+use super::config::NetConfig;
+use super::discovery;
+use super::gossip::{self, Gossipsub};
+use super::NetError;
+
+pub const TAKE_PROTOCOL_NAME: &str = "/peerbook/take/1";
+pub const SYNC_PROTOCOL_NAME: &str = "/peerbook/sync/1";
+/// Protocol of the take requests (the engine's maker-authoritative fills).
+pub const TAKE_PROTOCOL: StreamProtocol = StreamProtocol::new(TAKE_PROTOCOL_NAME);
+/// Protocol of the sync requests (book and fills pulled from a peer).
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new(SYNC_PROTOCOL_NAME);
+/// What identify announces as our protocol family.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/peerbook/1.0.0";
+
+/// Every protocol of the node, composed. Only the event loop touches it.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub peer_store: peer_store::Behaviour<peer_store::memory_store::MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub gossipsub: Gossipsub,
+    pub take: request_response::Behaviour<BytesCodec>,
+    pub sync: request_response::Behaviour<BytesCodec>,
+}
+
+impl Behaviour {
+    /// Build every behaviour from the config; gossipsub records its metrics in `registry`.
+    pub fn new(
+        keypair: &Keypair,
+        cfg: &NetConfig,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Result<Self, NetError> {
+        let peer_id = keypair.public().to_peer_id();
+        let t = &cfg.tuning;
+
+        let limits = connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(t.max_established_total))
+                .with_max_established_per_peer(Some(t.max_established_per_peer))
+                .with_max_pending_incoming(Some(t.max_pending_incoming))
+                .with_max_pending_outgoing(Some(t.max_pending_outgoing)),
+        );
+
+        // Addresses are kept after a failed dial: a peer that is down for a
+        // while is still worth redialling, and its addresses are what the node
+        // saves for the next start. Stale peers age out instead
+        // (`forget_peer_after_secs`, and the LRU bound).
+        let store_config = peer_store::memory_store::Config::default()
+            .set_remove_addr_on_dial_error(false)
+            .set_peer_capacity(NonZeroUsize::new(1000).unwrap_or(NonZeroUsize::MIN));
+        let peer_store =
+            peer_store::Behaviour::new(peer_store::memory_store::MemoryStore::new(store_config));
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), keypair.public())
+                .with_agent_version(format!("peerbook/{}", env!("CARGO_PKG_VERSION")))
+                // The cache makes identify report peers' listen addresses to
+                // the swarm, which is how the peer store learns them.
+                .with_cache_size(256),
+        );
+
+        let ping = ping::Behaviour::new(ping::Config::new());
+
+        let kad = discovery::kademlia(peer_id);
+
+        let mdns = if cfg.mdns {
+            let config = mdns::Config {
+                query_interval: Duration::from_secs(60),
+                ..mdns::Config::default()
+            };
+            Some(mdns::tokio::Behaviour::new(config, peer_id).map_err(NetError::Mdns)?)
+        } else {
+            None
+        };
+
+        let gossipsub = gossip::build(keypair, &cfg.topics, t.gossip_max_message_bytes, registry)
+            .map_err(NetError::Gossipsub)?;
+
+        let codec = BytesCodec::new(t.request_max_bytes, t.response_max_bytes);
+        let rr = |protocol: StreamProtocol, timeout_ms: u64| {
+            request_response::Behaviour::with_codec(
+                codec.clone(),
+                [(protocol, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_millis(timeout_ms)),
+            )
+        };
+
+        Ok(Behaviour {
+            limits,
+            peer_store,
+            identify,
+            ping,
+            kad,
+            mdns: Toggle::from(mdns),
+            gossipsub,
+            take: rr(TAKE_PROTOCOL, t.take_timeout_ms),
+            sync: rr(SYNC_PROTOCOL, t.sync_timeout_ms),
+        })
+    }
+}

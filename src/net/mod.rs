@@ -1,0 +1,238 @@
+//! The network layer: a libp2p swarm owned by one task, driven through a
+//! cloneable [`NetHandle`] and reporting what happens as [`NetEvent`]s.
+//!
+//! The shape is rust-libp2p's file-sharing example: [`spawn`] builds the
+//! swarm and returns a handle (methods send a command over a channel, with a
+//! oneshot for any reply), a receiver of events, and the join handle of the
+//! [`event_loop::EventLoop`] task that owns the swarm. Nothing else touches
+//! the swarm. The layer moves bytes only: the engine encodes and decodes
+//! every gossip message, request and response itself.
+//!
+//! Files, one concern each: `behaviour.rs` (the composed protocols),
+//! `discovery.rs` (Kademlia, mDNS, identify), `dialer.rs` (bootstrap and
+//! redial with backoff), `gossip.rs` (gossipsub parameters and scoring),
+//! `codec.rs` (request-response framing), `identity.rs` (the key file),
+//! `peers.rs` (peer store persistence), `event_loop.rs` (the task),
+//! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`.
+
+mod behaviour;
+mod codec;
+pub mod config;
+pub mod dialer;
+pub mod discovery;
+mod event_loop;
+pub mod gossip;
+mod handle;
+pub mod identity;
+mod metrics;
+pub mod peers;
+
+use libp2p::identity::Keypair;
+use libp2p::{gossipsub, noise, tcp, yamux, Multiaddr, PeerId, SwarmBuilder};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::store::{Store, StoreError};
+
+pub use behaviour::{SYNC_PROTOCOL, TAKE_PROTOCOL};
+pub use codec::FrameTooLarge;
+pub use config::{NetConfig, NetTuning};
+pub use handle::NetHandle;
+
+/// The two request-response protocols of the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `/peerbook/take/1`: a taker asks a maker to fill its resting order.
+    Take,
+    /// `/peerbook/sync/1`: a node pulls a market's book and fills from a peer.
+    Sync,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Take => behaviour::TAKE_PROTOCOL_NAME,
+            Protocol::Sync => behaviour::SYNC_PROTOCOL_NAME,
+        }
+    }
+}
+
+/// The net-assigned handle of an inbound request waiting for its response.
+///
+/// The engine answers with [`NetHandle::respond`]; the libp2p response
+/// channel itself stays inside the event loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InboundId(pub u64);
+
+/// The engine's verdict on a gossip message (gossipsub's `MessageAcceptance`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Valid: forward it to the mesh.
+    Accept,
+    /// Invalid: drop it and penalise the peer that sent it.
+    Reject,
+    /// Not forwarded, no penalty (e.g. a message we cannot judge).
+    Ignore,
+}
+
+impl From<Acceptance> for gossipsub::MessageAcceptance {
+    fn from(a: Acceptance) -> Self {
+        match a {
+            Acceptance::Accept => gossipsub::MessageAcceptance::Accept,
+            Acceptance::Reject => gossipsub::MessageAcceptance::Reject,
+            Acceptance::Ignore => gossipsub::MessageAcceptance::Ignore,
+        }
+    }
+}
+
+/// Why an outbound request got no response.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("the peer could not be dialled")]
+    DialFailure,
+    #[error("no response in time")]
+    Timeout,
+    #[error("the connection closed before the response came")]
+    ConnectionClosed,
+    #[error("the peer does not speak this protocol")]
+    UnsupportedProtocols,
+    #[error("the request or its response exceeds the size limit")]
+    TooLarge,
+    #[error("i/o error: {0}")]
+    Io(String),
+}
+
+/// What the network reports to the engine.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A gossip message, not yet forwarded: the engine must answer with
+    /// [`NetHandle::report_validation`].
+    Gossip {
+        /// The peer that sent it to us.
+        propagation_source: PeerId,
+        /// Its author, whose signature gossipsub has checked.
+        source: PeerId,
+        message_id: gossipsub::MessageId,
+        topic: String,
+        data: Vec<u8>,
+    },
+    /// An inbound request; answer with [`NetHandle::respond`].
+    Request {
+        peer: PeerId,
+        protocol: Protocol,
+        id: InboundId,
+        data: Vec<u8>,
+    },
+    /// The answer to [`NetHandle::request`], carrying the requester's tag.
+    Response {
+        tag: u64,
+        result: Result<Vec<u8>, RequestError>,
+    },
+    /// The first connection to a peer was established.
+    PeerConnected { peer: PeerId },
+    /// The last connection to a peer closed.
+    PeerDisconnected { peer: PeerId },
+}
+
+/// A peer the node knows, connected or not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerInfo {
+    pub peer_id: PeerId,
+    pub addresses: Vec<Multiaddr>,
+    pub connected: bool,
+    /// Its gossipsub score, when gossipsub has one.
+    pub score: Option<f64>,
+}
+
+/// The node's own network state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetStatus {
+    pub peer_id: PeerId,
+    /// Where the node listens (unspecified addresses expanded per interface).
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Addresses announced to peers besides the listen addresses.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Number of peers with at least one connection.
+    pub connected_peers: usize,
+}
+
+/// Why the network layer could not start or do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot set up the transport: {0}")]
+    Transport(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("cannot start mDNS: {0}")]
+    Mdns(#[source] std::io::Error),
+    #[error("cannot set up gossipsub: {0}")]
+    Gossipsub(String),
+    #[error("cannot load the saved peers: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot dial {addr}: {reason}")]
+    Dial { addr: Multiaddr, reason: String },
+    #[error("the network task has stopped")]
+    Stopped,
+}
+
+/// Build the swarm, start listening, and spawn the event loop.
+///
+/// Fails before anything runs if a listen address cannot be bound (a busy
+/// port names the address) or the saved peers cannot be read. Must be called
+/// inside a tokio runtime.
+pub fn spawn(
+    cfg: NetConfig,
+    keypair: Keypair,
+    store: Store,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent>, JoinHandle<()>), NetError> {
+    let local = keypair.public().to_peer_id();
+    let behaviour = behaviour::Behaviour::new(&keypair, &cfg, registry)?;
+    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_dns()
+        .map_err(|e| NetError::Transport(format!("DNS resolver: {e}")))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.tuning.idle_connection_timeout()))
+        .build();
+
+    for addr in &cfg.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr: addr.clone(),
+                reason: describe_transport_error(&e),
+            })?;
+    }
+    for addr in &cfg.external {
+        swarm.add_external_address(addr.clone());
+    }
+
+    let saved = store.load_peers()?;
+    let (command_tx, command_rx) = mpsc::channel(1024);
+    let (event_tx, event_rx) = mpsc::channel(cfg.tuning.event_channel_capacity.max(1));
+    let (listen_tx, listen_rx) = watch::channel(Vec::new());
+    let metrics = metrics::NetMetrics::new(registry);
+    let event_loop = event_loop::EventLoop::new(
+        swarm, cfg, store, saved, command_rx, event_tx, listen_tx, metrics, registry,
+    );
+    let task = tokio::spawn(event_loop.run());
+    Ok((NetHandle::new(local, command_tx, listen_rx), event_rx, task))
+}
+
+/// A transport error as one line, with the OS reason (e.g. "Address already in use").
+fn describe_transport_error(e: &libp2p::TransportError<std::io::Error>) -> String {
+    match e {
+        libp2p::TransportError::MultiaddrNotSupported(a) => {
+            format!("the address {a} is not supported (expected /ip4|/ip6|/dns4/../tcp/PORT)")
+        }
+        libp2p::TransportError::Other(io) => io.to_string(),
+    }
+}

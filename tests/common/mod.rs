@@ -1,0 +1,364 @@
+//! Test harness for real `peerbook` processes on loopback: start a node with
+//! its own data dir and free ports, talk to its API, stop it with a signal,
+//! and kill whatever is left when the test ends (also when it fails).
+//!
+//! Nothing here waits a fixed time: every wait polls a condition with a
+//! generous deadline (the machine is shared), and a timeout panics with the
+//! node's output so the failure explains itself.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peerbook::api::peers::Peer;
+use peerbook::api::status::Status;
+
+/// How long any condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+const POLL: Duration = Duration::from_millis(150);
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_peerbook")
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot find a free port")
+}
+
+/// `peerbook` with a clean environment: no inherited `PEERBOOK_*` variables.
+pub fn command() -> Command {
+    let mut cmd = Command::new(bin());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PEERBOOK_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "info,peerbook=debug");
+    cmd
+}
+
+/// Output collected from a child's pipe by a background thread.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    fn collect(pipe: impl Read + Send + 'static) -> Self {
+        let captured = Captured::default();
+        let sink = captured.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        captured
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// A command that is expected to exit on its own: its status and output.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `cmd` to its end (killing it and failing the test after the deadline).
+pub fn run_to_exit(mut cmd: Command) -> Finished {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start peerbook");
+    let stdout = Captured::collect(child.stdout.take().expect("stdout"));
+    let stderr = Captured::collect(child.stderr.take().expect("stderr"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "peerbook did not exit in time\nstdout:\n{}\nstderr:\n{}",
+                stdout.text(),
+                stderr.text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let the reader threads drain the pipes.
+    let drained = Instant::now();
+    while drained.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+        if Arc::strong_count(&stdout.0) == 1 && Arc::strong_count(&stderr.0) == 1 {
+            break;
+        }
+    }
+    Finished {
+        status,
+        stdout: stdout.text(),
+        stderr: stderr.text(),
+    }
+}
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOpts {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub p2p_port: u16,
+    pub api_port: u16,
+    pub api_host: String,
+    pub bootstrap: Vec<String>,
+    pub mdns: bool,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl NodeOpts {
+    /// A node on free loopback ports with mDNS off.
+    pub fn new(name: &str, data_dir: &Path) -> Self {
+        NodeOpts {
+            name: name.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            p2p_port: free_port(),
+            api_port: free_port(),
+            api_host: "127.0.0.1".into(),
+            bootstrap: Vec::new(),
+            mdns: false,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn bootstrap(mut self, addr: impl Into<String>) -> Self {
+        self.bootstrap.push(addr.into());
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = command();
+        cmd.arg("node")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port))
+            .arg("--api")
+            .arg(format!("{}:{}", self.api_host, self.api_port));
+        if !self.mdns {
+            cmd.arg("--no-mdns");
+        }
+        for b in &self.bootstrap {
+            cmd.arg("--bootstrap").arg(b);
+        }
+        cmd.args(&self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Start the node (it may still be starting up when this returns).
+    pub fn start(self) -> Node {
+        let mut child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start peerbook");
+        let stdout = Captured::collect(child.stdout.take().expect("stdout"));
+        let stderr = Captured::collect(child.stderr.take().expect("stderr"));
+        Node {
+            child: Some(child),
+            stdout,
+            stderr,
+            http: reqwest::Client::new(),
+            opts: self,
+        }
+    }
+}
+
+/// A running `peerbook node`; killed when dropped.
+pub struct Node {
+    child: Option<Child>,
+    stdout: Captured,
+    stderr: Captured,
+    http: reqwest::Client,
+    pub opts: NodeOpts,
+}
+
+impl Node {
+    /// `/ip4/127.0.0.1/tcp/<port>`: the node's address without peer id.
+    pub fn addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.opts.p2p_port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.opts.api_port)
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.opts.api_port))
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.text()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Everything the node said, for failure messages.
+    pub fn output(&self) -> String {
+        format!(
+            "--- {} stdout ---\n{}--- {} stderr ---\n{}",
+            self.opts.name,
+            self.stdout(),
+            self.opts.name,
+            self.stderr()
+        )
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Option<T> {
+        let response = self.http.get(self.url(path)).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    /// `/api/v1/status`, if the node answers.
+    pub async fn status(&self) -> Option<Status> {
+        self.get("/api/v1/status").await
+    }
+
+    /// `/api/v1/peers`, if the node answers.
+    pub async fn peers(&self) -> Option<Vec<Peer>> {
+        self.get("/api/v1/peers").await
+    }
+
+    /// Wait until the API answers and the node listens; its status then.
+    pub async fn ready(&self) -> Status {
+        let what = format!("{} to be up", self.opts.name);
+        eventually(
+            &what,
+            || self.output(),
+            || async { self.status().await.filter(|s| !s.listen_addrs.is_empty()) },
+        )
+        .await
+    }
+
+    /// Wait until the node is connected to `peer_id`.
+    pub async fn connected_to(&self, peer_id: &str) {
+        let what = format!("{} to be connected to {peer_id}", self.opts.name);
+        eventually(
+            &what,
+            || self.output(),
+            || async {
+                let peers = self.peers().await?;
+                peers
+                    .iter()
+                    .any(|p| p.peer_id == peer_id && p.connected)
+                    .then_some(())
+            },
+        )
+        .await
+    }
+
+    fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+    }
+
+    /// Send `signal` and wait for the process to exit; its exit status.
+    pub fn stop_with(&mut self, signal: i32) -> ExitStatus {
+        let Some(pid) = self.pid() else {
+            panic!("{} is not running", self.opts.name)
+        };
+        // SAFETY: kill(2) on the pid of our own child, which we have not reaped.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+        let started = Instant::now();
+        let child = self.child.as_mut().expect("child");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if started.elapsed() > DEADLINE {
+                panic!("{} did not stop\n{}", self.opts.name, self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(libc::SIGTERM)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Poll `check` until it returns `Some`, or fail after [`DEADLINE`] saying
+/// what was awaited and showing `context()` (usually node output).
+pub async fn eventually<T, F, Fut>(what: &str, context: impl Fn() -> String, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if started.elapsed() > DEADLINE {
+            panic!("timed out waiting for {what}\n{}", context());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
