@@ -12,6 +12,8 @@ pub mod config;
 pub mod engine;
 pub mod market;
 pub mod net;
+pub mod net_ids;
 pub mod node;
 pub mod shutdown;
 pub mod store;
+pub mod wire;

@@ -76,7 +76,9 @@ impl std::str::FromStr for Side {
 pub struct Price(pub u64);
 
 /// A quantity in whole lots of its market.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Qty(pub u64);
 
@@ -244,7 +246,12 @@ impl MarketSpec {
     /// It is part of the market's gossip topic, so that nodes configured with
     /// different tick or lot sizes for the same name never mix their books.
     pub fn params_hash(&self) -> String {
-        let canonical = format!("{}|{}|{}", self.name, self.tick.normalize(), self.lot.normalize());
+        let canonical = format!(
+            "{}|{}|{}",
+            self.name,
+            self.tick.normalize(),
+            self.lot.normalize()
+        );
         let hash = blake3::hash(canonical.as_bytes());
         hash.to_hex()[..12].to_string()
     }

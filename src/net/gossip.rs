@@ -101,13 +101,10 @@ pub fn score_params(topics: &[TopicHash]) -> PeerScoreParams {
 /// With strict signing the author is always known; without one, the data
 /// alone is hashed.
 pub fn message_id(message: &gossipsub::Message) -> MessageId {
-    // same as net_ids::message_id (blake3 of the source's bytes, then the data)
-    let mut hasher = blake3::Hasher::new();
-    if let Some(source) = &message.source {
-        hasher.update(&source.to_bytes());
+    match &message.source {
+        Some(source) => MessageId::from(crate::net_ids::message_id(source, &message.data).to_vec()),
+        None => MessageId::from(blake3::hash(&message.data).as_bytes().to_vec()),
     }
-    hasher.update(&message.data);
-    MessageId::from(hasher.finalize().as_bytes().to_vec())
 }
 
 /// The gossipsub config.

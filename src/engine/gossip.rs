@@ -1,0 +1,295 @@
+//! Gossip: what this node publishes per market, and what it accepts.
+//!
+//! Outgoing, every change of our orders is an item in the market's stream:
+//! items are batched into one signed message per flush (every few
+//! milliseconds, or when a batch is full), and a heartbeat closes the stream
+//! periodically with the digest of everything published before it. The
+//! digest is kept as items enter the stream, so a replica that received the
+//! stream in order holds exactly that digest.
+//!
+//! Incoming, a message is checked whole before anything is applied: a
+//! malformed message, a wrong market, a time far from ours or an invalid
+//! item rejects it (and gossipsub penalises the peer that sent it); a newer
+//! wire version is ignored. Everything in it is about the signed source's
+//! own orders, so nobody can speak for another owner.
+
+use super::*;
+use crate::market::MAX_UNITS;
+use crate::wire::{self, FillMsg, Gossip, Heartbeat, WIRE_VERSION};
+
+impl Engine {
+    pub(super) fn on_gossip(&mut self, source: PeerId, topic: &str, data: &[u8]) -> Verdict {
+        if source == self.me {
+            return Verdict::Ignore;
+        }
+        let Some(&mkt) = self.by_topic.get(topic) else {
+            return Verdict::Reject;
+        };
+        let g: Gossip = match wire::decode(data, MAX_MESSAGE_BYTES) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::debug!(%source, error = %e, "rejecting undecodable gossip");
+                return Verdict::Reject;
+            }
+        };
+        if g.v > WIRE_VERSION {
+            return Verdict::Ignore;
+        }
+        if let Err(why) = self.check_gossip(mkt, &g) {
+            tracing::debug!(%source, why, "rejecting invalid gossip");
+            return Verdict::Reject;
+        }
+        let key = self.peer_key(source);
+        self.heard(key);
+        let mut changed = false;
+        for item in g.items {
+            changed |= self.apply_item(mkt, key, source, item);
+        }
+        if changed {
+            self.mstate[mkt].book_changed = true;
+            self.check_crossing(mkt);
+        }
+        Verdict::Accept
+    }
+
+    fn check_gossip(&self, mkt: usize, g: &Gossip) -> Result<(), &'static str> {
+        let skew = self.cfg.max_clock_skew_ms;
+        if g.v == 0 {
+            return Err("version 0");
+        }
+        if g.market != self.markets[mkt].spec.name {
+            return Err("market does not match the topic");
+        }
+        if g.sent_ms > self.now.saturating_add(skew) || g.sent_ms.saturating_add(skew) < self.now {
+            return Err("sent time too far from ours (replay or broken clock)");
+        }
+        if g.items.is_empty() {
+            return Err("no items");
+        }
+        for item in &g.items {
+            match item {
+                Item::Order(o) => {
+                    if o.price.0 == 0 || o.price.0 > MAX_UNITS {
+                        return Err("order price out of range");
+                    }
+                    if o.qty.is_zero() || o.qty.0 > MAX_UNITS || o.remaining > o.qty {
+                        return Err("order quantity out of range");
+                    }
+                    if o.remaining.is_zero() && o.ver == 0 {
+                        return Err("new order with nothing to fill");
+                    }
+                    if o.created_ms > self.now.saturating_add(skew) {
+                        return Err("order created in the future");
+                    }
+                    if o.ver == 0 && o.created_ms.saturating_add(skew) < self.now {
+                        return Err("new order created long ago");
+                    }
+                }
+                Item::Cancel { .. } => {}
+                Item::Fill(f) => {
+                    if f.qty.is_zero()
+                        || f.qty.0 > MAX_UNITS
+                        || f.price.0 == 0
+                        || f.price.0 > MAX_UNITS
+                        || f.maker_remaining.0 > MAX_UNITS
+                        || f.fill_seq == 0
+                        || f.mseq == 0
+                    {
+                        return Err("fill out of range");
+                    }
+                }
+                Item::Heartbeat(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply one item from `source`; whether the book changed.
+    fn apply_item(&mut self, mkt: usize, key: u32, source: PeerId, item: Item) -> bool {
+        let max = self.cfg.max_orders_per_owner;
+        match item {
+            Item::Order(o) => {
+                // An order we never saw, created long ago, comes by sync
+                // only: a stamp from the past must not buy time priority.
+                let known = self.markets[mkt].get_by_id(key, o.seq).is_some();
+                if !known && o.created_ms.saturating_add(self.cfg.max_clock_skew_ms) < self.now {
+                    return false;
+                }
+                match self.markets[mkt].upsert(key, &source, o, max) {
+                    replica::Applied::OverLimit => {
+                        self.counters.owner_limit_hits += 1;
+                        false
+                    }
+                    replica::Applied::Ignored => false,
+                    _ => true,
+                }
+            }
+            Item::Cancel { seq } => self.markets[mkt].remove(key, &source, seq, true),
+            Item::Fill(f) => self.apply_fill(mkt, key, source, &f),
+            Item::Heartbeat(hb) => {
+                self.on_heartbeat(mkt, key, source, hb);
+                false
+            }
+        }
+    }
+
+    /// A maker's fill, from gossip or sync.
+    pub(super) fn apply_fill(&mut self, mkt: usize, key: u32, maker: PeerId, f: &FillMsg) -> bool {
+        let trade = Trade {
+            id: TradeId {
+                maker: OrderId::new(maker, f.maker_seq),
+                fill_seq: f.fill_seq,
+            },
+            market: self.markets[mkt].spec.name.clone(),
+            maker_side: f.maker_side,
+            price: f.price,
+            qty: f.qty,
+            taker: OrderId::new(f.taker, f.taker_seq),
+            take_n: f.take_n,
+            mseq: f.mseq,
+            maker_remaining: f.maker_remaining,
+            maker_ver: f.maker_ver,
+            ts_ms: f.ts_ms,
+        };
+        let new = self.markets[mkt].apply_trade(key, &maker, &trade);
+        if new {
+            let info = views::trade(&self.markets[mkt].spec, &trade);
+            self.actions.push_back(Action::Event(Event::Trade(info)));
+        }
+        if f.taker == self.me {
+            // The fill of a take we never got an answer for.
+            let d = (f.taker_seq, f.take_n);
+            let matches = self
+                .doubts
+                .get(&d)
+                .is_some_and(|d| d.maker == trade.id.maker && f.qty <= d.qty);
+            if matches {
+                self.resolve_doubt(d, Some(f.clone()));
+            }
+        }
+        new
+    }
+
+    fn on_heartbeat(&mut self, mkt: usize, key: u32, source: PeerId, hb: Heartbeat) {
+        let syncing_book = matches!(self.mstate[mkt].book_sync, BookSync::Running { .. });
+        let rep = self.markets[mkt].owner(key);
+        if Digest::from_bytes(hb.digest) == rep.digest {
+            rep.mismatches = 0;
+            rep.raise_floor(hb.watermark);
+        } else {
+            rep.mismatches += 1;
+        }
+        if hb.fills > rep.fills_known {
+            rep.fill_gaps += 1;
+        } else {
+            rep.fill_gaps = 0;
+        }
+        let want_orders = rep.mismatches >= 2 && !rep.syncing && !syncing_book;
+        let want_fills = rep.fill_gaps >= 2 && !rep.fills_syncing && !syncing_book;
+        let from = rep.fills_known + 1;
+        rep.last_hb = Some(hb);
+        if want_orders {
+            self.start_owner_sync(mkt, key, source, 0);
+        }
+        if want_fills {
+            self.start_fills_sync(mkt, key, source, from);
+        }
+    }
+
+    /// Put one of our items in the market's gossip stream.
+    pub(super) fn stream(&mut self, mkt: usize, item: Item) {
+        let ms = &mut self.mstate[mkt];
+        match &item {
+            Item::Order(st) => {
+                if let Some(own) = self.own.get_mut(&st.seq) {
+                    match own.published.take() {
+                        Some(old) => ms.pub_digest.remove(Digest::of_order(&self.me, &old)),
+                        None => ms.pub_open += 1,
+                    }
+                    ms.unpublished.remove(&st.seq);
+                    if st.remaining.is_zero() {
+                        ms.pub_open = ms.pub_open.saturating_sub(1);
+                    } else {
+                        ms.pub_digest.add(Digest::of_order(&self.me, st));
+                        own.published = Some(st.clone());
+                    }
+                }
+            }
+            Item::Cancel { seq } => {
+                if let Some(old) = self.own.get_mut(seq).and_then(|o| o.published.take()) {
+                    ms.pub_digest.remove(Digest::of_order(&self.me, &old));
+                    ms.pub_open = ms.pub_open.saturating_sub(1);
+                }
+            }
+            Item::Fill(f) => {
+                ms.pub_fills = ms.pub_fills.max(f.mseq);
+                if let Some(own) = self.own.get_mut(&f.maker_seq) {
+                    if let Some(old) = own.published.take() {
+                        ms.pub_digest.remove(Digest::of_order(&self.me, &old));
+                        if f.maker_remaining.is_zero() {
+                            ms.pub_open = ms.pub_open.saturating_sub(1);
+                        } else {
+                            let mut st = old;
+                            st.remaining = f.maker_remaining;
+                            st.ver = f.maker_ver;
+                            ms.pub_digest.add(Digest::of_order(&self.me, &st));
+                            own.published = Some(st);
+                        }
+                    }
+                }
+            }
+            Item::Heartbeat(_) => {}
+        }
+        ms.outbox.push(item);
+        if ms.outbox.len() >= self.cfg.max_batch_items.max(1) {
+            self.flush(mkt);
+        } else if ms.flush_at.is_none() {
+            ms.flush_at = Some(self.now + self.cfg.flush_ms);
+        }
+    }
+
+    pub(super) fn flush(&mut self, mkt: usize) {
+        let ms = &mut self.mstate[mkt];
+        ms.flush_at = None;
+        if ms.outbox.is_empty() {
+            return;
+        }
+        let items = std::mem::take(&mut ms.outbox);
+        let g = Gossip {
+            v: WIRE_VERSION,
+            market: self.markets[mkt].spec.name.clone(),
+            sent_ms: self.now,
+            items,
+        };
+        self.counters.gossip_sent += 1;
+        self.actions.push_back(Action::Publish {
+            topic: self.markets[mkt].topic.clone(),
+            data: wire::encode(&g),
+        });
+    }
+
+    pub(super) fn flush_due(&mut self) {
+        for mkt in 0..self.mstate.len() {
+            if self.mstate[mkt].flush_at.is_some_and(|t| t <= self.now) {
+                self.flush(mkt);
+            }
+        }
+    }
+
+    /// Our heartbeat on a market: closes the stream so far.
+    pub(super) fn push_heartbeat(&mut self, mkt: usize) {
+        let ms = &self.mstate[mkt];
+        let watermark = ms
+            .unpublished
+            .first()
+            .map_or(self.next_seq.saturating_sub(1), |s| s.saturating_sub(1));
+        let hb = Heartbeat {
+            open: ms.pub_open,
+            digest: ms.pub_digest.to_bytes(),
+            watermark,
+            fills: ms.pub_fills,
+        };
+        self.stream(mkt, Item::Heartbeat(hb));
+        self.flush(mkt);
+    }
+}

@@ -1,0 +1,374 @@
+//! The replica of one market: every owner's open orders, as registers.
+//!
+//! An order's replicated state is a register: the owner's highest version
+//! wins, and a cancel (or a fill to zero) is a tombstone. Per owner the
+//! replica also keeps a *floor*: every order of that owner with a sequence
+//! number at or below the floor that is not open here is gone for good, so a
+//! late or replayed message cannot bring it back. Together these make
+//! duplicated, late and reordered messages converge to one state.
+//!
+//! Orders live in a `Book` (the same price-time book the node matches with),
+//! ordered by price and then by created time, so every replica walks them in
+//! the same order; the digests are kept up to date on every change.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use libp2p::PeerId;
+
+use super::digest::Digest;
+use super::durable::Trade;
+use super::ids::TradeId;
+use crate::book::{Book, OrderKey, OrderView, OwnerKey};
+use crate::market::{MarketSpec, Qty, Side};
+use crate::wire::{Heartbeat, OrderState};
+
+/// What applying a message did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    New,
+    Updated,
+    Removed,
+    Ignored,
+    /// The owner already has the most open orders allowed.
+    OverLimit,
+}
+
+/// One replicated order.
+#[derive(Clone, Debug)]
+pub struct RepOrder {
+    pub state: OrderState,
+}
+
+/// What the replica knows of one owner on this market.
+#[derive(Clone, Debug, Default)]
+pub struct OwnerRep {
+    /// Open orders by sequence number.
+    pub live: BTreeMap<u64, OrderKey>,
+    pub digest: Digest,
+    pub floor: u64,
+    pub tombstones: BTreeSet<u64>,
+    pub last_hb: Option<Heartbeat>,
+    /// Heartbeats in a row whose digest differed from ours.
+    pub mismatches: u32,
+    /// Heartbeats in a row announcing fills we do not hold.
+    pub fill_gaps: u32,
+    /// Every fill of this owner as maker with `mseq` up to this is known.
+    pub fills_known: u64,
+    /// Fills known beyond `fills_known` (arrived out of order).
+    pub fills_ahead: BTreeSet<u64>,
+    pub syncing: bool,
+    pub fills_syncing: bool,
+    /// Repairs started for this owner (to alternate whom we ask).
+    pub sync_attempts: u32,
+}
+
+impl OwnerRep {
+    fn is_dead(&self, seq: u64) -> bool {
+        !self.live.contains_key(&seq) && (seq <= self.floor || self.tombstones.contains(&seq))
+    }
+
+    fn note_fill(&mut self, mseq: u64) {
+        if mseq <= self.fills_known {
+            return;
+        }
+        self.fills_ahead.insert(mseq);
+        while self.fills_ahead.remove(&(self.fills_known + 1)) {
+            self.fills_known += 1;
+        }
+    }
+
+    /// Fills older than `oldest` cannot be had any more: stop waiting.
+    pub fn skip_fills_below(&mut self, oldest: u64) {
+        if oldest > self.fills_known + 1 {
+            self.fills_known = oldest - 1;
+            self.fills_ahead = self.fills_ahead.split_off(&oldest);
+        }
+        while self.fills_ahead.remove(&(self.fills_known + 1)) {
+            self.fills_known += 1;
+        }
+    }
+
+    /// Raise the floor and forget the tombstones it covers.
+    pub fn raise_floor(&mut self, floor: u64) {
+        if floor > self.floor {
+            self.floor = floor;
+            self.tombstones = self.tombstones.split_off(&(floor + 1));
+        }
+    }
+}
+
+/// Replica of one market.
+pub struct Replica {
+    pub spec: MarketSpec,
+    pub topic: String,
+    pub book: Book,
+    orders: HashMap<OrderKey, RepOrder>,
+    keys: HashMap<(OwnerKey, u64), OrderKey>,
+    next_key: OrderKey,
+    pub owners: HashMap<OwnerKey, OwnerRep>,
+    pub digest: Digest,
+    trades: VecDeque<(OwnerKey, Trade)>,
+    trade_ids: HashSet<TradeId>,
+    max_trades: usize,
+}
+
+/// Time priority of an order in every replica: created time first, then a
+/// hash of its id, so all replicas order a level the same way.
+pub fn priority(created_ms: u64, owner: &PeerId, seq: u64) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&owner.to_bytes());
+    h.update(&seq.to_le_bytes());
+    let b = h.finalize();
+    let tie = u64::from_le_bytes(b.as_bytes()[..8].try_into().unwrap_or([0; 8])) & 0xF_FFFF;
+    (created_ms.min((1 << 44) - 1) << 20) | tie
+}
+
+impl Replica {
+    pub fn new(spec: MarketSpec, max_trades: usize) -> Self {
+        Replica {
+            topic: spec.topic(),
+            book: Book::new(spec.clone()),
+            spec,
+            orders: HashMap::new(),
+            keys: HashMap::new(),
+            next_key: 1,
+            owners: HashMap::new(),
+            digest: Digest::EMPTY,
+            trades: VecDeque::new(),
+            trade_ids: HashSet::new(),
+            max_trades: max_trades.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn owner(&mut self, owner: OwnerKey) -> &mut OwnerRep {
+        self.owners.entry(owner).or_default()
+    }
+
+    pub fn key_of(&self, owner: OwnerKey, seq: u64) -> Option<OrderKey> {
+        self.keys.get(&(owner, seq)).copied()
+    }
+
+    pub fn get(&self, key: OrderKey) -> Option<&RepOrder> {
+        self.orders.get(&key)
+    }
+
+    pub fn get_by_id(&self, owner: OwnerKey, seq: u64) -> Option<&RepOrder> {
+        self.key_of(owner, seq).and_then(|k| self.orders.get(&k))
+    }
+
+    /// Apply an order's state from its owner: the highest version wins.
+    pub fn upsert(
+        &mut self,
+        owner: OwnerKey,
+        peer: &PeerId,
+        state: OrderState,
+        max_per_owner: usize,
+    ) -> Applied {
+        if let Some(key) = self.key_of(owner, state.seq) {
+            let Some(cur) = self.orders.get(&key) else {
+                return Applied::Ignored;
+            };
+            let c = &cur.state;
+            let same_order = c.side == state.side
+                && c.price == state.price
+                && c.qty == state.qty
+                && c.created_ms == state.created_ms;
+            if state.ver <= c.ver || !same_order || state.remaining > c.qty {
+                return Applied::Ignored;
+            }
+            if state.remaining.is_zero() {
+                self.remove(owner, peer, state.seq, true);
+                return Applied::Removed;
+            }
+            let old = Digest::of_order(peer, &cur.state);
+            let new = Digest::of_order(peer, &state);
+            let _ = self.book.set_remaining(key, state.remaining);
+            self.digest.remove(old);
+            self.digest.add(new);
+            let rep = self.owners.entry(owner).or_default();
+            rep.digest.remove(old);
+            rep.digest.add(new);
+            if let Some(o) = self.orders.get_mut(&key) {
+                o.state = state;
+            }
+            return Applied::Updated;
+        }
+        let rep = self.owners.entry(owner).or_default();
+        if rep.is_dead(state.seq) {
+            return Applied::Ignored;
+        }
+        if state.remaining.is_zero() {
+            rep.tombstones.insert(state.seq);
+            return Applied::Ignored;
+        }
+        if rep.live.len() >= max_per_owner {
+            return Applied::OverLimit;
+        }
+        let key = self.next_key;
+        let view = OrderView {
+            id: key,
+            owner,
+            side: state.side,
+            price: state.price,
+            remaining: state.remaining,
+            priority: priority(state.created_ms, peer, state.seq),
+        };
+        if self.book.insert_resting(view).is_err() {
+            return Applied::Ignored;
+        }
+        self.next_key += 1;
+        let d = Digest::of_order(peer, &state);
+        rep.live.insert(state.seq, key);
+        rep.digest.add(d);
+        self.digest.add(d);
+        self.keys.insert((owner, state.seq), key);
+        self.orders.insert(key, RepOrder { state });
+        Applied::New
+    }
+
+    /// Remove an open order; with `tombstone` it can never come back.
+    pub fn remove(&mut self, owner: OwnerKey, peer: &PeerId, seq: u64, tombstone: bool) -> bool {
+        let rep = self.owners.entry(owner).or_default();
+        if tombstone && seq > rep.floor {
+            rep.tombstones.insert(seq);
+        }
+        let Some(key) = self.keys.remove(&(owner, seq)) else {
+            return false;
+        };
+        rep.live.remove(&seq);
+        let _ = self.book.cancel(key);
+        if let Some(o) = self.orders.remove(&key) {
+            let d = Digest::of_order(peer, &o.state);
+            rep.digest.remove(d);
+            self.digest.remove(d);
+        }
+        true
+    }
+
+    /// Replace what is held of `owner`'s orders with `after < seq <= upto`
+    /// by `orders` (an authoritative page): the ones missing are gone.
+    pub fn replace_range(
+        &mut self,
+        owner: OwnerKey,
+        peer: &PeerId,
+        after: u64,
+        upto: u64,
+        orders: Vec<OrderState>,
+        max_per_owner: usize,
+    ) {
+        if upto <= after {
+            // An empty (or nonsensical) range says nothing about any order.
+            return;
+        }
+        let keep: HashSet<u64> = orders.iter().map(|o| o.seq).collect();
+        let gone: Vec<u64> = self
+            .owners
+            .get(&owner)
+            .map(|rep| {
+                rep.live
+                    .range(after.saturating_add(1)..=upto)
+                    .map(|(s, _)| *s)
+                    .filter(|s| !keep.contains(s))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for seq in gone {
+            self.remove(owner, peer, seq, true);
+        }
+        for o in orders {
+            if o.seq > after && o.seq <= upto {
+                self.upsert(owner, peer, o, max_per_owner);
+            }
+        }
+        let rep = self.owner(owner);
+        if after <= rep.floor {
+            rep.raise_floor(upto);
+        }
+    }
+
+    /// Record a trade (once), and apply what it says of the maker's order.
+    /// Returns whether the trade was new here.
+    pub fn apply_trade(&mut self, maker: OwnerKey, maker_peer: &PeerId, t: &Trade) -> bool {
+        if let Some(key) = self.key_of(maker, t.id.maker.seq) {
+            let newer = self
+                .orders
+                .get(&key)
+                .is_some_and(|o| t.maker_ver > o.state.ver);
+            if newer {
+                if t.maker_remaining.is_zero() {
+                    self.remove(maker, maker_peer, t.id.maker.seq, true);
+                } else if let Some(o) = self.orders.get(&key) {
+                    let mut s = o.state.clone();
+                    s.remaining = t.maker_remaining;
+                    s.ver = t.maker_ver;
+                    self.upsert(maker, maker_peer, s, usize::MAX);
+                }
+            }
+        } else if t.maker_remaining.is_zero() {
+            let rep = self.owner(maker);
+            if t.id.maker.seq > rep.floor {
+                rep.tombstones.insert(t.id.maker.seq);
+            }
+        }
+        self.owner(maker).note_fill(t.mseq);
+        if !self.trade_ids.insert(t.id) {
+            return false;
+        }
+        self.trades.push_back((maker, t.clone()));
+        while self.trades.len() > self.max_trades {
+            if let Some((_, old)) = self.trades.pop_front() {
+                self.trade_ids.remove(&old.id);
+            }
+        }
+        true
+    }
+
+    /// Recent trades, newest first.
+    pub fn recent_trades(&self) -> impl Iterator<Item = &Trade> {
+        self.trades.iter().rev().map(|(_, t)| t)
+    }
+
+    /// One owner's fills as maker with `mseq >= from`, oldest first, and the
+    /// oldest `mseq` still held.
+    pub fn owner_trades(
+        &self,
+        owner: OwnerKey,
+        from: u64,
+        limit: usize,
+    ) -> (Vec<Trade>, u64, bool) {
+        let mut all: Vec<&Trade> = self
+            .trades
+            .iter()
+            .filter(|(o, _)| *o == owner)
+            .map(|(_, t)| t)
+            .collect();
+        all.sort_by_key(|t| t.mseq);
+        let oldest = all.first().map(|t| t.mseq).unwrap_or(from);
+        let mut out: Vec<Trade> = all
+            .into_iter()
+            .filter(|t| t.mseq >= from)
+            .cloned()
+            .collect();
+        let more = out.len() > limit;
+        out.truncate(limit);
+        (out, oldest, more)
+    }
+
+    /// Open orders of `owner` with `seq > after`, ascending.
+    pub fn owner_orders(&self, owner: OwnerKey, after: u64) -> impl Iterator<Item = &OrderState> {
+        self.owners
+            .get(&owner)
+            .into_iter()
+            .flat_map(move |rep| rep.live.range(after.saturating_add(1)..))
+            .filter_map(|(_, k)| self.orders.get(k).map(|o| &o.state))
+    }
+
+    /// Aggregated depth, best first, `levels` per side.
+    pub fn depth(&self, side: Side, levels: usize) -> Vec<(crate::market::Price, Qty)> {
+        self.book.depth(side, levels)
+    }
+}

@@ -1,0 +1,909 @@
+//! A deterministic simulated network for engines.
+//!
+//! Many engines, one thread, one seeded random generator: gossip is
+//! delivered with random delay (so reordered), dropped and duplicated, and
+//! forwarded by the nodes that accept it, as gossipsub does; requests are
+//! dropped or answered late, and time out like libp2p's request-response;
+//! writes become durable after a random delay, in order, and a crash loses
+//! the ones not yet durable. Links can be cut and healed and nodes crashed
+//! and restarted from what they made durable. A failing seed replays exactly.
+//!
+//! The engine tests drive it with random orders and check, after every step,
+//! that no order is filled past its quantity anywhere, and once the network
+//! is quiet, that every node holds the same books and the same fills.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+
+use libp2p::PeerId;
+use rust_decimal::Decimal;
+
+use super::*;
+
+/// A small, portable random generator (splitmix64), so a seed means the
+/// same run on every machine.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+    }
+}
+
+/// How unkind the simulated network is.
+#[derive(Clone, Debug)]
+pub struct NetModel {
+    pub gossip_drop: f64,
+    pub gossip_dup: f64,
+    pub request_drop: f64,
+    pub min_delay: Millis,
+    pub max_delay: Millis,
+    pub max_commit: Millis,
+    pub request_timeout: Millis,
+}
+
+impl NetModel {
+    /// A perfect network: nothing lost, short delays.
+    pub fn calm() -> NetModel {
+        NetModel {
+            gossip_drop: 0.0,
+            gossip_dup: 0.0,
+            request_drop: 0.0,
+            min_delay: 1,
+            max_delay: 5,
+            max_commit: 2,
+            request_timeout: 3_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Ev {
+    Gossip {
+        to: usize,
+        from: usize,
+        source: PeerId,
+        msg_id: [u8; 32],
+        topic: String,
+        data: Vec<u8>,
+    },
+    Request {
+        to: usize,
+        to_epoch: u64,
+        from: usize,
+        from_epoch: u64,
+        proto: Proto,
+        tag: u64,
+        data: Vec<u8>,
+    },
+    Response {
+        to: usize,
+        epoch: u64,
+        tag: u64,
+        result: Result<Vec<u8>, RequestFailure>,
+    },
+    Commit {
+        node: usize,
+        epoch: u64,
+        ticket: u64,
+        ops: Vec<Op>,
+    },
+    Tick {
+        node: usize,
+        epoch: u64,
+    },
+}
+
+/// One simulated host.
+pub struct SimNode {
+    pub id: PeerId,
+    pub engine: Option<Engine>,
+    /// What this node made durable: it survives crashes.
+    pub durable: Snapshot,
+    epoch: u64,
+    last_commit: Millis,
+    seen: HashSet<[u8; 32]>,
+    validating: HashMap<Vec<u8>, (String, Vec<u8>, PeerId)>,
+    inbound: HashMap<u64, (usize, u64, u64)>,
+    next_req: u64,
+    open_tags: HashSet<u64>,
+    tick_at: Option<Millis>,
+}
+
+/// The simulated network and its nodes.
+pub struct Sim {
+    pub now: Millis,
+    pub rng: Rng,
+    pub net: NetModel,
+    pub nodes: Vec<SimNode>,
+    pub markets: Vec<MarketSpec>,
+    pub cfg: EngineConfig,
+    links: BTreeSet<(usize, usize)>,
+    /// Pairs that cannot reach each other at all (a partition): no link,
+    /// and no direct dial for a request either.
+    cut: BTreeSet<(usize, usize)>,
+    queue: BinaryHeap<Reverse<(Millis, u64)>>,
+    events: HashMap<u64, Ev>,
+    next_ev: u64,
+    next_cmd: u64,
+    /// Answers to commands, by command id.
+    pub replies: HashMap<u64, Result<OrderInfo, EngineError>>,
+    /// Gossip verdicts that were `Reject` (honest nodes never earn one).
+    pub rejected: u64,
+}
+
+/// Simulated time starts here (a realistic wall clock, for skew checks).
+pub const EPOCH_MS: Millis = 1_700_000_000_000;
+
+impl Sim {
+    /// `n` fresh nodes, all linked to each other.
+    pub fn new(
+        n: usize,
+        seed: u64,
+        markets: Vec<MarketSpec>,
+        cfg: EngineConfig,
+        net: NetModel,
+    ) -> Sim {
+        let mut rng = Rng::new(seed);
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            let mut bytes = [0u8; 32];
+            for chunk in bytes.chunks_mut(8) {
+                chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+            }
+            let id = libp2p::identity::Keypair::ed25519_from_bytes(bytes)
+                .map(|k| k.public().to_peer_id())
+                .unwrap_or_else(|_| PeerId::random());
+            nodes.push(SimNode {
+                id,
+                engine: None,
+                durable: Snapshot::default(),
+                epoch: 0,
+                last_commit: 0,
+                seen: HashSet::new(),
+                validating: HashMap::new(),
+                inbound: HashMap::new(),
+                next_req: 1,
+                open_tags: HashSet::new(),
+                tick_at: None,
+            });
+        }
+        let mut sim = Sim {
+            now: EPOCH_MS,
+            rng,
+            net,
+            nodes,
+            markets,
+            cfg,
+            links: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            next_ev: 0,
+            next_cmd: 1,
+            replies: HashMap::new(),
+            rejected: 0,
+        };
+        for i in 0..n {
+            sim.start(i);
+        }
+        for a in 0..n {
+            for b in a + 1..n {
+                sim.link(a, b);
+            }
+        }
+        sim
+    }
+
+    fn key(a: usize, b: usize) -> (usize, usize) {
+        (a.min(b), a.max(b))
+    }
+
+    pub fn linked(&self, a: usize, b: usize) -> bool {
+        self.links.contains(&Self::key(a, b))
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].engine.is_some()
+    }
+
+    fn connected(&self, a: usize, b: usize) -> bool {
+        a != b && self.linked(a, b) && self.is_up(a) && self.is_up(b)
+    }
+
+    /// Whether a request from `a` reaches `b`: over a link, or by dialling
+    /// it directly as request-response does, unless the two are cut apart.
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        a != b && self.is_up(a) && self.is_up(b) && !self.cut.contains(&Self::key(a, b))
+    }
+
+    /// Cut two nodes apart: no gossip link, no requests.
+    pub fn partition(&mut self, a: usize, b: usize) {
+        self.cut.insert(Self::key(a, b));
+        self.unlink(a, b);
+    }
+
+    /// Undo a partition and link the two again.
+    pub fn heal(&mut self, a: usize, b: usize) {
+        self.cut.remove(&Self::key(a, b));
+        self.link(a, b);
+    }
+
+    pub fn is_cut(&self, a: usize, b: usize) -> bool {
+        self.cut.contains(&Self::key(a, b))
+    }
+
+    fn neighbours(&self, a: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|b| self.connected(a, *b))
+            .collect()
+    }
+
+    /// Join two nodes (both learn of the connection if they are up).
+    pub fn link(&mut self, a: usize, b: usize) {
+        if a == b || !self.links.insert(Self::key(a, b)) {
+            return;
+        }
+        if self.is_up(a) && self.is_up(b) {
+            let (pa, pb) = (self.nodes[a].id, self.nodes[b].id);
+            self.input(a, Input::PeerConnected(pb));
+            self.input(b, Input::PeerConnected(pa));
+        }
+    }
+
+    /// Cut two nodes apart.
+    pub fn unlink(&mut self, a: usize, b: usize) {
+        if !self.links.remove(&Self::key(a, b)) {
+            return;
+        }
+        if self.is_up(a) && self.is_up(b) {
+            let (pa, pb) = (self.nodes[a].id, self.nodes[b].id);
+            self.input(a, Input::PeerDisconnected(pb));
+            self.input(b, Input::PeerDisconnected(pa));
+        }
+    }
+
+    /// Kill a node: what it had not made durable is lost.
+    pub fn crash(&mut self, i: usize) {
+        if self.nodes[i].engine.take().is_none() {
+            return;
+        }
+        let n = &mut self.nodes[i];
+        n.epoch += 1;
+        n.seen.clear();
+        n.validating.clear();
+        n.inbound.clear();
+        n.open_tags.clear();
+        n.tick_at = None;
+        let pid = n.id;
+        for b in 0..self.nodes.len() {
+            if b != i && self.linked(i, b) && self.is_up(b) {
+                self.input(b, Input::PeerDisconnected(pid));
+            }
+        }
+    }
+
+    /// Start (or restart) a node from its durable state.
+    pub fn start(&mut self, i: usize) {
+        if self.is_up(i) {
+            return;
+        }
+        let n = &mut self.nodes[i];
+        let e = Engine::new(
+            n.id,
+            self.cfg.clone(),
+            self.markets.clone(),
+            n.durable.clone(),
+            self.now,
+        );
+        n.engine = Some(e);
+        n.last_commit = self.now;
+        self.drain(i);
+        for b in 0..self.nodes.len() {
+            if b != i && self.linked(i, b) && self.is_up(b) {
+                let (pa, pb) = (self.nodes[i].id, self.nodes[b].id);
+                self.input(i, Input::PeerConnected(pb));
+                self.input(b, Input::PeerConnected(pa));
+            }
+        }
+    }
+
+    /// Place an order on node `i`; the reply lands in `replies`.
+    pub fn command(&mut self, i: usize, cmd: Command) -> u64 {
+        let id = self.next_cmd;
+        self.next_cmd += 1;
+        self.input(
+            i,
+            Input::Command {
+                id: CommandId(id),
+                cmd,
+            },
+        );
+        id
+    }
+
+    fn schedule(&mut self, at: Millis, ev: Ev) {
+        let id = self.next_ev;
+        self.next_ev += 1;
+        self.events.insert(id, ev);
+        self.queue.push(Reverse((at, id)));
+    }
+
+    fn delay(&mut self) -> Millis {
+        self.rng.range(self.net.min_delay, self.net.max_delay)
+    }
+
+    /// Feed one input to a node and carry out what it asks for.
+    pub fn input(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        let Some(e) = self.nodes[i].engine.as_mut() else {
+            return;
+        };
+        e.handle(input, now);
+        self.drain(i);
+    }
+
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(a) = self.nodes[i].engine.as_mut().and_then(|e| e.poll_action()) else {
+                break;
+            };
+            self.act(i, a);
+        }
+        let Some(e) = self.nodes[i].engine.as_ref() else {
+            return;
+        };
+        let at = e.poll_timeout().max(self.now + 1);
+        if self.nodes[i].tick_at.is_none_or(|t| at < t) {
+            self.nodes[i].tick_at = Some(at);
+            let epoch = self.nodes[i].epoch;
+            self.schedule(at, Ev::Tick { node: i, epoch });
+        }
+    }
+
+    fn act(&mut self, i: usize, a: Action) {
+        match a {
+            Action::Publish { topic, data } => {
+                // Like the node's gossipsub: the id hashes the signed source
+                // and the data, so equal bytes from two publishers differ.
+                let source = self.nodes[i].id;
+                let msg_id = crate::net_ids::message_id(&source, &data);
+                self.nodes[i].seen.insert(msg_id);
+                self.send_gossip(i, source, msg_id, topic, data, None);
+            }
+            Action::Validate {
+                message_id,
+                verdict,
+                ..
+            } => {
+                let Some((topic, data, source)) = self.nodes[i].validating.remove(&message_id)
+                else {
+                    return;
+                };
+                match verdict {
+                    Verdict::Accept => {
+                        let mut id = [0u8; 32];
+                        id.copy_from_slice(&message_id[..32.min(message_id.len())]);
+                        self.send_gossip(i, source, id, topic, data, None);
+                    }
+                    Verdict::Reject => self.rejected += 1,
+                    Verdict::Ignore => {}
+                }
+            }
+            Action::Request {
+                peer,
+                proto,
+                tag,
+                data,
+            } => {
+                self.nodes[i].open_tags.insert(tag);
+                let epoch = self.nodes[i].epoch;
+                let to = self.nodes.iter().position(|n| n.id == peer);
+                let d = self.delay();
+                match to {
+                    Some(to) if self.reachable(i, to) => {
+                        if !self.rng.chance(self.net.request_drop) {
+                            let to_epoch = self.nodes[to].epoch;
+                            self.schedule(
+                                self.now + d,
+                                Ev::Request {
+                                    to,
+                                    to_epoch,
+                                    from: i,
+                                    from_epoch: epoch,
+                                    proto,
+                                    tag,
+                                    data,
+                                },
+                            );
+                        }
+                        let t = self.now + self.net.request_timeout;
+                        self.schedule(
+                            t,
+                            Ev::Response {
+                                to: i,
+                                epoch,
+                                tag,
+                                result: Err(RequestFailure::Lost),
+                            },
+                        );
+                    }
+                    _ => self.schedule(
+                        self.now + d,
+                        Ev::Response {
+                            to: i,
+                            epoch,
+                            tag,
+                            result: Err(RequestFailure::NotSent),
+                        },
+                    ),
+                }
+            }
+            Action::Respond { req, data } => {
+                let Some((from, from_epoch, tag)) = self.nodes[i].inbound.remove(&req) else {
+                    return;
+                };
+                if self.reachable(i, from)
+                    && self.nodes[from].epoch == from_epoch
+                    && !self.rng.chance(self.net.request_drop)
+                {
+                    let d = self.delay();
+                    self.schedule(
+                        self.now + d,
+                        Ev::Response {
+                            to: from,
+                            epoch: from_epoch,
+                            tag,
+                            result: Ok(data),
+                        },
+                    );
+                }
+            }
+            Action::Persist { ticket, ops } => {
+                let d = self.rng.range(0, self.net.max_commit);
+                let at = self.nodes[i].last_commit.max(self.now) + d;
+                self.nodes[i].last_commit = at;
+                let epoch = self.nodes[i].epoch;
+                self.schedule(
+                    at,
+                    Ev::Commit {
+                        node: i,
+                        epoch,
+                        ticket,
+                        ops,
+                    },
+                );
+            }
+            Action::Reply { id, result } => {
+                self.replies.insert(id.0, result);
+            }
+            Action::Event(_) => {}
+        }
+    }
+
+    fn send_gossip(
+        &mut self,
+        from: usize,
+        source: PeerId,
+        msg_id: [u8; 32],
+        topic: String,
+        data: Vec<u8>,
+        _only: Option<usize>,
+    ) {
+        for to in self.neighbours(from) {
+            if self.nodes[to].id == source || self.rng.chance(self.net.gossip_drop) {
+                continue;
+            }
+            let copies = if self.rng.chance(self.net.gossip_dup) {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let d = self.delay();
+                self.schedule(
+                    self.now + d,
+                    Ev::Gossip {
+                        to,
+                        from,
+                        source,
+                        msg_id,
+                        topic: topic.clone(),
+                        data: data.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Run every event up to time `until`.
+    pub fn run_until(&mut self, until: Millis) {
+        while let Some(Reverse((at, id))) = self.queue.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = self.now.max(at);
+            if let Some(ev) = self.events.remove(&id) {
+                self.deliver(ev);
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Run for `ms` more milliseconds.
+    pub fn run_for(&mut self, ms: Millis) {
+        let t = self.now + ms;
+        self.run_until(t);
+    }
+
+    fn deliver(&mut self, ev: Ev) {
+        match ev {
+            Ev::Gossip {
+                to,
+                from,
+                source,
+                msg_id,
+                topic,
+                data,
+            } => {
+                if !self.connected(from, to) || !self.nodes[to].seen.insert(msg_id) {
+                    return;
+                }
+                let mid = msg_id.to_vec();
+                self.nodes[to]
+                    .validating
+                    .insert(mid.clone(), (topic.clone(), data.clone(), source));
+                let prop = self.nodes[from].id;
+                self.input(
+                    to,
+                    Input::Gossip {
+                        source,
+                        propagation_source: prop,
+                        message_id: mid,
+                        topic,
+                        data,
+                    },
+                );
+            }
+            Ev::Request {
+                to,
+                to_epoch,
+                from,
+                from_epoch,
+                proto,
+                tag,
+                data,
+            } => {
+                if self.nodes[to].epoch != to_epoch
+                    || self.nodes[from].epoch != from_epoch
+                    || !self.reachable(from, to)
+                {
+                    return;
+                }
+                let req = self.nodes[to].next_req;
+                self.nodes[to].next_req += 1;
+                self.nodes[to].inbound.insert(req, (from, from_epoch, tag));
+                let peer = self.nodes[from].id;
+                self.input(
+                    to,
+                    Input::Request {
+                        peer,
+                        proto,
+                        req,
+                        data,
+                    },
+                );
+            }
+            Ev::Response {
+                to,
+                epoch,
+                tag,
+                result,
+            } => {
+                if self.nodes[to].epoch != epoch || !self.nodes[to].open_tags.remove(&tag) {
+                    return;
+                }
+                self.input(to, Input::Response { tag, result });
+            }
+            Ev::Commit {
+                node,
+                epoch,
+                ticket,
+                ops,
+            } => {
+                if self.nodes[node].epoch != epoch {
+                    return;
+                }
+                self.nodes[node].durable.apply(&ops);
+                self.input(node, Input::Persisted { ticket });
+            }
+            Ev::Tick { node, epoch } => {
+                if self.nodes[node].epoch != epoch {
+                    return;
+                }
+                if self.nodes[node].tick_at.is_some_and(|t| t <= self.now) {
+                    self.nodes[node].tick_at = None;
+                }
+                self.input(node, Input::Tick);
+            }
+        }
+    }
+
+    /// An order for node `i` at `ticks`/`lots` on market 0.
+    pub fn order(&self, side: Side, ticks: u64, lots: u64, tif: Tif) -> Command {
+        let spec = &self.markets[0];
+        Command::Place(PlaceOrder {
+            market: spec.name.clone(),
+            side,
+            kind: OrderKind::Limit,
+            price: Some(spec.tick * Decimal::from(ticks)),
+            quantity: spec.lot * Decimal::from(lots),
+            tif,
+            client_id: None,
+        })
+    }
+
+    /// No order filled past its quantity, by any node's durable records or
+    /// in any running engine; every durable order's fills add up.
+    pub fn check_no_overfill(&self) -> Result<(), String> {
+        let mut qty: HashMap<OrderId, Qty> = HashMap::new();
+        let mut trades: BTreeMap<TradeId, Trade> = BTreeMap::new();
+        for n in &self.nodes {
+            let mut own_fills: HashMap<u64, u64> = HashMap::new();
+            for t in n.durable.trades.values() {
+                if t.id.maker.owner == n.id {
+                    *own_fills.entry(t.id.maker.seq).or_default() += t.qty.0;
+                }
+                if t.taker.owner == n.id {
+                    *own_fills.entry(t.taker.seq).or_default() += t.qty.0;
+                }
+            }
+            for o in n.durable.orders.values() {
+                if o.filled > o.qty {
+                    return Err(format!(
+                        "{}/{} durable filled {:?} > qty {:?}",
+                        n.id, o.seq, o.filled, o.qty
+                    ));
+                }
+                qty.insert(OrderId::new(n.id, o.seq), o.qty);
+                let own = own_fills.get(&o.seq).copied().unwrap_or(0);
+                if own != o.filled.0 {
+                    return Err(format!(
+                        "{}/{} durable filled {} but its durable trades add up to {own}",
+                        n.id, o.seq, o.filled.0
+                    ));
+                }
+            }
+            for t in n.durable.trades.values() {
+                if let Some(prev) = trades.get(&t.id) {
+                    if prev.qty != t.qty || prev.taker != t.taker || prev.price != t.price {
+                        return Err(format!(
+                            "trade {} recorded differently: {prev:?} vs {t:?}",
+                            t.id
+                        ));
+                    }
+                }
+                trades.insert(t.id, t.clone());
+            }
+            if let Some(e) = &n.engine {
+                for o in e.own.values() {
+                    // Filled plus what is asked and unanswered never passes
+                    // the quantity: the taker side can never overfill.
+                    if o.rec.filled + o.reserved > o.rec.qty {
+                        return Err(format!(
+                            "{}/{} in memory filled {} + reserved {} > {}",
+                            n.id, o.rec.seq, o.rec.filled.0, o.reserved.0, o.rec.qty.0
+                        ));
+                    }
+                }
+            }
+        }
+        let mut per_order: HashMap<OrderId, u64> = HashMap::new();
+        for t in trades.values() {
+            *per_order.entry(t.id.maker).or_default() += t.qty.0;
+            *per_order.entry(t.taker).or_default() += t.qty.0;
+        }
+        for (id, filled) in per_order {
+            if let Some(q) = qty.get(&id) {
+                if filled > q.0 {
+                    return Err(format!(
+                        "order {id} has trades for {filled} lots but quantity {}",
+                        q.0
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every running node holds the same book digest and the same trades
+    /// on every market, nothing is left in doubt, and no book is crossed.
+    pub fn check_converged(&self) -> Result<(), String> {
+        let up: Vec<&Engine> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref())
+            .collect();
+        let Some(first) = up.first() else {
+            return Ok(());
+        };
+        for spec in &self.markets {
+            let m = spec.name.as_str();
+            let d0 = first.digest(m).map_err(|e| e.to_string())?;
+            let t0: BTreeSet<String> = first
+                .trades(Some(m), usize::MAX)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|t| t.id)
+                .collect();
+            for (i, e) in up.iter().enumerate() {
+                let d = e.digest(m).map_err(|e| e.to_string())?;
+                if d != d0 {
+                    let b0 = first.book(m, 50).map_err(|e| e.to_string())?;
+                    let b = e.book(m, 50).map_err(|e| e.to_string())?;
+                    return Err(format!(
+                        "{m}: node {i} digest {} differs from {}\n  first: {} orders {:?} / {:?}\n  this:  {} orders {:?} / {:?}",
+                        d.to_hex(), d0.to_hex(), b0.orders, b0.bids, b0.asks, b.orders, b.bids, b.asks
+                    ));
+                }
+                let t: BTreeSet<String> = e
+                    .trades(Some(m), usize::MAX)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|t| t.id)
+                    .collect();
+                if t != t0 {
+                    let missing: Vec<_> = t0.difference(&t).take(5).collect();
+                    let extra: Vec<_> = t.difference(&t0).take(5).collect();
+                    let fills: Vec<String> = self
+                        .nodes
+                        .iter()
+                        .filter_map(|n| n.engine.as_ref())
+                        .map(|e| e.explain_fills(m))
+                        .collect();
+                    return Err(format!(
+                        "{m}: node {i} trade log differs: missing {missing:?}, extra {extra:?}\n{}",
+                        fills.join("\n")
+                    ));
+                }
+                let b = e.book(m, 1).map_err(|e| e.to_string())?;
+                if let (Some(bid), Some(ask)) = (b.bids.first(), b.asks.first()) {
+                    if bid.0 >= ask.0 {
+                        return Err(format!(
+                            "{m}: node {i} book is crossed: bid {} ask {}\n{}",
+                            bid.0,
+                            ask.0,
+                            self.nodes
+                                .iter()
+                                .filter_map(|n| n.engine.as_ref())
+                                .map(|e| format!("{}:\n{}", e.me, e.explain_top(m)))
+                                .collect::<String>()
+                        ));
+                    }
+                }
+                let taking = e
+                    .orders(Some(m), Some(OrderStatus::Taking), usize::MAX)
+                    .map_err(|e| e.to_string())?;
+                if let Some(o) = taking.first() {
+                    return Err(format!("{m}: node {i} order {} is still taking", o.id));
+                }
+                let doubt = e
+                    .orders(Some(m), None, usize::MAX)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .find(|o| !o.pending.is_zero());
+                if let Some(o) = doubt {
+                    return Err(format!(
+                        "{m}: node {i} order {} has {} in doubt",
+                        o.id, o.pending
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// The best orders of both sides with their owners, for test failures.
+    pub fn explain_top(&self, market: &str) -> String {
+        let Ok(mkt) = self.market_idx(market) else {
+            return String::new();
+        };
+        let r = &self.markets[mkt];
+        let mut out = format!(
+            "  pending {:?}\n  doubts {:?}\n  peers {:?}\n",
+            self.pending.values().collect::<Vec<_>>(),
+            self.doubts,
+            self.peers
+                .iter()
+                .map(|p| (p.id.to_string()[46..].to_string(), p.stale, p.connected))
+                .collect::<Vec<_>>()
+        );
+        for side in [Side::Buy, Side::Sell] {
+            for v in r.book.iter_side(side).take(3) {
+                let seq = r.get(v.id).map_or(0, |o| o.state.seq);
+                let own = if v.owner == ME {
+                    self.own.get(&seq).map(|o| {
+                        format!(
+                            "{:?} taking={:?} reserved={:?} tried={:?}",
+                            o.rec.status, o.taking, o.reserved, o.tried
+                        )
+                    })
+                } else {
+                    None
+                };
+                out += &format!(
+                    "  {side} {} x{} owner#{} seq {} prio {} stale={} {}\n",
+                    v.price.0,
+                    v.remaining.0,
+                    v.owner,
+                    seq,
+                    v.priority,
+                    self.is_stale(v.owner),
+                    own.unwrap_or_default()
+                );
+            }
+        }
+        out
+    }
+}
+
+impl Engine {
+    /// What this engine knows of each owner's fills, for test failures.
+    pub fn explain_fills(&self, market: &str) -> String {
+        let Ok(mkt) = self.market_idx(market) else {
+            return String::new();
+        };
+        let r = &self.markets[mkt];
+        let ms = &self.mstate[mkt];
+        let mut out = format!(
+            "{} now {} next_hb {} outbox {} flush_at {:?} {:?} mseq {} pub_fills {} my_fills {} trades {}:",
+            self.me,
+            self.now % 100_000,
+            ms.next_hb % 100_000,
+            ms.outbox.len(),
+            ms.flush_at,
+            self.peers.iter().map(|p| (p.id.to_string()[46..].to_string(), p.stale, p.last_heard % 100_000)).collect::<Vec<_>>(),
+            ms.mseq,
+            ms.pub_fills,
+            ms.my_fills.len(),
+            r.recent_trades().count()
+        );
+        for (k, o) in &r.owners {
+            out += &format!(
+                " [#{k}={} known {} ahead {:?} gaps {} syncing {} hb {:?}]",
+                &self.peer_id(*k).to_string()[46..],
+                o.fills_known,
+                o.fills_ahead,
+                o.fill_gaps,
+                o.fills_syncing,
+                o.last_hb.as_ref().map(|h| h.fills)
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,821 @@
+//! The taker's side: placing an order, taking from makers, and ending the
+//! taking phase.
+//!
+//! A new order that crosses the book sends take requests to the owners of the
+//! best remote orders in price-time priority, for no more than it has free.
+//! A refusal frees the quantity and the walk goes on down the book; a take
+//! that gets no answer is *in doubt*: its quantity stays reserved until the
+//! maker says what became of it (a status request, or its fill in gossip),
+//! so the order can never be filled past its quantity. When nothing is in
+//! flight the phase ends and the rest rests (GTC), is dropped (IOC, market,
+//! FOK), or is cancelled (self-trade prevention, a cancel).
+
+use super::*;
+use crate::market::Price;
+use crate::wire::{self, FillMsg, Refusal, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION};
+
+/// Longest client id accepted (it is stored with the order).
+const MAX_CLIENT_ID: usize = 64;
+/// Longest wait between status requests for a take in doubt.
+const MAX_DOUBT_BACKOFF: Millis = 30_000;
+
+/// A take that was sent, as its answer finds it.
+pub(super) struct Sent {
+    pub mkt: usize,
+    pub seq: u64,
+    pub n: u32,
+    pub maker: OrderId,
+    pub maker_key: Option<OrderKey>,
+    pub qty: Qty,
+    pub status_query: bool,
+}
+
+impl Engine {
+    pub(super) fn place(&mut self, id: CommandId, p: PlaceOrder) {
+        match self.new_order(id, p) {
+            Ok(Some(seq)) => {
+                self.plan(seq);
+                self.maybe_finish(seq);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.counters.orders_refused += 1;
+                self.actions.push_back(Action::Reply { id, result: Err(e) });
+            }
+        }
+    }
+
+    /// Check a new order and make it one of ours. `Ok(None)` when the
+    /// command is already answered (a repeated client id, a rejection).
+    fn new_order(&mut self, id: CommandId, p: PlaceOrder) -> Result<Option<u64>, EngineError> {
+        if let Some(e) = &self.degraded {
+            return Err(EngineError::Storage(e.clone()));
+        }
+        let mkt = self.market_idx(&p.market)?;
+        if let Some(c) = &p.client_id {
+            if c.is_empty() || c.len() > MAX_CLIENT_ID || c.chars().any(|ch| ch.is_control()) {
+                return Err(EngineError::Invalid(format!(
+                    "client_id must be 1 to {MAX_CLIENT_ID} printable characters"
+                )));
+            }
+            if let Some(seq) = self.client_ids.get(c) {
+                // Placing is idempotent per client id: the first order wins.
+                let info = self.own.get(seq).map(|o| self.own_info(o));
+                if let Some(info) = info {
+                    self.actions.push_back(Action::Reply {
+                        id,
+                        result: Ok(info),
+                    });
+                    return Ok(None);
+                }
+            }
+        }
+        let spec = &self.markets[mkt].spec;
+        let price = match (p.kind, p.price) {
+            (OrderKind::Limit, Some(px)) => Some(
+                spec.price_to_ticks(px)
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?,
+            ),
+            (OrderKind::Limit, None) => {
+                return Err(EngineError::Invalid("a limit order needs a price".into()))
+            }
+            (OrderKind::Market, Some(_)) => {
+                return Err(EngineError::Invalid(
+                    "a market order takes no price; use a limit order to set one".into(),
+                ))
+            }
+            (OrderKind::Market, None) => None,
+        };
+        if p.kind == OrderKind::Market && matches!(p.tif, Tif::Gtc | Tif::PostOnly) {
+            return Err(EngineError::Invalid(format!(
+                "a market order never rests, so time in force {} does not apply; use ioc or fok",
+                views::tif_str(p.tif)
+            )));
+        }
+        let qty = spec
+            .qty_to_lots(p.quantity)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let rec = OwnOrder {
+            seq,
+            market: p.market,
+            side: p.side,
+            kind: p.kind,
+            tif: p.tif,
+            price,
+            qty,
+            filled: Qty::ZERO,
+            ver: 0,
+            fill_seq: 0,
+            takes: 0,
+            status: OrderStatus::Taking,
+            reason: None,
+            created_ms: self.now,
+            updated_ms: self.now,
+            client_id: p.client_id,
+        };
+        if let Some(c) = &rec.client_id {
+            self.client_ids.insert(c.clone(), seq);
+        }
+        self.own.insert(
+            seq,
+            Own {
+                rec,
+                mkt,
+                reserved: Qty::ZERO,
+                taking: Some(Taking {
+                    reply: Some(id),
+                    ..Taking::default()
+                }),
+                trades: Vec::new(),
+                published: None,
+                tried: HashMap::new(),
+            },
+        );
+        self.mstate[mkt].unpublished.insert(seq);
+        self.counters.orders_placed += 1;
+        self.dirty(seq);
+
+        let refusal = match p.tif {
+            Tif::PostOnly if self.would_take(mkt, p.side, price) => {
+                Some("post-only order would take liquidity")
+            }
+            Tif::Fok if self.fillable(mkt, p.side, price) < qty => {
+                Some("fill-or-kill order cannot be filled whole from the book")
+            }
+            _ => None,
+        };
+        if let Some(reason) = refusal {
+            self.end(seq, OrderStatus::Rejected, Some(reason.to_string()));
+            return Ok(None);
+        }
+        Ok(Some(seq))
+    }
+
+    /// Whether an order at `price` would meet any open order on the other
+    /// side (post-only check).
+    fn would_take(&self, mkt: usize, side: Side, price: Option<Price>) -> bool {
+        let best = self.markets[mkt].book.iter_side(side.opposite()).next();
+        match (best, price) {
+            (Some(v), Some(l)) => side.crosses(l, v.price),
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    /// Whether an order at `price` would cross one of our open orders.
+    fn crosses_own(&self, mkt: usize, side: Side, price: Option<Price>) -> bool {
+        self.markets[mkt]
+            .book
+            .iter_side(side.opposite())
+            .take_while(|v| price.is_none_or(|l| side.crosses(l, v.price)))
+            .any(|v| v.owner == ME)
+    }
+
+    /// How much a taker could get from live, not stale, remote orders
+    /// within `limit`, before self-trade prevention would stop it.
+    fn fillable(&self, mkt: usize, side: Side, limit: Option<Price>) -> Qty {
+        let mut total = Qty::ZERO;
+        for v in self.markets[mkt].book.iter_side(side.opposite()) {
+            if limit.is_some_and(|l| !side.crosses(l, v.price)) || v.owner == ME {
+                break;
+            }
+            if !self.is_stale(v.owner) {
+                total += v.remaining.saturating_sub(self.asked_of(mkt, v.id));
+            }
+        }
+        total
+    }
+
+    /// Quantity this node has asked of a maker order and not heard back on.
+    fn asked_of(&self, mkt: usize, key: OrderKey) -> Qty {
+        self.asked.get(&(mkt, key)).copied().unwrap_or(Qty::ZERO)
+    }
+
+    /// A take against `key` is answered: its quantity is no longer asked.
+    fn unask(&mut self, mkt: usize, key: Option<OrderKey>, qty: Qty) {
+        let Some(k) = key else { return };
+        if let Some(q) = self.asked.get_mut(&(mkt, k)) {
+            *q = q.saturating_sub(qty);
+            if q.is_zero() {
+                self.asked.remove(&(mkt, k));
+            }
+        }
+    }
+
+    /// Send takes for what the order has free, best makers first.
+    pub(super) fn plan(&mut self, seq: u64) {
+        let Some(own) = self.own.get(&seq) else {
+            return;
+        };
+        let Some(taking) = &own.taking else {
+            return;
+        };
+        if taking.stop.is_some() || taking.resume_only || own.free().is_zero() {
+            return;
+        }
+        let mkt = own.mkt;
+        let side = own.rec.side;
+        let limit = own.rec.price;
+        let only_older = taking.only_older;
+        let my_prio = replica::priority(own.rec.created_ms, &self.me, seq);
+        let mut free = own.free();
+        let mut stop = None;
+        let mut takes = Vec::new();
+        let r = &self.markets[mkt];
+        for v in r.book.iter_side(side.opposite()) {
+            if limit.is_some_and(|l| !side.crosses(l, v.price)) {
+                break;
+            }
+            if v.owner == ME {
+                if !only_older {
+                    stop = Some(STP);
+                    break;
+                }
+                continue;
+            }
+            if self.is_stale(v.owner) || (only_older && v.priority >= my_prio) {
+                continue;
+            }
+            let Some(o) = r.get(v.id) else { continue };
+            let retry_after = self.cfg.heartbeat_ms.saturating_mul(2);
+            let recently_refused = own.tried.get(&v.id).is_some_and(|(ver, at)| {
+                *ver >= o.state.ver && self.now.saturating_sub(*at) < retry_after
+            });
+            if recently_refused {
+                continue;
+            }
+            let avail = v.remaining.saturating_sub(self.asked_of(mkt, v.id));
+            if avail.is_zero() {
+                continue;
+            }
+            let q = free.min(avail);
+            takes.push((v.id, OrderId::new(self.peer_id(v.owner), o.state.seq), q));
+            free -= q;
+            if free.is_zero() {
+                break;
+            }
+        }
+        if let Some(s) = stop {
+            if let Some(t) = self.own.get_mut(&seq).and_then(|o| o.taking.as_mut()) {
+                t.stop = Some(s);
+            }
+        }
+        for (key, maker, q) in takes {
+            self.send_take(seq, key, maker, q);
+        }
+    }
+
+    fn send_take(&mut self, seq: u64, key: OrderKey, maker: OrderId, qty: Qty) {
+        let tag = self.next_tag();
+        let Some(own) = self.own.get_mut(&seq) else {
+            return;
+        };
+        let n = own.rec.takes;
+        own.rec.takes += 1;
+        own.reserved += qty;
+        if let Some(t) = own.taking.as_mut() {
+            t.inflight += 1;
+        }
+        let mkt = own.mkt;
+        let req = TakeRequest {
+            v: WIRE_VERSION,
+            market: own.rec.market.clone(),
+            maker_seq: maker.seq,
+            taker_seq: seq,
+            take_n: n,
+            kind: TakeKind::Fill {
+                side: own.rec.side,
+                limit: own.rec.price,
+                qty,
+            },
+        };
+        self.tx_ops.push(Op::PutIntent(TakeIntent {
+            taker_seq: seq,
+            n,
+            market: own.rec.market.clone(),
+            maker,
+            qty,
+        }));
+        self.dirty(seq);
+        self.pending.insert(
+            tag,
+            Pending::Take {
+                mkt,
+                seq,
+                n,
+                maker,
+                maker_key: Some(key),
+                qty,
+                status_query: false,
+            },
+        );
+        *self.asked.entry((mkt, key)).or_default() += qty;
+        self.counters.takes_sent += 1;
+        // The intent is durable before the request leaves: after a crash the
+        // node knows which takes may have been filled.
+        self.hold(Action::Request {
+            peer: maker.owner,
+            proto: Proto::Take,
+            tag,
+            data: wire::encode(&req),
+        });
+    }
+
+    pub(super) fn on_take_response(&mut self, sent: Sent, result: Result<Vec<u8>, RequestFailure>) {
+        let answer = result.map(|b| wire::decode::<TakeResponse>(&b, MAX_MESSAGE_BYTES));
+        if sent.status_query {
+            let key = (sent.seq, sent.n);
+            match answer {
+                Ok(Ok(TakeResponse::Filled(f))) if self.fill_matches(&sent, &f) => {
+                    self.resolve_doubt(key, Some(f))
+                }
+                Ok(Ok(TakeResponse::Refused(Refusal::Busy | Refusal::Storage))) | Err(_) => {
+                    if let Some(d) = self.doubts.get_mut(&key) {
+                        d.querying = false;
+                    }
+                }
+                Ok(Ok(TakeResponse::Refused(_))) => self.resolve_doubt(key, None),
+                Ok(_) => {
+                    tracing::warn!(maker = %sent.maker, "maker answered a status request with nonsense; the take stays in doubt");
+                    if let Some(d) = self.doubts.get_mut(&key) {
+                        d.querying = false;
+                    }
+                }
+            }
+            return;
+        }
+        if let Some(t) = self.own.get_mut(&sent.seq).and_then(|o| o.taking.as_mut()) {
+            t.inflight = t.inflight.saturating_sub(1);
+        }
+        match answer {
+            Ok(Ok(TakeResponse::Filled(f))) if self.fill_matches(&sent, &f) => {
+                self.taker_fill(&sent, &f);
+            }
+            Ok(Ok(TakeResponse::Refused(r))) => {
+                tracing::debug!(maker = %sent.maker, reason = r.as_str(), "take refused");
+                self.counters.takes_refused += 1;
+                self.release_take(&sent, true);
+            }
+            // The request never reached the maker: nothing can have filled.
+            Err(RequestFailure::NotSent) => {
+                self.counters.takes_refused += 1;
+                self.release_take(&sent, true);
+            }
+            Err(RequestFailure::Lost) => self.doubt(&sent),
+            Ok(_) => {
+                tracing::warn!(maker = %sent.maker, "maker answered a take with nonsense; it stays in doubt");
+                self.doubt(&sent);
+            }
+        }
+        self.after_take(sent.seq);
+    }
+
+    /// Whether a maker's fill answers the take that was sent.
+    fn fill_matches(&self, sent: &Sent, f: &FillMsg) -> bool {
+        let Some(own) = self.own.get(&sent.seq) else {
+            return false;
+        };
+        f.taker == self.me
+            && f.taker_seq == sent.seq
+            && f.take_n == sent.n
+            && f.maker_seq == sent.maker.seq
+            && !f.qty.is_zero()
+            && f.qty <= sent.qty
+            && f.maker_side == own.rec.side.opposite()
+            && own
+                .rec
+                .price
+                .is_none_or(|l| own.rec.side.crosses(l, f.price))
+    }
+
+    /// Continue or end the taking phase after an answer.
+    fn after_take(&mut self, seq: u64) {
+        self.plan(seq);
+        self.maybe_finish(seq);
+    }
+
+    /// The take got no answer: keep its quantity reserved and ask later.
+    fn doubt(&mut self, sent: &Sent) {
+        self.counters.takes_in_doubt += 1;
+        tracing::info!(maker = %sent.maker, qty = sent.qty.0, "take got no answer; its quantity stays reserved until the maker tells");
+        self.doubts.insert(
+            (sent.seq, sent.n),
+            Doubt {
+                mkt: sent.mkt,
+                maker: sent.maker,
+                maker_key: sent.maker_key,
+                qty: sent.qty,
+                next_try: self.now + 500,
+                backoff: 500,
+                querying: false,
+            },
+        );
+    }
+
+    /// The take did not fill: free its quantity (and do not try the same
+    /// maker order again until its state changes).
+    fn release_take(&mut self, sent: &Sent, tried: bool) {
+        let ver = sent
+            .maker_key
+            .and_then(|k| self.markets[sent.mkt].get(k))
+            .map(|o| o.state.ver);
+        let now = self.now;
+        self.unask(sent.mkt, sent.maker_key, sent.qty);
+        if let Some(own) = self.own.get_mut(&sent.seq) {
+            own.reserved = own.reserved.saturating_sub(sent.qty);
+            if let (true, Some(k), Some(v)) = (tried, sent.maker_key, ver) {
+                own.tried.insert(k, (v, now));
+            }
+        }
+        self.tx_ops.push(Op::DelIntent {
+            taker_seq: sent.seq,
+            n: sent.n,
+        });
+    }
+
+    /// Record a fill of our order as taker.
+    fn taker_fill(&mut self, sent: &Sent, f: &FillMsg) {
+        let trade = Trade {
+            id: TradeId {
+                maker: sent.maker,
+                fill_seq: f.fill_seq,
+            },
+            market: self.markets[sent.mkt].spec.name.clone(),
+            maker_side: f.maker_side,
+            price: f.price,
+            qty: f.qty,
+            taker: OrderId::new(self.me, sent.seq),
+            take_n: sent.n,
+            mseq: f.mseq,
+            maker_remaining: f.maker_remaining,
+            maker_ver: f.maker_ver,
+            ts_ms: f.ts_ms,
+        };
+        self.unask(sent.mkt, sent.maker_key, sent.qty);
+        let Some(own) = self.own.get_mut(&sent.seq) else {
+            return;
+        };
+        own.reserved = own.reserved.saturating_sub(sent.qty);
+        own.rec.filled = (own.rec.filled + f.qty).min(own.rec.qty);
+        own.rec.updated_ms = self.now;
+        if own.rec.status == OrderStatus::Open {
+            own.rec.ver += 1;
+        }
+        own.trades.push(trade.id);
+        self.counters.fills_taker += 1;
+        self.tx_ops.push(Op::PutTrade(trade.clone()));
+        self.tx_ops.push(Op::DelIntent {
+            taker_seq: sent.seq,
+            n: sent.n,
+        });
+        let maker_key = self.peer_key(sent.maker.owner);
+        if self.markets[sent.mkt].apply_trade(maker_key, &sent.maker.owner, &trade) {
+            let info = views::trade(&self.markets[sent.mkt].spec, &trade);
+            self.hold(Action::Event(Event::Trade(info)));
+        }
+        self.own_trades.insert(trade.id, trade);
+        self.mstate[sent.mkt].book_changed = true;
+        self.own_changed(sent.seq);
+    }
+
+    /// A take in doubt is resolved: filled (with the maker's fill) or not.
+    pub(super) fn resolve_doubt(&mut self, key: (u64, u32), fill: Option<FillMsg>) {
+        let Some(d) = self.doubts.remove(&key) else {
+            return;
+        };
+        let sent = Sent {
+            mkt: d.mkt,
+            seq: key.0,
+            n: key.1,
+            maker: d.maker,
+            maker_key: d.maker_key,
+            qty: d.qty,
+            status_query: false,
+        };
+        match fill {
+            Some(f) => {
+                tracing::info!(maker = %d.maker, qty = f.qty.0, "take in doubt was filled");
+                self.taker_fill(&sent, &f);
+            }
+            None => {
+                tracing::info!(maker = %d.maker, "take in doubt was not filled; its quantity is free again");
+                self.release_take(&sent, false);
+                self.own_changed(key.0);
+            }
+        }
+        self.maybe_finish(key.0);
+    }
+
+    /// Ask makers about takes in doubt whose time has come.
+    pub(super) fn retry_doubts(&mut self) {
+        let now = self.now;
+        let due: Vec<(u64, u32)> = self
+            .doubts
+            .iter()
+            .filter(|(_, d)| !d.querying && d.next_try <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let tag = self.next_tag();
+            let Some(d) = self.doubts.get_mut(&key) else {
+                continue;
+            };
+            d.querying = true;
+            d.next_try = now + d.backoff;
+            d.backoff = (d.backoff * 2).min(MAX_DOUBT_BACKOFF);
+            let (mkt, maker, maker_key, qty) = (d.mkt, d.maker, d.maker_key, d.qty);
+            let req = TakeRequest {
+                v: WIRE_VERSION,
+                market: self.markets[mkt].spec.name.clone(),
+                maker_seq: maker.seq,
+                taker_seq: key.0,
+                take_n: key.1,
+                kind: TakeKind::Status,
+            };
+            self.pending.insert(
+                tag,
+                Pending::Take {
+                    mkt,
+                    seq: key.0,
+                    n: key.1,
+                    maker,
+                    maker_key,
+                    qty,
+                    status_query: true,
+                },
+            );
+            self.actions.push_back(Action::Request {
+                peer: maker.owner,
+                proto: Proto::Take,
+                tag,
+                data: wire::encode(&req),
+            });
+        }
+    }
+
+    /// End the taking phase if nothing is in flight.
+    pub(super) fn maybe_finish(&mut self, seq: u64) {
+        let Some(own) = self.own.get(&seq) else {
+            return;
+        };
+        let Some(taking) = &own.taking else {
+            return;
+        };
+        if taking.inflight > 0 {
+            return;
+        }
+        let in_doubt = !own.reserved.is_zero();
+        let remaining = own.rec.remaining();
+        let stop = taking.stop;
+        let cancelled = stop == Some(CANCELLED);
+        let (status, reason): (OrderStatus, Option<String>) = if remaining.is_zero() {
+            (OrderStatus::Filled, None)
+        } else if cancelled {
+            (OrderStatus::Cancelled, Some("cancelled by the user".into()))
+        } else if let Some(s) = stop {
+            (OrderStatus::Cancelled, Some(s.to_string()))
+        } else if own.rec.status == OrderStatus::Open {
+            (OrderStatus::Open, None)
+        } else if own.rec.kind == OrderKind::Limit
+            && matches!(own.rec.tif, Tif::Gtc | Tif::PostOnly)
+        {
+            // An own order that rested while this one was taking may cross
+            // it now: self-trade prevention cancels the one coming to rest.
+            if self.crosses_own(own.mkt, own.rec.side, own.rec.price) {
+                (OrderStatus::Cancelled, Some(STP.to_string()))
+            } else {
+                (OrderStatus::Open, None)
+            }
+        } else if in_doubt {
+            // An IOC/FOK/market order waits for its takes in doubt.
+            (OrderStatus::Taking, None)
+        } else {
+            let why = match own.rec.tif {
+                Tif::Fok => "fill-or-kill: a maker refused part of the order",
+                _ => "not filled at once; the rest was dropped",
+            };
+            (OrderStatus::Expired, Some(why.into()))
+        };
+        let replies: Vec<CommandId> = {
+            let Some(own) = self.own.get_mut(&seq) else {
+                return;
+            };
+            let t = own.taking.as_mut();
+            let mut r = Vec::new();
+            if let Some(t) = t {
+                r.extend(t.reply.take());
+                r.extend(t.cancel_reply.take());
+                if status == OrderStatus::Taking {
+                    t.resume_only = true;
+                }
+            }
+            if status != OrderStatus::Taking {
+                own.taking = None;
+            }
+            r
+        };
+        match status {
+            OrderStatus::Taking => {}
+            OrderStatus::Open => {
+                if let Some(own) = self.own.get_mut(&seq) {
+                    own.rec.status = OrderStatus::Open;
+                }
+                self.own_changed(seq);
+            }
+            s => self.end(seq, s, reason),
+        }
+        if let Some(own) = self.own.get(&seq) {
+            let info = self.own_info(own);
+            for id in replies {
+                self.hold(Action::Reply {
+                    id,
+                    result: Ok(info.clone()),
+                });
+            }
+        }
+    }
+
+    /// The order is done: take it off the book and say so.
+    pub(super) fn end(&mut self, seq: u64, status: OrderStatus, reason: Option<String>) {
+        let Some(own) = self.own.get_mut(&seq) else {
+            return;
+        };
+        let was_listed = own.rec.status == OrderStatus::Open;
+        own.rec.status = status;
+        own.rec.reason = reason;
+        own.rec.updated_ms = self.now;
+        let mkt = own.mkt;
+        let replies: Vec<CommandId> = own
+            .taking
+            .take()
+            .map(|mut t| {
+                t.reply
+                    .take()
+                    .into_iter()
+                    .chain(t.cancel_reply.take())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.mstate[mkt].unpublished.remove(&seq);
+        if was_listed {
+            self.markets[mkt].remove(ME, &self.me, seq, true);
+            self.mstate[mkt].book_changed = true;
+            let item = if status == OrderStatus::Cancelled {
+                Item::Cancel { seq }
+            } else {
+                let mut st = self.own[&seq].state();
+                st.remaining = Qty::ZERO;
+                Item::Order(st)
+            };
+            self.tx_held.push(Held::Gossip(mkt, item));
+        }
+        self.dirty(seq);
+        let info = self.own_info(&self.own[&seq]);
+        if status == OrderStatus::Rejected {
+            self.counters.orders_rejected += 1;
+        }
+        for id in replies {
+            self.hold(Action::Reply {
+                id,
+                result: Ok(info.clone()),
+            });
+        }
+        self.hold(Action::Event(Event::Order(info)));
+    }
+
+    /// An open order's state changed (a fill as taker, a take resolved):
+    /// update the replica and the gossip stream.
+    pub(super) fn own_changed(&mut self, seq: u64) {
+        let Some(own) = self.own.get(&seq) else {
+            return;
+        };
+        let mkt = own.mkt;
+        if own.rec.status == OrderStatus::Open {
+            if own.rec.remaining().is_zero() {
+                self.end(seq, OrderStatus::Filled, None);
+                return;
+            }
+            let st = own.state();
+            let changed = own.published.as_ref() != Some(&st);
+            self.markets[mkt].upsert(ME, &self.me, st.clone(), usize::MAX);
+            self.mstate[mkt].book_changed = true;
+            if changed {
+                self.tx_held.push(Held::Gossip(mkt, Item::Order(st)));
+            }
+        }
+        self.dirty(seq);
+        let info = self.own_info(&self.own[&seq]);
+        self.hold(Action::Event(Event::Order(info)));
+    }
+
+    pub(super) fn cancel(&mut self, id: CommandId, order: &str) {
+        let result = self.try_cancel(id, order);
+        if let Err(e) = result {
+            self.actions.push_back(Action::Reply { id, result: Err(e) });
+        }
+    }
+
+    fn try_cancel(&mut self, id: CommandId, order: &str) -> Result<(), EngineError> {
+        let oid: OrderId = order
+            .parse()
+            .map_err(|e: BadId| EngineError::Invalid(e.to_string()))?;
+        if oid.owner != self.me {
+            let known = self.peer_keys.get(&oid.owner).is_some_and(|k| {
+                self.markets
+                    .iter()
+                    .any(|r| r.get_by_id(*k, oid.seq).is_some())
+            });
+            return Err(if known {
+                EngineError::NotOwner(order.to_string())
+            } else {
+                EngineError::NotFound(order.to_string())
+            });
+        }
+        let degraded = self.degraded.clone();
+        let own = self
+            .own
+            .get_mut(&oid.seq)
+            .ok_or_else(|| EngineError::NotFound(order.to_string()))?;
+        if own.rec.status.is_done() {
+            return Err(EngineError::AlreadyDone(
+                order.to_string(),
+                own.rec.status.as_str(),
+            ));
+        }
+        if let Some(e) = degraded {
+            return Err(EngineError::Storage(e));
+        }
+        if let Some(t) = own.taking.as_mut() {
+            // Takes are in flight: stop planning, end when they are answered.
+            t.stop = Some(CANCELLED);
+            t.cancel_reply = Some(id);
+            t.resume_only = false;
+            self.maybe_finish(oid.seq);
+            return Ok(());
+        }
+        self.end(
+            oid.seq,
+            OrderStatus::Cancelled,
+            Some("cancelled by the user".into()),
+        );
+        self.hold(Action::Reply {
+            id,
+            result: Ok(self.own_info(&self.own[&oid.seq])),
+        });
+        Ok(())
+    }
+
+    /// Resolve crossed books: for each of our open orders that crosses an
+    /// older remote order, take it (the owner of the newer order takes).
+    pub(super) fn check_crossing(&mut self, mkt: usize) {
+        for side in [Side::Buy, Side::Sell] {
+            let r = &self.markets[mkt];
+            let best_remote = r
+                .book
+                .iter_side(side.opposite())
+                .find(|v| v.owner != ME && !self.is_stale(v.owner));
+            let Some(best) = best_remote else { continue };
+            let mine: Vec<u64> = r
+                .book
+                .iter_side(side)
+                .take_while(|v| side.crosses(v.price, best.price))
+                .filter(|v| v.owner == ME)
+                .filter_map(|v| r.get(v.id).map(|o| o.state.seq))
+                .collect();
+            for seq in mine {
+                let ok = self.own.get(&seq).is_some_and(|o| {
+                    o.rec.status == OrderStatus::Open && o.taking.is_none() && !o.free().is_zero()
+                });
+                if !ok {
+                    continue;
+                }
+                if let Some(o) = self.own.get_mut(&seq) {
+                    o.taking = Some(Taking {
+                        only_older: true,
+                        ..Taking::default()
+                    });
+                }
+                self.plan(seq);
+                let idle = self
+                    .own
+                    .get(&seq)
+                    .and_then(|o| o.taking.as_ref())
+                    .is_some_and(|t| t.inflight == 0);
+                if idle {
+                    if let Some(o) = self.own.get_mut(&seq) {
+                        o.taking = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why self-trade prevention cancelled (the rest of) an order.
+const STP: &str = "self-trade prevention: it would trade with an own order";
+
+/// Marker of a taking phase stopped by the user's cancel.
+const CANCELLED: &str = "cancelled";

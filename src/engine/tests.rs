@@ -1,0 +1,314 @@
+//! Engine tests on the simulated network: the races and faults of
+//! maker-authoritative trading, reproduced on purpose.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+use super::sim::{NetModel, Sim};
+use super::*;
+
+fn spec() -> MarketSpec {
+    MarketSpec::new("SIM", Decimal::from_str("0.01").unwrap(), Decimal::ONE).unwrap()
+}
+
+fn sim(n: usize, seed: u64) -> Sim {
+    let mut s = Sim::new(
+        n,
+        seed,
+        vec![spec()],
+        EngineConfig::default(),
+        NetModel::calm(),
+    );
+    s.run_for(500);
+    s
+}
+
+fn reply(s: &Sim, cmd: u64) -> OrderInfo {
+    match s.replies.get(&cmd) {
+        Some(Ok(o)) => o.clone(),
+        other => panic!("command {cmd}: {other:?}"),
+    }
+}
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn digests_equal(s: &Sim) -> bool {
+    let ds: Vec<_> = s
+        .nodes
+        .iter()
+        .filter_map(|n| n.engine.as_ref())
+        .map(|e| e.digest("SIM").unwrap())
+        .collect();
+    ds.windows(2).all(|w| w[0] == w[1])
+}
+
+#[test]
+fn an_order_on_one_node_trades_with_an_order_on_another() {
+    let mut s = sim(2, 1);
+    let sell = s.command(0, s.order(Side::Sell, 10_000, 5, Tif::Gtc));
+    s.run_for(200);
+    assert_eq!(reply(&s, sell).status, "open");
+    let book = s.nodes[1].engine.as_ref().unwrap().book("SIM", 5).unwrap();
+    assert_eq!(book.asks, vec![(d("100"), d("5"))]);
+
+    let buy = s.command(1, s.order(Side::Buy, 10_100, 3, Tif::Gtc));
+    s.run_for(200);
+    let b = reply(&s, buy);
+    assert_eq!(b.status, "filled");
+    assert_eq!(b.fills.len(), 1);
+    assert_eq!(
+        b.fills[0].price,
+        d("100"),
+        "a trade happens at the maker's price"
+    );
+    s.run_for(2_000);
+    for n in &s.nodes {
+        let e = n.engine.as_ref().unwrap();
+        assert_eq!(e.book("SIM", 5).unwrap().asks, vec![(d("100"), d("2"))]);
+        assert_eq!(e.trades(Some("SIM"), 10).unwrap().len(), 1);
+    }
+    assert!(digests_equal(&s));
+    s.check_no_overfill().unwrap();
+    assert_eq!(s.rejected, 0);
+}
+
+#[test]
+fn no_double_fill_when_two_takers_race_for_one_lot() {
+    let mut s = sim(3, 2);
+    let sell = s.command(0, s.order(Side::Sell, 10_000, 1, Tif::Gtc));
+    s.run_for(200);
+    assert_eq!(reply(&s, sell).status, "open");
+    // Both takers send their take before either hears of the other's fill.
+    let a = s.command(1, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
+    let b = s.command(2, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
+    s.run_for(3_000);
+    let (a, b) = (reply(&s, a), reply(&s, b));
+    let filled: Decimal = a.filled + b.filled;
+    assert_eq!(filled, Decimal::ONE, "exactly one unit fills: {a:?} {b:?}");
+    for n in &s.nodes {
+        let e = n.engine.as_ref().unwrap();
+        assert_eq!(e.trades(Some("SIM"), 10).unwrap().len(), 1);
+        assert!(e.book("SIM", 5).unwrap().asks.is_empty());
+    }
+    s.check_no_overfill().unwrap();
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn crossing_makers_published_at_once_trade_exactly_once() {
+    let mut s = sim(2, 3);
+    // Placed within the same millisecond, each before the other is seen.
+    let a = s.command(0, s.order(Side::Sell, 10_000, 4, Tif::Gtc));
+    let b = s.command(1, s.order(Side::Buy, 10_100, 4, Tif::Gtc));
+    s.run_for(3_000);
+    assert_eq!(reply(&s, a).status, "open");
+    assert_eq!(reply(&s, b).status, "open");
+    for n in &s.nodes {
+        let e = n.engine.as_ref().unwrap();
+        let trades = e.trades(Some("SIM"), 10).unwrap();
+        assert_eq!(trades.len(), 1, "exactly one trade");
+        assert_eq!(trades[0].quantity, d("4"));
+        let book = e.book("SIM", 5).unwrap();
+        assert!(
+            book.bids.is_empty() && book.asks.is_empty(),
+            "book ends uncrossed: {book:?}"
+        );
+    }
+    s.check_no_overfill().unwrap();
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn a_taker_walks_down_the_book_across_makers() {
+    let mut s = sim(4, 4);
+    s.command(0, s.order(Side::Sell, 10_000, 2, Tif::Gtc));
+    s.command(1, s.order(Side::Sell, 10_050, 2, Tif::Gtc));
+    s.command(2, s.order(Side::Sell, 10_100, 2, Tif::Gtc));
+    s.run_for(500);
+    let buy = s.command(3, s.order(Side::Buy, 10_050, 5, Tif::Gtc));
+    s.run_for(2_000);
+    let b = reply(&s, buy);
+    assert_eq!(b.filled, d("4"), "takes both levels within the limit");
+    assert_eq!(b.status, "open", "the rest rests");
+    let book = s.nodes[0].engine.as_ref().unwrap().book("SIM", 5).unwrap();
+    assert_eq!(book.bids, vec![(d("100.5"), d("1"))]);
+    assert_eq!(book.asks, vec![(d("101"), d("2"))]);
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn time_in_force_rules_hold_across_nodes() {
+    let mut s = sim(2, 5);
+    s.command(0, s.order(Side::Sell, 10_000, 2, Tif::Gtc));
+    s.run_for(500);
+    let post = s.command(1, s.order(Side::Buy, 10_000, 1, Tif::PostOnly));
+    let fok = s.command(1, s.order(Side::Buy, 10_000, 3, Tif::Fok));
+    s.run_for(500);
+    assert_eq!(reply(&s, post).status, "rejected");
+    assert_eq!(reply(&s, fok).status, "rejected");
+    let ioc = s.command(1, s.order(Side::Buy, 10_000, 3, Tif::Ioc));
+    s.run_for(500);
+    let i = reply(&s, ioc);
+    assert_eq!((i.status, i.filled), ("expired", d("2")));
+    s.run_for(2_000);
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn own_orders_never_trade_with_each_other() {
+    let mut s = sim(2, 6);
+    s.command(0, s.order(Side::Sell, 10_000, 2, Tif::Gtc));
+    s.run_for(200);
+    let buy = s.command(0, s.order(Side::Buy, 10_100, 2, Tif::Gtc));
+    s.run_for(500);
+    let b = reply(&s, buy);
+    assert_eq!(b.status, "cancelled");
+    assert!(b.reason.unwrap().contains("self-trade"));
+    assert!(s.nodes[0]
+        .engine
+        .as_ref()
+        .unwrap()
+        .trades(None, 10)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn cancel_is_for_the_owner_only_and_only_once() {
+    let mut s = sim(2, 7);
+    let sell = s.command(0, s.order(Side::Sell, 10_000, 2, Tif::Gtc));
+    s.run_for(500);
+    let id = reply(&s, sell).id;
+    let other = s.command(1, Command::Cancel { id: id.clone() });
+    assert!(matches!(s.replies[&other], Err(EngineError::NotOwner(_))));
+    let c = s.command(0, Command::Cancel { id: id.clone() });
+    s.run_for(500);
+    assert_eq!(reply(&s, c).status, "cancelled");
+    let again = s.command(0, Command::Cancel { id });
+    assert!(matches!(
+        s.replies[&again],
+        Err(EngineError::AlreadyDone(_, "cancelled"))
+    ));
+    assert!(s.nodes[1]
+        .engine
+        .as_ref()
+        .unwrap()
+        .book("SIM", 5)
+        .unwrap()
+        .asks
+        .is_empty());
+}
+
+#[test]
+fn a_repeated_client_id_returns_the_first_order() {
+    let mut s = sim(1, 8);
+    let mut cmd = s.order(Side::Sell, 10_000, 2, Tif::Gtc);
+    if let Command::Place(p) = &mut cmd {
+        p.client_id = Some("abc".into());
+    }
+    let a = s.command(0, cmd.clone());
+    s.run_for(100);
+    let b = s.command(0, cmd);
+    s.run_for(100);
+    assert_eq!(reply(&s, a).id, reply(&s, b).id);
+    assert_eq!(
+        s.nodes[0]
+            .engine
+            .as_ref()
+            .unwrap()
+            .orders(None, None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn bad_orders_are_refused_with_the_reason_and_change_nothing() {
+    let mut s = sim(1, 9);
+    let mut bad = |f: &dyn Fn(&mut PlaceOrder)| {
+        let mut cmd = s.order(Side::Sell, 10_000, 2, Tif::Gtc);
+        if let Command::Place(p) = &mut cmd {
+            f(p);
+        }
+        let id = s.command(0, cmd);
+        match &s.replies[&id] {
+            Err(e) => e.to_string(),
+            Ok(o) => panic!("accepted {o:?}"),
+        }
+    };
+    assert!(bad(&|p| p.price = Some(d("100.001"))).contains("tick"));
+    assert!(bad(&|p| p.quantity = d("0.5")).contains("lot"));
+    assert!(bad(&|p| p.quantity = d("-1")).contains("greater than zero"));
+    assert!(bad(&|p| p.market = "NOPE".into()).contains("unknown market"));
+    assert!(bad(&|p| p.price = None).contains("needs a price"));
+    assert!(bad(&|p| p.kind = OrderKind::Market).contains("no price"));
+    let e = s.nodes[0].engine.as_ref().unwrap();
+    assert!(e.orders(None, None, 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_maker_restarted_after_a_crash_keeps_its_orders_and_fills() {
+    let mut s = sim(2, 10);
+    let sell = s.command(0, s.order(Side::Sell, 10_000, 5, Tif::Gtc));
+    s.run_for(300);
+    let buy = s.command(1, s.order(Side::Buy, 10_000, 2, Tif::Ioc));
+    s.run_for(300);
+    assert_eq!(reply(&s, buy).filled, d("2"));
+    let id = reply(&s, sell).id;
+    s.crash(0);
+    s.run_for(1_000);
+    s.start(0);
+    s.run_for(3_000);
+    let o = s.nodes[0].engine.as_ref().unwrap().order(&id).unwrap();
+    assert_eq!((o.status, o.filled), ("open", d("2")));
+    // Ids are never reused after a restart.
+    let next = s.command(0, s.order(Side::Sell, 10_200, 1, Tif::Gtc));
+    s.run_for(300);
+    assert_ne!(reply(&s, next).id, id);
+    s.check_no_overfill().unwrap();
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn a_take_whose_answer_is_lost_stays_reserved_until_the_maker_tells() {
+    let mut s = sim(2, 11);
+    s.command(0, s.order(Side::Sell, 10_000, 1, Tif::Gtc));
+    s.run_for(300);
+    // Every answer is lost for a while: the taker cannot know the outcome.
+    s.net.request_drop = 1.0;
+    let buy = s.command(1, s.order(Side::Buy, 10_000, 1, Tif::Gtc));
+    s.run_for(4_000);
+    let b = reply(&s, buy);
+    assert_eq!(b.pending, d("1"), "the take is in doubt: {b:?}");
+    s.check_no_overfill().unwrap();
+    s.net.request_drop = 0.0;
+    s.run_for(40_000);
+    s.check_no_overfill().unwrap();
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn a_node_reached_only_through_another_gets_the_whole_book() {
+    let mut s = sim(3, 12);
+    s.unlink(0, 2);
+    s.run_for(100);
+    for i in 0..50 {
+        s.command(0, s.order(Side::Sell, 10_000 + i, 1, Tif::Gtc));
+    }
+    s.net.gossip_drop = 0.5;
+    s.run_for(2_000);
+    s.net.gossip_drop = 0.0;
+    s.run_for(10_000);
+    let book = s.nodes[2]
+        .engine
+        .as_ref()
+        .unwrap()
+        .book("SIM", 100)
+        .unwrap();
+    assert_eq!(book.asks.len(), 50);
+    s.check_converged().unwrap();
+}

@@ -1,0 +1,219 @@
+//! What the engine shows the outside: orders, trades, books and counters in
+//! the decimal units of their market, ready to serialise for the API.
+
+use libp2p::PeerId;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::durable::{OwnOrder, Tif, Trade};
+use super::ids::OrderId;
+use super::replica::{RepOrder, Replica};
+use crate::market::{MarketSpec, Qty, Side};
+
+/// An order as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OrderInfo {
+    pub id: String,
+    pub market: String,
+    pub side: Side,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub time_in_force: &'static str,
+    pub price: Option<Decimal>,
+    pub quantity: Decimal,
+    pub filled: Decimal,
+    pub remaining: Decimal,
+    /// Quantity asked of makers with no answer yet.
+    pub pending: Decimal,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub own: bool,
+    pub stale: bool,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    pub fills: Vec<TradeInfo>,
+}
+
+/// A trade as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TradeInfo {
+    pub id: String,
+    pub market: String,
+    pub maker_order_id: String,
+    pub taker_order_id: String,
+    /// The taker's side.
+    pub side: Side,
+    pub price: Decimal,
+    pub quantity: Decimal,
+    pub ts_ms: u64,
+}
+
+/// A market's replicated book.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BookInfo {
+    pub market: String,
+    pub bids: Vec<(Decimal, Decimal)>,
+    pub asks: Vec<(Decimal, Decimal)>,
+    pub digest: String,
+    pub orders: usize,
+}
+
+/// A market's summary for the status page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MarketInfo {
+    pub name: String,
+    pub tick: Decimal,
+    pub lot: Decimal,
+    pub topic: String,
+    pub digest: String,
+    pub orders: usize,
+    pub own_open: usize,
+    pub synced: bool,
+}
+
+/// An owner this node has heard of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OwnerInfo {
+    pub peer_id: String,
+    pub stale: bool,
+    pub last_heard_ms: u64,
+    pub open_orders: usize,
+}
+
+/// What the engine counted, for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub orders_placed: u64,
+    pub orders_refused: u64,
+    pub orders_rejected: u64,
+    pub fills_maker: u64,
+    pub fills_taker: u64,
+    pub takes_sent: u64,
+    pub takes_refused: u64,
+    pub takes_refused_as_maker: u64,
+    pub takes_in_doubt: u64,
+    pub gossip_sent: u64,
+    pub gossip_rejected: u64,
+    pub gossip_ignored: u64,
+    pub sync_requests: u64,
+    pub sync_answers: u64,
+    pub sync_pages: u64,
+    pub owner_syncs: u64,
+    pub owner_limit_hits: u64,
+}
+
+pub(crate) fn tif_str(t: Tif) -> &'static str {
+    match t {
+        Tif::Gtc => "gtc",
+        Tif::Ioc => "ioc",
+        Tif::Fok => "fok",
+        Tif::PostOnly => "post-only",
+    }
+}
+
+pub(super) fn trade(spec: &MarketSpec, t: &Trade) -> TradeInfo {
+    TradeInfo {
+        id: t.id.to_string(),
+        market: spec.name.clone(),
+        maker_order_id: t.id.maker.to_string(),
+        taker_order_id: t.taker.to_string(),
+        side: t.maker_side.opposite(),
+        price: spec.ticks_to_price(t.price),
+        quantity: spec.lots_to_qty(t.qty),
+        ts_ms: t.ts_ms,
+    }
+}
+
+pub(super) fn own_order(
+    spec: &MarketSpec,
+    me: PeerId,
+    o: &OwnOrder,
+    pending: Qty,
+    trades: &[&Trade],
+) -> OrderInfo {
+    let open = !o.status.is_done();
+    OrderInfo {
+        id: OrderId::new(me, o.seq).to_string(),
+        market: o.market.clone(),
+        side: o.side,
+        kind: match o.kind {
+            super::OrderKind::Limit => "limit",
+            super::OrderKind::Market => "market",
+        },
+        time_in_force: tif_str(o.tif),
+        price: o.price.map(|p| spec.ticks_to_price(p)),
+        quantity: spec.lots_to_qty(o.qty),
+        filled: spec.lots_to_qty(o.filled),
+        remaining: if open {
+            spec.lots_to_qty(o.remaining())
+        } else {
+            Decimal::ZERO
+        },
+        pending: spec.lots_to_qty(pending),
+        status: o.status.as_str(),
+        reason: o.reason.clone(),
+        own: true,
+        stale: false,
+        created_ms: o.created_ms,
+        updated_ms: o.updated_ms,
+        client_id: o.client_id.clone(),
+        fills: trades.iter().map(|t| trade(spec, t)).collect(),
+    }
+}
+
+pub(super) fn remote_order(r: &Replica, id: OrderId, o: &RepOrder, stale: bool) -> OrderInfo {
+    let spec = &r.spec;
+    let s = &o.state;
+    OrderInfo {
+        id: id.to_string(),
+        market: spec.name.clone(),
+        side: s.side,
+        kind: "limit",
+        time_in_force: "gtc",
+        price: Some(spec.ticks_to_price(s.price)),
+        quantity: spec.lots_to_qty(s.qty),
+        filled: spec.lots_to_qty(s.qty.saturating_sub(s.remaining)),
+        remaining: spec.lots_to_qty(s.remaining),
+        pending: Decimal::ZERO,
+        status: "open",
+        reason: None,
+        own: false,
+        stale,
+        created_ms: s.created_ms,
+        updated_ms: s.created_ms,
+        client_id: None,
+        fills: Vec::new(),
+    }
+}
+
+pub(super) fn book(r: &Replica, depth: usize) -> BookInfo {
+    let spec = &r.spec;
+    let conv = |v: Vec<(crate::market::Price, Qty)>| {
+        v.into_iter()
+            .map(|(p, q)| (spec.ticks_to_price(p), spec.lots_to_qty(q)))
+            .collect()
+    };
+    BookInfo {
+        market: spec.name.clone(),
+        bids: conv(r.depth(Side::Buy, depth)),
+        asks: conv(r.depth(Side::Sell, depth)),
+        digest: r.digest.to_hex(),
+        orders: r.len(),
+    }
+}
+
+pub(super) fn market(r: &Replica, synced: bool, own_open: usize) -> MarketInfo {
+    MarketInfo {
+        name: r.spec.name.clone(),
+        tick: r.spec.tick,
+        lot: r.spec.lot,
+        topic: r.topic.clone(),
+        digest: r.digest.to_hex(),
+        orders: r.len(),
+        own_open,
+        synced,
+    }
+}

@@ -1,0 +1,325 @@
+//! The wire: every message peerbook nodes exchange, and its one codec.
+//!
+//! Gossip messages, take requests and sync requests are CBOR (through
+//! `cbor4ii`'s serde support: `serde_cbor` is unmaintained, RUSTSEC-2021-0127),
+//! each in a versioned envelope. Nothing else in the crate encodes or decodes
+//! wire bytes, so the codec can change in one place.
+//!
+//! Prices and quantities travel as integer ticks and lots: the market's
+//! topic already pins its tick and lot sizes, so integers are exact and short.
+//! Orders never name their owner: the owner of everything in a gossip message
+//! is the message's signed source, so a peer cannot even express an order,
+//! cancel or fill of somebody else's order.
+
+use libp2p::PeerId;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::market::{Price, Qty, Side};
+
+/// Version of every envelope this node writes. A message with a newer version
+/// is ignored (not penalised), so nodes can be upgraded one at a time.
+pub const WIRE_VERSION: u16 = 1;
+
+/// Why bytes from the wire could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("message of {size} bytes exceeds the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("unsupported wire version {0}")]
+    Version(u16),
+}
+
+/// Encode any wire message.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Encoding into a Vec only fails when memory runs out; the messages we
+    // build are bounded, so this is an invariant, not an input-driven error.
+    cbor4ii::serde::to_vec(Vec::new(), msg).unwrap_or_default()
+}
+
+/// Decode a wire message of at most `limit` bytes.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, WireError> {
+    if bytes.len() > limit {
+        return Err(WireError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    cbor4ii::serde::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+// ---------------------------------------------------------------- gossip
+
+/// One gossip message: a batch of items about one market, all by the source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gossip {
+    pub v: u16,
+    pub market: String,
+    /// When the source sent it (ms since the Unix epoch); far from the
+    /// receiver's clock means a replay or a broken clock, and is refused.
+    pub sent_ms: u64,
+    pub items: Vec<Item>,
+}
+
+/// Something the source says about its own orders on the market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Item {
+    /// A resting order of the source, with its current state.
+    Order(OrderState),
+    /// The source cancelled its order `seq`: a tombstone.
+    Cancel { seq: u64 },
+    /// The source, as maker, filled its order.
+    Fill(FillMsg),
+    /// The source's periodic summary of its open orders on the market.
+    Heartbeat(Heartbeat),
+}
+
+/// The replicated state of one resting order. `ver` orders the owner's
+/// updates: a replica keeps the highest version it has seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderState {
+    pub seq: u64,
+    pub side: Side,
+    pub price: Price,
+    /// Original quantity.
+    pub qty: Qty,
+    /// What is left to fill.
+    pub remaining: Qty,
+    pub ver: u64,
+    pub created_ms: u64,
+}
+
+/// A fill of the source's order `maker_seq`, as the maker decided it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillMsg {
+    pub maker_seq: u64,
+    /// The maker order's fill sequence number: the trade id is
+    /// `<maker order id>/<fill_seq>`.
+    pub fill_seq: u64,
+    /// The maker's fill counter on this market, for fill-log repair.
+    pub mseq: u64,
+    pub maker_side: Side,
+    pub price: Price,
+    pub qty: Qty,
+    /// The maker order's state after the fill.
+    pub maker_remaining: Qty,
+    pub maker_ver: u64,
+    pub taker: PeerId,
+    pub taker_seq: u64,
+    /// Which of the taker order's takes this answers.
+    pub take_n: u32,
+    pub ts_ms: u64,
+}
+
+/// An owner's summary of its open orders on one market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub open: u64,
+    /// Digest of the owner's open orders (see `engine::digest`).
+    pub digest: [u8; 16],
+    /// Every order of the owner with a sequence number at or below this is
+    /// either among the open ones or gone for good.
+    pub watermark: u64,
+    /// How many fills the owner has made as maker on this market.
+    pub fills: u64,
+}
+
+// ---------------------------------------------------------------- takes
+
+/// Request-response `/peerbook/take/1`: a taker asks a maker to fill.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeRequest {
+    pub v: u16,
+    pub market: String,
+    pub maker_seq: u64,
+    /// The taker's order (its owner is the requesting peer).
+    pub taker_seq: u64,
+    /// Number of this take among the taker order's takes: with the taker
+    /// and its order, the take's id. The maker answers a repeated id with
+    /// the first answer, never a second fill.
+    pub take_n: u32,
+    pub kind: TakeKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TakeKind {
+    /// Fill up to `qty` if the maker's price is within `limit`.
+    Fill {
+        side: Side,
+        limit: Option<Price>,
+        qty: Qty,
+    },
+    /// The taker never got an answer: what became of this take? The maker
+    /// answers from its records only and never fills on a status request.
+    Status,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TakeResponse {
+    Filled(FillMsg),
+    Refused(Refusal),
+}
+
+/// Why a maker did not fill a take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    UnknownMarket,
+    UnknownOrder,
+    /// The order is filled or cancelled.
+    Done,
+    /// Nothing of the order is free right now.
+    NoQuantity,
+    /// The order's price is outside the taker's limit.
+    Price,
+    /// The taker named itself as maker.
+    SelfTrade,
+    /// The maker cannot make fills durable now.
+    Storage,
+    /// The maker is refusing this peer's takes for now (rate limit).
+    Busy,
+    /// A status request for a take the maker never filled.
+    NotFilled,
+    BadRequest,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnknownMarket => "unknown market",
+            Refusal::UnknownOrder => "unknown order",
+            Refusal::Done => "order is done",
+            Refusal::NoQuantity => "no quantity free",
+            Refusal::Price => "price outside the limit",
+            Refusal::SelfTrade => "self trade",
+            Refusal::Storage => "maker storage unavailable",
+            Refusal::Busy => "maker busy",
+            Refusal::NotFilled => "not filled",
+            Refusal::BadRequest => "bad request",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- sync
+
+/// Request-response `/peerbook/sync/1`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub v: u16,
+    pub market: String,
+    pub what: SyncWhat,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncWhat {
+    /// Every owner's open orders, ordered by (owner, seq), after a cursor.
+    Book { after: Option<(PeerId, u64)> },
+    /// One owner's open orders with a sequence number above `after`.
+    Owner { owner: PeerId, after: u64 },
+    /// One owner's fills as maker with `mseq >= from`.
+    Fills { owner: PeerId, from: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    Book(BookPage),
+    Owner(OwnerPage),
+    Fills(FillsPage),
+    Refused(SyncRefusal),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncRefusal {
+    UnknownMarket,
+    Busy,
+    BadRequest,
+}
+
+/// A page of the whole book.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookPage {
+    pub owners: Vec<OwnerOrders>,
+    /// Recent fills of the market (first page only).
+    pub fills: Vec<(PeerId, FillMsg)>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<(PeerId, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerOrders {
+    pub owner: PeerId,
+    pub orders: Vec<OrderState>,
+}
+
+/// A page of one owner's open orders with `after < seq <= upto`. When the
+/// answer comes from the owner itself, every order in that range that is not
+/// in the page is gone for good, so the page replaces what the asker held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerPage {
+    pub owner: PeerId,
+    pub after: u64,
+    pub upto: u64,
+    pub orders: Vec<OrderState>,
+    /// More pages follow (ask again with `after = upto`).
+    pub more: bool,
+}
+
+/// One owner's fills as maker, ascending by `mseq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillsPage {
+    pub owner: PeerId,
+    pub fills: Vec<FillMsg>,
+    /// The oldest `mseq` the responder still holds (older ones are gone).
+    pub oldest: u64,
+    pub more: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gossip_batch_survives_the_round_trip() {
+        let g = Gossip {
+            v: WIRE_VERSION,
+            market: "BTC-USD".into(),
+            sent_ms: 1,
+            items: vec![
+                Item::Order(OrderState {
+                    seq: 7,
+                    side: Side::Buy,
+                    price: Price(100),
+                    qty: Qty(5),
+                    remaining: Qty(5),
+                    ver: 0,
+                    created_ms: 3,
+                }),
+                Item::Cancel { seq: 6 },
+                Item::Heartbeat(Heartbeat {
+                    open: 1,
+                    digest: [9; 16],
+                    watermark: 7,
+                    fills: 0,
+                }),
+            ],
+        };
+        let bytes = encode(&g);
+        assert_eq!(decode::<Gossip>(&bytes, 1 << 20).unwrap(), g);
+    }
+
+    #[test]
+    fn garbage_and_oversized_input_are_errors_not_panics() {
+        assert!(matches!(
+            decode::<Gossip>(&[0xff, 0x00, 0x13], 1 << 20),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<Gossip>(&[0u8; 64], 10),
+            Err(WireError::TooLarge { .. })
+        ));
+        // An array header that claims 2^32 elements must not allocate them.
+        let hostile = [0x84, 0x01, 0x60, 0x01, 0x9b, 0, 0, 0, 1, 0, 0, 0, 0];
+        assert!(decode::<Gossip>(&hostile, 1 << 20).is_err());
+    }
+}
