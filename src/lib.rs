@@ -9,6 +9,7 @@ pub mod api;
 pub mod book;
 pub mod cli;
 pub mod config;
+pub mod driver;
 pub mod engine;
 pub mod market;
 pub mod net;

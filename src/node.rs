@@ -2,8 +2,8 @@
 //! in reverse order.
 //!
 //! config → data dir → identity → store → API listener bound → network task
-//! → (engine task, next) → API server → wait for SIGINT/SIGTERM or a task
-//! failing → stop the API → (stop the engine) → stop the network, which
+//! → engine task → API server → wait for SIGINT/SIGTERM or a task
+//! failing → stop the API → stop the engine → stop the network, which
 //! saves the peer store.
 //!
 //! Everything that can fail because of the operator's setup (a busy port, an
@@ -17,12 +17,12 @@ use std::time::Instant;
 use libp2p::Multiaddr;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use crate::api::{self, ApiState};
 use crate::config::{ConfigError, Loaded};
+use crate::driver::{self, EngineParts, LoadError};
 use crate::net::identity::{self, IdentityError};
-use crate::net::{self, Acceptance, NetConfig, NetError, NetEvent, NetHandle};
+use crate::net::{self, NetConfig, NetError, NetHandle};
 use crate::shutdown::{self, Shutdown};
 use crate::store::{Store, StoreError};
 
@@ -39,6 +39,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
     #[error("cannot listen for the API on {addr}: {source}")]
     ApiBind {
         addr: std::net::SocketAddr,
@@ -130,12 +132,21 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
     let shutdown = Shutdown::new();
     let printer = tokio::spawn(print_listen_addrs(net.clone(), shutdown.clone()));
 
-    // The engine goes here: it takes `events` and a clone of `net`, and
-    // registers its metrics in `registry` before it is shared below.
-    let engine = tokio::spawn(without_engine(events, net.clone()));
+    let (engine, engine_task) = driver::spawn(
+        EngineParts {
+            me: peer_id,
+            config: config.engine.clone(),
+            markets: loaded.markets.clone(),
+        },
+        store.clone(),
+        net.clone(),
+        events,
+        shutdown.clone(),
+    )?;
 
     let state = Arc::new(ApiState {
         net: net.clone(),
+        engine,
         started,
         markets: market_names,
         registry: Arc::new(registry),
@@ -178,7 +189,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
     if !net_done {
         let _ = net_task.await;
     }
-    let _ = engine.await;
+    let _ = engine_task.await;
     let _ = printer.await;
     tracing::info!("stopped");
     outcome
@@ -203,34 +214,6 @@ async fn print_listen_addrs(net: NetHandle, shutdown: Shutdown) {
         tokio::select! {
             changed = watch.changed() => if changed.is_err() { return },
             _ = shutdown.wait() => return,
-        }
-    }
-}
-
-/// Until the engine exists: log what the network reports, and tell gossipsub
-/// that messages we cannot judge are not to be forwarded (Ignore, which does
-/// not penalise the sender).
-async fn without_engine(mut events: mpsc::Receiver<NetEvent>, net: NetHandle) {
-    while let Some(event) = events.recv().await {
-        match event {
-            NetEvent::Gossip {
-                propagation_source,
-                source,
-                message_id,
-                topic,
-                data,
-            } => {
-                tracing::debug!(%source, %topic, size = data.len(), "gossip received (no engine yet)");
-                net.report_validation(message_id, propagation_source, Acceptance::Ignore)
-                    .await;
-            }
-            NetEvent::Request { peer, protocol, .. } => {
-                tracing::debug!(%peer, protocol = protocol.name(), "request received (no engine yet)");
-            }
-            NetEvent::Response { tag, result } => {
-                tracing::debug!(tag, ok = result.is_ok(), "response received");
-            }
-            NetEvent::PeerConnected { .. } | NetEvent::PeerDisconnected { .. } => {}
         }
     }
 }

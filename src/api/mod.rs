@@ -7,11 +7,15 @@
 //! which renders as `{"error":{"code":..,"message":..}}`.
 
 mod auth;
+pub mod book;
+mod engine_error;
 pub mod error;
 mod index;
 mod metrics;
+pub mod orders;
 pub mod peers;
 pub mod status;
+pub mod trades;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +25,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+use crate::driver::EngineHandle;
 use crate::net::NetHandle;
 use crate::shutdown::Shutdown;
 
@@ -29,6 +34,7 @@ pub use error::ApiError;
 /// What the handlers share.
 pub struct ApiState {
     pub net: NetHandle,
+    pub engine: EngineHandle,
     /// When the node started, for `uptime_secs`.
     pub started: Instant,
     /// Names of the enabled markets.
@@ -44,6 +50,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let protected = Router::new()
         .merge(status::routes())
         .merge(peers::routes())
+        .merge(orders::routes())
+        .merge(book::routes())
+        .merge(trades::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

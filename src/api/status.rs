@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
+use crate::engine::{MarketInfo, OwnerInfo};
 
 /// The node's status as the API reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -20,6 +21,13 @@ pub struct Status {
     pub peer_count: usize,
     /// Enabled markets.
     pub markets: Vec<String>,
+    /// Each market's replicated book: digest (equal on converged nodes),
+    /// order counts, whether it has been pulled from a peer.
+    pub books: Vec<MarketInfo>,
+    /// Owners (peers with orders) this node has heard of.
+    pub owners: Vec<OwnerInfo>,
+    /// Why the node refuses new orders, if it does (storage failure).
+    pub degraded: Option<String>,
     pub version: String,
 }
 
@@ -27,19 +35,33 @@ pub fn routes() -> Router<Arc<ApiState>> {
     Router::new().route("/api/v1/status", get(status))
 }
 
-async fn status(State(state): State<Arc<ApiState>>) -> Json<Status> {
+async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, super::ApiError> {
     let net = state.net.status().await;
+    let (books, owners, degraded) = state
+        .engine
+        .query(|e| {
+            (
+                e.market_infos(),
+                e.owners(),
+                e.degraded().map(str::to_string),
+            )
+        })
+        .await
+        .map_err(|e| super::ApiError::unavailable(e.to_string()))?;
     let listen_addrs = net
         .listen_addrs
         .into_iter()
         .map(|a| a.clone().with_p2p(net.peer_id).unwrap_or(a).to_string())
         .collect();
-    Json(Status {
+    Ok(Json(Status {
         peer_id: net.peer_id.to_string(),
         listen_addrs,
         uptime_secs: state.started.elapsed().as_secs(),
         peer_count: net.connected_peers,
         markets: state.markets.clone(),
+        books,
+        owners,
+        degraded,
         version: env!("CARGO_PKG_VERSION").to_string(),
-    })
+    }))
 }

@@ -14,9 +14,6 @@ pub struct EngineConfig {
     /// An owner not heard from for this long is stale: its orders are shown
     /// as such and never taken, until it is heard from again.
     pub stale_after_ms: u64,
-    /// How long a take request may wait for the maker's answer before the
-    /// taker asks again (takes are idempotent, so asking again is safe).
-    pub take_timeout_ms: u64,
     /// Gossip is flushed at least this often; orders, cancels and fills made
     /// in between share one signed message.
     pub flush_ms: u64,
@@ -38,7 +35,6 @@ impl Default for EngineConfig {
         EngineConfig {
             heartbeat_ms: 1_000,
             stale_after_ms: 10_000,
-            take_timeout_ms: 3_000,
             flush_ms: 5,
             max_batch_items: 256,
             sync_page_orders: 4_096,

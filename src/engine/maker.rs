@@ -45,7 +45,7 @@ impl Engine {
             let fill = self
                 .own_trades
                 .get(&tid)
-                .map(|tr| fill_msg(tr))
+                .map(fill_msg)
                 .ok_or(Refusal::Busy)?;
             let data = wire::encode(&TakeResponse::Filled(fill));
             if self.held_trade(&tid) {

@@ -919,7 +919,7 @@ impl Engine {
             .filter(|o| mkt.is_none_or(|m| o.mkt == m))
             .filter(|o| status.is_none_or(|s| o.rec.status == s))
             .collect();
-        v.sort_by(|a, b| b.rec.seq.cmp(&a.rec.seq));
+        v.sort_by_key(|o| std::cmp::Reverse(o.rec.seq));
         Ok(v.into_iter()
             .take(limit)
             .map(|o| self.own_info(o))

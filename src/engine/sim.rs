@@ -366,10 +366,7 @@ impl Sim {
     }
 
     fn drain(&mut self, i: usize) {
-        loop {
-            let Some(a) = self.nodes[i].engine.as_mut().and_then(|e| e.poll_action()) else {
-                break;
-            };
+        while let Some(a) = self.nodes[i].engine.as_mut().and_then(|e| e.poll_action()) {
             self.act(i, a);
         }
         let Some(e) = self.nodes[i].engine.as_ref() else {

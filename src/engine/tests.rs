@@ -50,14 +50,14 @@ fn an_order_on_one_node_trades_with_an_order_on_another() {
     let mut s = sim(2, 1);
     let sell = s.command(0, s.order(Side::Sell, 10_000, 5, Tif::Gtc));
     s.run_for(200);
-    assert_eq!(reply(&s, sell).status, "open");
+    assert_eq!(reply(&s, sell).status, OrderStatus::Open);
     let book = s.nodes[1].engine.as_ref().unwrap().book("SIM", 5).unwrap();
     assert_eq!(book.asks, vec![(d("100"), d("5"))]);
 
     let buy = s.command(1, s.order(Side::Buy, 10_100, 3, Tif::Gtc));
     s.run_for(200);
     let b = reply(&s, buy);
-    assert_eq!(b.status, "filled");
+    assert_eq!(b.status, OrderStatus::Filled);
     assert_eq!(b.fills.len(), 1);
     assert_eq!(
         b.fills[0].price,
@@ -80,7 +80,7 @@ fn no_double_fill_when_two_takers_race_for_one_lot() {
     let mut s = sim(3, 2);
     let sell = s.command(0, s.order(Side::Sell, 10_000, 1, Tif::Gtc));
     s.run_for(200);
-    assert_eq!(reply(&s, sell).status, "open");
+    assert_eq!(reply(&s, sell).status, OrderStatus::Open);
     // Both takers send their take before either hears of the other's fill.
     let a = s.command(1, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
     let b = s.command(2, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
@@ -104,8 +104,8 @@ fn crossing_makers_published_at_once_trade_exactly_once() {
     let a = s.command(0, s.order(Side::Sell, 10_000, 4, Tif::Gtc));
     let b = s.command(1, s.order(Side::Buy, 10_100, 4, Tif::Gtc));
     s.run_for(3_000);
-    assert_eq!(reply(&s, a).status, "open");
-    assert_eq!(reply(&s, b).status, "open");
+    assert_eq!(reply(&s, a).status, OrderStatus::Open);
+    assert_eq!(reply(&s, b).status, OrderStatus::Open);
     for n in &s.nodes {
         let e = n.engine.as_ref().unwrap();
         let trades = e.trades(Some("SIM"), 10).unwrap();
@@ -132,7 +132,7 @@ fn a_taker_walks_down_the_book_across_makers() {
     s.run_for(2_000);
     let b = reply(&s, buy);
     assert_eq!(b.filled, d("4"), "takes both levels within the limit");
-    assert_eq!(b.status, "open", "the rest rests");
+    assert_eq!(b.status, OrderStatus::Open, "the rest rests");
     let book = s.nodes[0].engine.as_ref().unwrap().book("SIM", 5).unwrap();
     assert_eq!(book.bids, vec![(d("100.5"), d("1"))]);
     assert_eq!(book.asks, vec![(d("101"), d("2"))]);
@@ -147,12 +147,12 @@ fn time_in_force_rules_hold_across_nodes() {
     let post = s.command(1, s.order(Side::Buy, 10_000, 1, Tif::PostOnly));
     let fok = s.command(1, s.order(Side::Buy, 10_000, 3, Tif::Fok));
     s.run_for(500);
-    assert_eq!(reply(&s, post).status, "rejected");
-    assert_eq!(reply(&s, fok).status, "rejected");
+    assert_eq!(reply(&s, post).status, OrderStatus::Rejected);
+    assert_eq!(reply(&s, fok).status, OrderStatus::Rejected);
     let ioc = s.command(1, s.order(Side::Buy, 10_000, 3, Tif::Ioc));
     s.run_for(500);
     let i = reply(&s, ioc);
-    assert_eq!((i.status, i.filled), ("expired", d("2")));
+    assert_eq!((i.status, i.filled), (OrderStatus::Expired, d("2")));
     s.run_for(2_000);
     s.check_converged().unwrap();
 }
@@ -165,7 +165,7 @@ fn own_orders_never_trade_with_each_other() {
     let buy = s.command(0, s.order(Side::Buy, 10_100, 2, Tif::Gtc));
     s.run_for(500);
     let b = reply(&s, buy);
-    assert_eq!(b.status, "cancelled");
+    assert_eq!(b.status, OrderStatus::Cancelled);
     assert!(b.reason.unwrap().contains("self-trade"));
     assert!(s.nodes[0]
         .engine
@@ -186,7 +186,7 @@ fn cancel_is_for_the_owner_only_and_only_once() {
     assert!(matches!(s.replies[&other], Err(EngineError::NotOwner(_))));
     let c = s.command(0, Command::Cancel { id: id.clone() });
     s.run_for(500);
-    assert_eq!(reply(&s, c).status, "cancelled");
+    assert_eq!(reply(&s, c).status, OrderStatus::Cancelled);
     let again = s.command(0, Command::Cancel { id });
     assert!(matches!(
         s.replies[&again],
@@ -264,7 +264,7 @@ fn a_maker_restarted_after_a_crash_keeps_its_orders_and_fills() {
     s.start(0);
     s.run_for(3_000);
     let o = s.nodes[0].engine.as_ref().unwrap().order(&id).unwrap();
-    assert_eq!((o.status, o.filled), ("open", d("2")));
+    assert_eq!((o.status, o.filled), (OrderStatus::Open, d("2")));
     // Ids are never reused after a restart.
     let next = s.command(0, s.order(Side::Sell, 10_200, 1, Tif::Gtc));
     s.run_for(300);

@@ -3,42 +3,42 @@
 
 use libp2p::PeerId;
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::durable::{OwnOrder, Tif, Trade};
+use super::durable::{OrderKind, OrderStatus, OwnOrder, Tif, Trade};
 use super::ids::OrderId;
 use super::replica::{RepOrder, Replica};
 use crate::market::{MarketSpec, Qty, Side};
 
 /// An order as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderInfo {
     pub id: String,
     pub market: String,
     pub side: Side,
     #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub time_in_force: &'static str,
+    pub kind: OrderKind,
+    pub time_in_force: Tif,
     pub price: Option<Decimal>,
     pub quantity: Decimal,
     pub filled: Decimal,
     pub remaining: Decimal,
     /// Quantity asked of makers with no answer yet.
     pub pending: Decimal,
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: OrderStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub own: bool,
     pub stale: bool,
     pub created_ms: u64,
     pub updated_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     pub fills: Vec<TradeInfo>,
 }
 
 /// A trade as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TradeInfo {
     pub id: String,
     pub market: String,
@@ -52,7 +52,7 @@ pub struct TradeInfo {
 }
 
 /// A market's replicated book.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookInfo {
     pub market: String,
     pub bids: Vec<(Decimal, Decimal)>,
@@ -62,7 +62,7 @@ pub struct BookInfo {
 }
 
 /// A market's summary for the status page.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MarketInfo {
     pub name: String,
     pub tick: Decimal,
@@ -75,7 +75,7 @@ pub struct MarketInfo {
 }
 
 /// An owner this node has heard of.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerInfo {
     pub peer_id: String,
     pub stale: bool,
@@ -84,7 +84,7 @@ pub struct OwnerInfo {
 }
 
 /// What the engine counted, for `/metrics`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub orders_placed: u64,
     pub orders_refused: u64,
@@ -139,11 +139,8 @@ pub(super) fn own_order(
         id: OrderId::new(me, o.seq).to_string(),
         market: o.market.clone(),
         side: o.side,
-        kind: match o.kind {
-            super::OrderKind::Limit => "limit",
-            super::OrderKind::Market => "market",
-        },
-        time_in_force: tif_str(o.tif),
+        kind: o.kind,
+        time_in_force: o.tif,
         price: o.price.map(|p| spec.ticks_to_price(p)),
         quantity: spec.lots_to_qty(o.qty),
         filled: spec.lots_to_qty(o.filled),
@@ -153,7 +150,7 @@ pub(super) fn own_order(
             Decimal::ZERO
         },
         pending: spec.lots_to_qty(pending),
-        status: o.status.as_str(),
+        status: o.status,
         reason: o.reason.clone(),
         own: true,
         stale: false,
@@ -171,14 +168,14 @@ pub(super) fn remote_order(r: &Replica, id: OrderId, o: &RepOrder, stale: bool) 
         id: id.to_string(),
         market: spec.name.clone(),
         side: s.side,
-        kind: "limit",
-        time_in_force: "gtc",
+        kind: OrderKind::Limit,
+        time_in_force: Tif::Gtc,
         price: Some(spec.ticks_to_price(s.price)),
         quantity: spec.lots_to_qty(s.qty),
         filled: spec.lots_to_qty(s.qty.saturating_sub(s.remaining)),
         remaining: spec.lots_to_qty(s.remaining),
         pending: Decimal::ZERO,
-        status: "open",
+        status: OrderStatus::Open,
         reason: None,
         own: false,
         stale,

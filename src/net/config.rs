@@ -73,7 +73,7 @@ impl Default for NetTuning {
             gossip_max_message_bytes: 1024 * 1024,
             request_max_bytes: 64 * 1024,
             response_max_bytes: 8 * 1024 * 1024,
-            take_timeout_ms: 10_000,
+            take_timeout_ms: 3_000,
             sync_timeout_ms: 30_000,
             peer_save_interval_secs: 30,
             redial_initial_ms: 1_000,

@@ -7,6 +7,7 @@
 //! kept outside, as its own file (see `net::identity`).
 
 mod codec;
+mod engine_state;
 mod peers;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,7 @@ impl Store {
     fn init_tables(&self) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
         peers::init(&tx)?;
+        engine_state::init(&tx)?;
         tx.commit()?;
         Ok(())
     }

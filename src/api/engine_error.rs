@@ -1,0 +1,31 @@
+//! How the engine's refusals become HTTP errors.
+
+use axum::http::StatusCode;
+
+use super::error::ApiError;
+use crate::driver::EngineGone;
+use crate::engine::EngineError;
+
+/// The HTTP error for an engine refusal. `in_path`: the market or order was
+/// named in the URL, so an unknown one is a 404 rather than a bad body.
+pub fn engine_error(e: EngineError, in_path: bool) -> ApiError {
+    let message = e.to_string();
+    match e {
+        EngineError::UnknownMarket(_) if in_path => ApiError::not_found(message),
+        EngineError::UnknownMarket(_) => ApiError::bad_request("unknown_market", message),
+        EngineError::Invalid(_) => ApiError::bad_request("bad_value", message),
+        EngineError::NotFound(_) => ApiError::not_found(message),
+        EngineError::NotOwner(_) => ApiError::forbidden(message),
+        EngineError::AlreadyDone(..) => ApiError::conflict(message),
+        EngineError::Storage(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            message,
+        ),
+    }
+}
+
+/// The engine task is gone: the node is stopping.
+pub fn gone(e: EngineGone) -> ApiError {
+    ApiError::unavailable(e.to_string())
+}

@@ -1,0 +1,42 @@
+//! `GET /api/v1/trades?market=&limit=`: recent fills this node knows, of
+//! every owner, newest first.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::engine_error::{engine_error, gone};
+use super::error::ApiError;
+use super::ApiState;
+use crate::engine::TradeInfo;
+
+const MAX_LIMIT: usize = 10_000;
+
+pub fn routes() -> Router<Arc<ApiState>> {
+    Router::new().route("/api/v1/trades", get(trades))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TradesQuery {
+    market: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn trades(
+    State(state): State<Arc<ApiState>>,
+    query: Result<Query<TradesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<TradeInfo>>, ApiError> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(100).min(MAX_LIMIT);
+    let market = q.market;
+    let result = state
+        .engine
+        .query(move |e| e.trades(market.as_deref(), limit))
+        .await
+        .map_err(gone)?;
+    result.map(Json).map_err(|e| engine_error(e, false))
+}

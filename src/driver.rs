@@ -1,0 +1,440 @@
+//! The engine task: drives the sans-IO engine with real time, the network,
+//! the store and the API.
+//!
+//! One tokio task owns the `Engine`. It feeds it network events, API
+//! commands, finished writes and timer ticks, and carries out what the
+//! engine asks for: publishing and requests go to the network task through
+//! its handle, writes go to the store writer, replies go back to the API,
+//! events go to every subscriber (server-sent events).
+//!
+//! Writes are group-committed: a dedicated thread takes every batch waiting
+//! and makes them durable in one transaction, so many fills cost one fsync.
+//! If a write fails the engine refuses new orders and takes; the task probes
+//! the disk and, once it takes writes again, rebuilds the engine from what
+//! is durable (the same path as a restart) and pulls the books again.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use libp2p::gossipsub::MessageId;
+use libp2p::PeerId;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::engine::{
+    Action, Command, CommandId, Engine, EngineConfig, EngineError, Event, Input, Op, OrderInfo,
+    Proto, RequestFailure, Verdict,
+};
+use crate::market::MarketSpec;
+use crate::net::{Acceptance, InboundId, NetEvent, NetHandle, Protocol, RequestError};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// Milliseconds since the Unix epoch, the engine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How often a degraded node checks whether its disk takes writes again.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// Inputs handled before the actions are carried out (batching under load).
+const BURST: usize = 256;
+
+type Query = Box<dyn FnOnce(&Engine) + Send>;
+
+enum ApiRequest {
+    Command {
+        cmd: Command,
+        reply: oneshot::Sender<Result<OrderInfo, EngineError>>,
+    },
+    Query(Query),
+}
+
+/// Why the engine could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the engine is not running (the node is shutting down)")]
+pub struct EngineGone;
+
+/// The API's handle on the engine task.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<ApiRequest>,
+    events: broadcast::Sender<Event>,
+}
+
+impl EngineHandle {
+    /// Place or cancel an order; answers once the change is durable.
+    pub async fn command(
+        &self,
+        cmd: Command,
+    ) -> Result<Result<OrderInfo, EngineError>, EngineGone> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ApiRequest::Command { cmd, reply })
+            .await
+            .map_err(|_| EngineGone)?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
+    /// Read something from the engine, in the engine task.
+    pub async fn query<R, F>(&self, f: F) -> Result<R, EngineGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Engine) -> R + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let q: Query = Box::new(move |e| {
+            let _ = tx.send(f(e));
+        });
+        self.tx
+            .send(ApiRequest::Query(q))
+            .await
+            .map_err(|_| EngineGone)?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
+    /// Every event from now on (lagging receivers lose the oldest).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}
+
+/// What the engine is built from (again, after a storage failure).
+pub struct EngineParts {
+    pub me: PeerId,
+    pub config: EngineConfig,
+    pub markets: Vec<MarketSpec>,
+}
+
+/// Why the engine task could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load the node's orders and fills from its database: {0}")]
+pub struct LoadError(#[from] crate::store::StoreError);
+
+/// Load the durable state, build the engine and start its task.
+pub fn spawn(
+    parts: EngineParts,
+    store: Store,
+    net: NetHandle,
+    net_events: mpsc::Receiver<NetEvent>,
+    shutdown: Shutdown,
+) -> Result<(EngineHandle, JoinHandle<()>), LoadError> {
+    let snapshot = store.load()?;
+    let engine = Engine::new(
+        parts.me,
+        parts.config.clone(),
+        parts.markets.clone(),
+        snapshot,
+        now_ms(),
+    );
+    let (tx, api) = mpsc::channel(1024);
+    let (events, _) = broadcast::channel(4096);
+    let (writes, persisted) = spawn_writer(store.clone());
+    let driver = Driver {
+        engine,
+        parts,
+        store,
+        net,
+        net_events,
+        api,
+        writes,
+        persisted,
+        replies: HashMap::new(),
+        next_cmd: 1,
+        events: events.clone(),
+        shutdown,
+        probing: None,
+    };
+    let task = tokio::spawn(driver.run());
+    Ok((EngineHandle { tx, events }, task))
+}
+
+struct Driver {
+    engine: Engine,
+    parts: EngineParts,
+    store: Store,
+    net: NetHandle,
+    net_events: mpsc::Receiver<NetEvent>,
+    api: mpsc::Receiver<ApiRequest>,
+    writes: WriteTx,
+    persisted: DoneRx,
+    replies: HashMap<u64, oneshot::Sender<Result<OrderInfo, EngineError>>>,
+    next_cmd: u64,
+    events: broadcast::Sender<Event>,
+    shutdown: Shutdown,
+    /// While degraded: when to probe the disk next.
+    probing: Option<Instant>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        self.drain().await;
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                _ = self.shutdown.wait() => break,
+                ev = self.net_events.recv() => match ev {
+                    Some(ev) => {
+                        self.on_net(ev);
+                        for _ in 0..BURST {
+                            match self.net_events.try_recv() {
+                                Ok(ev) => self.on_net(ev),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                req = self.api.recv() => {
+                    if let Some(req) = req {
+                        self.on_api(req);
+                    }
+                }
+                done = self.persisted.recv() => {
+                    if let Some(done) = done {
+                        self.on_persisted(done);
+                        while let Ok(done) = self.persisted.try_recv() {
+                            self.on_persisted(done);
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.engine.handle(Input::Tick, now_ms());
+                    self.maybe_recover().await;
+                }
+            }
+            self.drain().await;
+        }
+        for (_, reply) in self.replies.drain() {
+            let _ = reply.send(Err(EngineError::Storage(
+                "the node is shutting down".into(),
+            )));
+        }
+    }
+
+    /// When the engine wants its next tick.
+    fn deadline(&self) -> Instant {
+        let want = self.engine.poll_timeout();
+        let now = now_ms();
+        let mut at = Instant::now() + Duration::from_millis(want.saturating_sub(now));
+        if let Some(p) = self.probing {
+            at = at.min(p);
+        }
+        at
+    }
+
+    fn on_net(&mut self, ev: NetEvent) {
+        let input = match ev {
+            NetEvent::Gossip {
+                propagation_source,
+                source,
+                message_id,
+                topic,
+                data,
+            } => Input::Gossip {
+                source,
+                propagation_source,
+                message_id: message_id.0,
+                topic,
+                data,
+            },
+            NetEvent::Request {
+                peer,
+                protocol,
+                id,
+                data,
+            } => Input::Request {
+                peer,
+                proto: match protocol {
+                    Protocol::Take => Proto::Take,
+                    Protocol::Sync => Proto::Sync,
+                },
+                req: id.0,
+                data,
+            },
+            NetEvent::Response { tag, result } => Input::Response {
+                tag,
+                result: result.map_err(|e| match e {
+                    // The request never left: nothing can have happened.
+                    RequestError::DialFailure | RequestError::UnsupportedProtocols => {
+                        RequestFailure::NotSent
+                    }
+                    _ => RequestFailure::Lost,
+                }),
+            },
+            NetEvent::PeerConnected { peer } => {
+                let _ = self.events.send(Event::Owner { peer, stale: false });
+                Input::PeerConnected(peer)
+            }
+            NetEvent::PeerDisconnected { peer } => Input::PeerDisconnected(peer),
+        };
+        self.engine.handle(input, now_ms());
+    }
+
+    fn on_api(&mut self, req: ApiRequest) {
+        match req {
+            ApiRequest::Command { cmd, reply } => {
+                let id = self.next_cmd;
+                self.next_cmd += 1;
+                self.replies.insert(id, reply);
+                self.engine.handle(
+                    Input::Command {
+                        id: CommandId(id),
+                        cmd,
+                    },
+                    now_ms(),
+                );
+            }
+            ApiRequest::Query(q) => q(&self.engine),
+        }
+    }
+
+    fn on_persisted(&mut self, (ticket, result): (u64, Result<(), String>)) {
+        let input = match result {
+            Ok(()) => Input::Persisted { ticket },
+            Err(error) => {
+                if self.probing.is_none() {
+                    self.probing = Some(Instant::now() + PROBE_EVERY);
+                }
+                Input::PersistFailed { ticket, error }
+            }
+        };
+        self.engine.handle(input, now_ms());
+    }
+
+    /// Carry out everything the engine asked for.
+    async fn drain(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Publish { topic, data } => self.net.publish(topic, data).await,
+                Action::Validate {
+                    message_id,
+                    propagation_source,
+                    verdict,
+                } => {
+                    let acceptance = match verdict {
+                        Verdict::Accept => Acceptance::Accept,
+                        Verdict::Reject => Acceptance::Reject,
+                        Verdict::Ignore => Acceptance::Ignore,
+                    };
+                    self.net
+                        .report_validation(MessageId(message_id), propagation_source, acceptance)
+                        .await;
+                }
+                Action::Request {
+                    peer,
+                    proto,
+                    tag,
+                    data,
+                } => {
+                    let protocol = match proto {
+                        Proto::Take => Protocol::Take,
+                        Proto::Sync => Protocol::Sync,
+                    };
+                    self.net.request(peer, protocol, tag, data).await;
+                }
+                Action::Respond { req, data } => self.net.respond(InboundId(req), data).await,
+                Action::Persist { ticket, ops } => {
+                    if self.writes.send((ticket, ops)).is_err() {
+                        let error = "the store writer stopped".to_string();
+                        self.engine
+                            .handle(Input::PersistFailed { ticket, error }, now_ms());
+                    }
+                }
+                Action::Reply { id, result } => {
+                    if let Some(reply) = self.replies.remove(&id.0) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Action::Event(ev) => {
+                    let _ = self.events.send(ev);
+                }
+            }
+        }
+    }
+
+    /// While degraded: once the disk takes a write, rebuild the engine from
+    /// what is durable and pull the books again.
+    async fn maybe_recover(&mut self) {
+        let Some(at) = self.probing else { return };
+        if Instant::now() < at {
+            return;
+        }
+        let store = self.store.clone();
+        let probe =
+            tokio::task::spawn_blocking(move || store.probe().and_then(|_| store.load())).await;
+        let snapshot = match probe {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "storage still refuses writes; orders stay refused");
+                self.probing = Some(Instant::now() + PROBE_EVERY);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "storage probe failed");
+                self.probing = Some(Instant::now() + PROBE_EVERY);
+                return;
+            }
+        };
+        tracing::info!("storage takes writes again: rebuilding the engine from what is durable");
+        self.probing = None;
+        for (_, reply) in self.replies.drain() {
+            let _ = reply.send(Err(EngineError::Storage(
+                "the node restarted its engine after a storage failure".into(),
+            )));
+        }
+        self.engine = Engine::new(
+            self.parts.me,
+            self.parts.config.clone(),
+            self.parts.markets.clone(),
+            snapshot,
+            now_ms(),
+        );
+        for p in self.net.peers().await.into_iter().filter(|p| p.connected) {
+            self.engine
+                .handle(Input::PeerConnected(p.peer_id), now_ms());
+        }
+    }
+}
+
+/// A batch of writes for the store writer, with its ticket.
+type WriteTx = std::sync::mpsc::Sender<(u64, Vec<Op>)>;
+/// Tickets whose writes finished, and how.
+type DoneRx = mpsc::UnboundedReceiver<(u64, Result<(), String>)>;
+
+/// The store writer: a thread that makes batches durable, several at once.
+fn spawn_writer(store: Store) -> (WriteTx, DoneRx) {
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, Vec<Op>)>();
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let spawned = std::thread::Builder::new()
+        .name("peerbook-store".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut group = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    group.push(more);
+                    if group.len() >= 1024 {
+                        break;
+                    }
+                }
+                let batches: Vec<&[Op]> = group.iter().map(|(_, ops)| ops.as_slice()).collect();
+                let result = store.apply(&batches).map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "a write to the database failed");
+                }
+                for (ticket, _) in &group {
+                    if done_tx.send((*ticket, result.clone())).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the store writer thread; every write will fail");
+    }
+    (tx, done_rx)
+}
