@@ -6,8 +6,10 @@
 //! a variant to [`Command`]. Bad flags are clap's job: a clear message and
 //! exit status 2.
 
+pub mod client;
 mod id;
 mod node;
+mod status;
 
 use std::path::PathBuf;
 
@@ -32,14 +34,38 @@ pub enum Command {
     /// Print this node's peer id and the addresses to give other nodes
     /// (creates the identity if there is none yet).
     Id(id::IdArgs),
+    /// Show how a node is doing: peers, markets, digests (exit status 1
+    /// when it does not answer).
+    Status(status::StatusArgs),
+}
+
+/// Why a command failed; printed once, by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
+}
+
+impl CliError {
+    /// Exit status: 2 for a bad configuration or usage, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Node(e) => e.exit_code(),
+            CliError::Client(client::ClientError::Usage(_) | client::ClientError::BadUrl(_)) => 2,
+            CliError::Client(_) => 1,
+        }
+    }
 }
 
 impl Cli {
     /// Run the chosen command.
-    pub async fn run(self) -> Result<(), NodeError> {
+    pub async fn run(self) -> Result<(), CliError> {
         match self.command {
-            Command::Node(args) => args.run().await,
-            Command::Id(args) => args.run(),
+            Command::Node(args) => Ok(args.run().await?),
+            Command::Id(args) => Ok(args.run()?),
+            Command::Status(args) => Ok(args.run().await?),
         }
     }
 }
