@@ -565,6 +565,19 @@ fn validate(loaded: &Loaded) -> Result<Vec<MarketSpec>, ConfigError> {
         let key = format!("net.{field}");
         return Err(bad(&key, "must be greater than zero".into()));
     }
+    if let Some(field) = c.engine.zero_fields().first() {
+        let key = format!("engine.{field}");
+        return Err(bad(&key, "must be greater than zero".into()));
+    }
+    if c.engine.stale_after_ms < c.engine.heartbeat_ms {
+        return Err(bad(
+            "engine.stale_after_ms",
+            format!(
+                "must be at least engine.heartbeat_ms ({}), or every owner would look stale between heartbeats",
+                c.engine.heartbeat_ms
+            ),
+        ));
+    }
     if c.data_dir
         .as_ref()
         .is_some_and(|d| d.as_os_str().is_empty())

@@ -28,6 +28,20 @@ pub struct EngineConfig {
     /// How many recent fills per market are kept in memory (for `/trades`
     /// and for answering sync).
     pub recent_fills: usize,
+    /// Gossip messages accepted per author and second (a burst of as many
+    /// is allowed); beyond, messages are dropped unforwarded and counted.
+    pub max_gossip_per_peer_per_sec: u32,
+    /// Take requests served per peer and second; beyond, takes are refused
+    /// as busy.
+    pub max_takes_per_peer_per_sec: u32,
+    /// Fills per peer waiting to be made durable; beyond, takes are refused
+    /// as busy.
+    pub max_open_takes_per_peer: u32,
+    /// Sync requests answered per peer and second; beyond, refused as busy.
+    pub max_syncs_per_peer_per_sec: u32,
+    /// Owners (authors of orders) kept per market; orders of new owners
+    /// beyond this are not kept.
+    pub max_owners: usize,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +55,50 @@ impl Default for EngineConfig {
             max_orders_per_owner: 200_000,
             max_clock_skew_ms: 60_000,
             recent_fills: 10_000,
+            max_gossip_per_peer_per_sec: 500,
+            max_takes_per_peer_per_sec: 2_000,
+            max_open_takes_per_peer: 256,
+            max_syncs_per_peer_per_sec: 50,
+            max_owners: 10_000,
         }
+    }
+}
+
+impl EngineConfig {
+    /// The keys whose value is zero but must not be, for the config loader
+    /// to refuse with their names.
+    pub fn zero_fields(&self) -> Vec<&'static str> {
+        let checks: [(&'static str, u64); 13] = [
+            ("heartbeat_ms", self.heartbeat_ms),
+            ("stale_after_ms", self.stale_after_ms),
+            ("flush_ms", self.flush_ms),
+            ("max_batch_items", self.max_batch_items as u64),
+            ("sync_page_orders", self.sync_page_orders as u64),
+            ("max_orders_per_owner", self.max_orders_per_owner as u64),
+            ("max_clock_skew_ms", self.max_clock_skew_ms),
+            ("recent_fills", self.recent_fills as u64),
+            (
+                "max_gossip_per_peer_per_sec",
+                self.max_gossip_per_peer_per_sec as u64,
+            ),
+            (
+                "max_takes_per_peer_per_sec",
+                self.max_takes_per_peer_per_sec as u64,
+            ),
+            (
+                "max_open_takes_per_peer",
+                self.max_open_takes_per_peer as u64,
+            ),
+            (
+                "max_syncs_per_peer_per_sec",
+                self.max_syncs_per_peer_per_sec as u64,
+            ),
+            ("max_owners", self.max_owners as u64),
+        ];
+        checks
+            .into_iter()
+            .filter(|(_, v)| *v == 0)
+            .map(|(k, _)| k)
+            .collect()
     }
 }

@@ -25,6 +25,18 @@ impl Engine {
         let Some(&mkt) = self.by_topic.get(topic) else {
             return Verdict::Reject;
         };
+        if !self.peer_keys.contains_key(&source)
+            && self.peers.len() >= self.cfg.max_owners.saturating_mul(2)
+        {
+            self.counters.owners_limit_hits += 1;
+            return Verdict::Ignore;
+        }
+        let key = self.peer_key(source);
+        let (now, rate) = (self.now, self.cfg.max_gossip_per_peer_per_sec);
+        if !self.peers[key as usize].gossip.take(now, rate) {
+            self.counters.gossip_rate_limited += 1;
+            return Verdict::Ignore;
+        }
         let g: Gossip = match wire::decode(data, MAX_MESSAGE_BYTES) {
             Ok(g) => g,
             Err(e) => {
@@ -39,7 +51,6 @@ impl Engine {
             tracing::debug!(%source, why, "rejecting invalid gossip");
             return Verdict::Reject;
         }
-        let key = self.peer_key(source);
         self.heard(key);
         let mut changed = false;
         for item in g.items {
@@ -107,6 +118,11 @@ impl Engine {
     /// Apply one item from `source`; whether the book changed.
     fn apply_item(&mut self, mkt: usize, key: u32, source: PeerId, item: Item) -> bool {
         let max = self.cfg.max_orders_per_owner;
+        let r = &self.markets[mkt];
+        if !r.owners.contains_key(&key) && r.owners.len() >= self.cfg.max_owners {
+            self.counters.owners_limit_hits += 1;
+            return false;
+        }
         match item {
             Item::Order(o) => {
                 // An order we never saw, created long ago, comes by sync

@@ -36,6 +36,16 @@ impl Engine {
         }
         let key = self.peer_key(peer);
         self.heard(key);
+        let (now, rate, open_max) = (
+            self.now,
+            self.cfg.max_takes_per_peer_per_sec,
+            self.cfg.max_open_takes_per_peer,
+        );
+        let p = &mut self.peers[key as usize];
+        if !p.takes.take(now, rate) || p.open_takes >= open_max {
+            self.counters.takes_rate_limited += 1;
+            return Err(Refusal::Busy);
+        }
         let take = TakeId {
             taker: OrderId::new(peer, t.taker_seq),
             n: t.take_n,
@@ -92,13 +102,13 @@ impl Engine {
         if q.is_zero() {
             return Err(Refusal::NoQuantity);
         }
-        self.maker_fill(mkt, t.maker_seq, take, q, req);
+        self.maker_fill(mkt, t.maker_seq, take, q, req, key);
         Ok(())
     }
 
     /// Fill `q` of our order `seq` for `take`, answering request `req` once
     /// the fill is durable.
-    fn maker_fill(&mut self, mkt: usize, seq: u64, take: TakeId, q: Qty, req: u64) {
+    fn maker_fill(&mut self, mkt: usize, seq: u64, take: TakeId, q: Qty, req: u64, peer: u32) {
         let now = self.now;
         let ms = &mut self.mstate[mkt];
         ms.mseq += 1;
@@ -139,8 +149,12 @@ impl Engine {
         self.tx_ops.push(Op::PutTrade(trade.clone()));
         self.dirty(seq);
         let fill = fill_msg(&trade);
+        if let Some(p) = self.peers.get_mut(peer as usize) {
+            p.open_takes += 1;
+        }
         self.tx_held.push(Held::TakeAnswer {
             req,
+            peer,
             ok: wire::encode(&TakeResponse::Filled(fill.clone())),
             fail: wire::encode(&TakeResponse::Refused(Refusal::Storage)),
         });

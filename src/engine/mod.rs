@@ -17,6 +17,7 @@
 mod config;
 mod digest;
 mod durable;
+pub mod fuzz;
 mod gossip;
 mod ids;
 mod maker;
@@ -204,9 +205,11 @@ enum Held {
     Act(Action),
     /// Put an item in a market's gossip stream.
     Gossip(usize, Item),
-    /// The answer to a take, and what to answer instead if the write fails.
+    /// The answer to a take from peer `peer`, and what to answer instead if
+    /// the write fails.
     TakeAnswer {
         req: u64,
+        peer: u32,
         ok: Vec<u8>,
         fail: Vec<u8>,
     },
@@ -219,6 +222,55 @@ struct Peer {
     last_heard: Millis,
     stale: bool,
     connected: bool,
+    gossip: Bucket,
+    takes: Bucket,
+    syncs: Bucket,
+    /// Fills for this peer's takes waiting to be durable.
+    open_takes: u32,
+}
+
+/// A token bucket: `rate` per second, bursts of `rate`.
+#[derive(Clone, Debug, Default)]
+struct Bucket {
+    tokens: f64,
+    at: Millis,
+    started: bool,
+}
+
+impl Bucket {
+    /// Take one token if there is one.
+    fn take(&mut self, now: Millis, rate: u32) -> bool {
+        let rate = f64::from(rate.max(1));
+        if !self.started {
+            self.started = true;
+            self.tokens = rate;
+        } else {
+            let dt = now.saturating_sub(self.at) as f64 / 1000.0;
+            self.tokens = (self.tokens + dt * rate).min(rate);
+        }
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Peer {
+    fn new(id: PeerId, now: Millis, connected: bool) -> Peer {
+        Peer {
+            id,
+            last_heard: now,
+            stale: false,
+            connected,
+            gossip: Bucket::default(),
+            takes: Bucket::default(),
+            syncs: Bucket::default(),
+            open_takes: 0,
+        }
+    }
 }
 
 /// One of this node's orders and its working state.
@@ -394,12 +446,7 @@ impl Engine {
             mstate: Vec::new(),
             by_name: HashMap::new(),
             by_topic: HashMap::new(),
-            peers: vec![Peer {
-                id: me,
-                last_heard: now,
-                stale: false,
-                connected: true,
-            }],
+            peers: vec![Peer::new(me, now, true)],
             peer_keys: HashMap::from([(me, ME)]),
             connected: BTreeSet::new(),
             own: BTreeMap::new(),
@@ -478,6 +525,18 @@ impl Engine {
             self.markets[mkt].apply_trade(maker_key, &peer, &t);
             self.own_trades.insert(t.id, t);
         }
+        // Each own order's trades, oldest first, in one pass.
+        let mut by_order: HashMap<u64, Vec<TradeId>> = HashMap::new();
+        let mut mine: Vec<&Trade> = self.own_trades.values().collect();
+        mine.sort_by_key(|t| (t.ts_ms, t.id));
+        for t in mine {
+            if t.id.maker.owner == self.me {
+                by_order.entry(t.id.maker.seq).or_default().push(t.id);
+            }
+            if t.taker.owner == self.me {
+                by_order.entry(t.taker.seq).or_default().push(t.id);
+            }
+        }
         let intents = snap.intents.into_values();
         for rec in snap.orders.into_values() {
             let Some(&mkt) = self.by_name.get(&rec.market) else {
@@ -496,17 +555,7 @@ impl Engine {
                 tried: HashMap::new(),
                 rec,
             };
-            own.trades = self
-                .own_trades
-                .values()
-                .filter(|t| {
-                    (t.id.maker.owner == self.me && t.id.maker.seq == own.rec.seq)
-                        || (t.taker.owner == self.me && t.taker.seq == own.rec.seq)
-                })
-                .map(|t| t.id)
-                .collect();
-            own.trades
-                .sort_by_key(|id| self.own_trades.get(id).map(|t| t.ts_ms));
+            own.trades = by_order.remove(&own.rec.seq).unwrap_or_default();
             let seq = own.rec.seq;
             match own.rec.status {
                 OrderStatus::Open => {
@@ -715,7 +764,8 @@ impl Engine {
     fn release(&mut self, h: Held) {
         match h {
             Held::Act(a) => self.actions.push_back(a),
-            Held::TakeAnswer { req, ok, .. } => {
+            Held::TakeAnswer { req, peer, ok, .. } => {
+                self.take_done(peer);
                 self.actions.push_back(Action::Respond { req, data: ok })
             }
             Held::Gossip(mkt, item) => self.stream(mkt, item),
@@ -735,12 +785,22 @@ impl Engine {
                         id,
                         result: Err(EngineError::Storage(error.clone())),
                     }),
-                    Held::TakeAnswer { req, fail, .. } => {
+                    Held::TakeAnswer {
+                        req, peer, fail, ..
+                    } => {
+                        self.take_done(peer);
                         self.actions.push_back(Action::Respond { req, data: fail })
                     }
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// A take of `peer` is answered: one fewer waiting to be durable.
+    fn take_done(&mut self, peer: u32) {
+        if let Some(p) = self.peers.get_mut(peer as usize) {
+            p.open_takes = p.open_takes.saturating_sub(1);
         }
     }
 
@@ -759,12 +819,8 @@ impl Engine {
             return *k;
         }
         let k = self.peers.len() as u32;
-        self.peers.push(Peer {
-            id: peer,
-            last_heard: self.now,
-            stale: false,
-            connected: self.connected.contains(&peer),
-        });
+        let connected = self.connected.contains(&peer);
+        self.peers.push(Peer::new(peer, self.now, connected));
         self.peer_keys.insert(peer, k);
         k
     }

@@ -103,6 +103,10 @@ pub struct Counters {
     pub sync_pages: u64,
     pub owner_syncs: u64,
     pub owner_limit_hits: u64,
+    pub owners_limit_hits: u64,
+    pub gossip_rate_limited: u64,
+    pub takes_rate_limited: u64,
+    pub syncs_rate_limited: u64,
 }
 
 pub(crate) fn tif_str(t: Tif) -> &'static str {
