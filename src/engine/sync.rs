@@ -97,7 +97,14 @@ impl Engine {
     // ------------------------------------------------------------ answering
 
     pub(super) fn on_sync_request(&mut self, peer: PeerId, req: u64, data: &[u8]) {
+        let key = self.peer_key(peer);
+        let (now, rate) = (self.now, self.cfg.max_syncs_per_peer_per_sec);
+        let allowed = self.peers[key as usize].syncs.take(now, rate);
         let resp = match wire::decode::<SyncRequest>(data, MAX_MESSAGE_BYTES) {
+            _ if !allowed => {
+                self.counters.syncs_rate_limited += 1;
+                SyncResponse::Refused(SyncRefusal::Busy)
+            }
             Err(_) => SyncResponse::Refused(SyncRefusal::BadRequest),
             Ok(r) if r.v != WIRE_VERSION => SyncResponse::Refused(SyncRefusal::BadRequest),
             Ok(r) => match self.by_name.get(&r.market).copied() {
@@ -113,16 +120,16 @@ impl Engine {
         });
     }
 
-    /// Our published open orders on a market with `seq > after`, ascending.
-    fn my_published(&self, mkt: usize, after: u64) -> Vec<OrderState> {
-        let mut v: Vec<OrderState> = self
-            .own
-            .values()
-            .filter(|o| o.mkt == mkt && o.rec.seq > after)
+    /// Up to `limit` of our published open orders on a market with
+    /// `seq > after`, ascending.
+    fn my_published(&self, mkt: usize, after: u64, limit: usize) -> Vec<OrderState> {
+        self.own
+            .range(after.saturating_add(1)..)
+            .map(|(_, o)| o)
+            .filter(|o| o.mkt == mkt)
             .filter_map(|o| o.published.clone())
-            .collect();
-        v.sort_by_key(|o| o.seq);
-        v
+            .take(limit)
+            .collect()
     }
 
     fn watermark(&self, mkt: usize) -> u64 {
@@ -153,10 +160,11 @@ impl Engine {
                         Some((p, _)) if peer < p => continue,
                         _ => 0,
                     };
+                    let want = page - count + 1;
                     let orders: Vec<OrderState> = if key == ME {
-                        self.my_published(mkt, start)
+                        self.my_published(mkt, start, want)
                     } else {
-                        r.owner_orders(key, start).cloned().collect()
+                        r.owner_orders(key, start).take(want).cloned().collect()
                     };
                     let mut block = Vec::new();
                     for o in orders {
@@ -203,9 +211,11 @@ impl Engine {
             SyncWhat::Owner { owner, after } => {
                 if owner == self.me {
                     let wm = self.watermark(mkt);
-                    let all = self.my_published(mkt, after);
-                    let mut orders: Vec<OrderState> =
-                        all.into_iter().filter(|o| o.seq <= wm).collect();
+                    let mut orders: Vec<OrderState> = self
+                        .my_published(mkt, after, page + 1)
+                        .into_iter()
+                        .filter(|o| o.seq <= wm)
+                        .collect();
                     let more = orders.len() > page;
                     orders.truncate(page);
                     let upto = if more {
