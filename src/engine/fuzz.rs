@@ -1,0 +1,257 @@
+//! Fuzzing entry points, shared by the `cargo fuzz` targets (fuzz/) and the
+//! test that replays their corpus on stable Rust (tests/fuzz_corpus.rs).
+//!
+//! - [`wire`] decodes bytes as every wire message; whatever decodes must
+//!   encode and decode back to the same value.
+//! - [`engine`] reads bytes as a script of inputs from two hostile peers to
+//!   one engine that holds orders of its own: gossip, take and sync requests,
+//!   answers to its own requests, ticks and commands, each with arbitrary
+//!   bytes. After every input the engine must not have panicked and no order
+//!   of its own may be filled, with what it has asked and not heard back,
+//!   past its quantity.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::*;
+use crate::wire::{self, Gossip, SyncRequest, SyncResponse, TakeRequest, TakeResponse};
+
+const LIMIT: usize = 1 << 20;
+
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(data: &[u8]) {
+    if let Ok(v) = wire::decode::<T>(data, LIMIT) {
+        let again = wire::encode(&v);
+        let back: T = match wire::decode(&again, LIMIT) {
+            Ok(b) => b,
+            Err(e) => panic!("{v:?} encodes to bytes that do not decode: {e}"),
+        };
+        assert_eq!(back, v, "round trip changed the value");
+    }
+}
+
+/// Decode `data` as every wire message type.
+pub fn wire(data: &[u8]) {
+    round_trip::<Gossip>(data);
+    round_trip::<TakeRequest>(data);
+    round_trip::<TakeResponse>(data);
+    round_trip::<SyncRequest>(data);
+    round_trip::<SyncResponse>(data);
+}
+
+/// The engine under fuzz: one node with a resting sell and a resting buy,
+/// and two peers it knows.
+pub struct Target {
+    pub engine: Engine,
+    pub peers: [PeerId; 2],
+    pub now: Millis,
+    next_cmd: u64,
+    next_req: u64,
+}
+
+/// The fixed identities of a fuzz run (deterministic, so crashes replay).
+fn peer(n: u8) -> PeerId {
+    libp2p::identity::Keypair::ed25519_from_bytes([n; 32])
+        .map(|k| k.public().to_peer_id())
+        .unwrap_or_else(|_| PeerId::random())
+}
+
+impl Target {
+    pub fn new() -> Target {
+        let spec = MarketSpec::new(
+            "FUZZ-USD",
+            Decimal::from_str("0.01").unwrap_or(Decimal::ONE),
+            Decimal::ONE,
+        );
+        let markets = spec.into_iter().collect();
+        let now = sim::EPOCH_MS;
+        let mut engine = Engine::new(
+            peer(1),
+            EngineConfig::default(),
+            markets,
+            Snapshot::default(),
+            now,
+        );
+        let peers = [peer(2), peer(3)];
+        for p in peers {
+            engine.handle(Input::PeerConnected(p), now);
+        }
+        let mut t = Target {
+            engine,
+            peers,
+            now,
+            next_cmd: 1,
+            next_req: 1,
+        };
+        for (side, price) in [(Side::Sell, "101"), (Side::Buy, "99")] {
+            t.command(Command::Place(PlaceOrder {
+                market: "FUZZ-USD".into(),
+                side,
+                kind: OrderKind::Limit,
+                price: Decimal::from_str(price).ok(),
+                quantity: Decimal::from(5),
+                tif: Tif::Gtc,
+                client_id: None,
+            }));
+        }
+        t
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let id = CommandId(self.next_cmd);
+        self.next_cmd += 1;
+        self.input(Input::Command { id, cmd });
+    }
+
+    /// Feed one input and complete every write at once.
+    pub fn input(&mut self, input: Input) {
+        self.engine.handle(input, self.now);
+        let mut guard = 0;
+        while let Some(a) = self.engine.poll_action() {
+            if let Action::Persist { ticket, .. } = a {
+                self.engine.handle(Input::Persisted { ticket }, self.now);
+            }
+            guard += 1;
+            if guard > 100_000 {
+                panic!("the engine keeps producing actions");
+            }
+        }
+        self.check();
+    }
+
+    /// No own order filled, with what is asked and unanswered, past its
+    /// quantity; the replica's book keeps its invariants.
+    pub fn check(&self) {
+        for o in self.engine.own.values() {
+            assert!(
+                o.rec.filled + o.reserved <= o.rec.qty,
+                "own order {} filled {} + reserved {} > {}",
+                o.rec.seq,
+                o.rec.filled.0,
+                o.reserved.0,
+                o.rec.qty.0
+            );
+        }
+        for r in &self.engine.markets {
+            if let Err(e) = r.book.check_invariants() {
+                panic!("replica book broken: {e}");
+            }
+        }
+    }
+
+    /// Run a script: `[op][peer][len lo][len hi][payload]...`.
+    pub fn run(&mut self, data: &[u8]) {
+        let mut rest = data;
+        while rest.len() >= 4 {
+            let (op, who, len) = (
+                rest[0],
+                rest[1],
+                usize::from(u16::from_le_bytes([rest[2], rest[3]])),
+            );
+            rest = &rest[4..];
+            let n = len.min(rest.len());
+            let (payload, tail) = rest.split_at(n);
+            rest = tail;
+            let from = self.peers[usize::from(who & 1)];
+            let topic = self.engine.markets[0].topic.clone();
+            match op % 8 {
+                0 => self.input(Input::Gossip {
+                    source: from,
+                    propagation_source: from,
+                    message_id: payload.iter().take(8).copied().collect(),
+                    topic,
+                    data: payload.to_vec(),
+                }),
+                1 | 2 => {
+                    let req = self.next_req;
+                    self.next_req += 1;
+                    let proto = if op % 8 == 1 {
+                        Proto::Take
+                    } else {
+                        Proto::Sync
+                    };
+                    self.input(Input::Request {
+                        peer: from,
+                        proto,
+                        req,
+                        data: payload.to_vec(),
+                    })
+                }
+                3 => {
+                    // An answer (or a failure) to one of our own requests.
+                    let tag = self.engine.pending.keys().nth(usize::from(who)).copied();
+                    if let Some(tag) = tag {
+                        let result = match payload.first() {
+                            Some(0) => Err(RequestFailure::Lost),
+                            Some(1) => Err(RequestFailure::NotSent),
+                            _ => Ok(payload.to_vec()),
+                        };
+                        self.input(Input::Response { tag, result });
+                    }
+                }
+                4 => {
+                    self.now += u64::from(who) * 50 + payload.len() as u64;
+                    self.input(Input::Tick);
+                }
+                5 => {
+                    let p = |i: usize| payload.get(i).copied().unwrap_or(0);
+                    self.command(Command::Place(PlaceOrder {
+                        market: "FUZZ-USD".into(),
+                        side: if p(0) & 1 == 0 { Side::Buy } else { Side::Sell },
+                        kind: if p(1) % 5 == 0 {
+                            OrderKind::Market
+                        } else {
+                            OrderKind::Limit
+                        },
+                        price: Some(Decimal::new(9_500 + i64::from(p(2)) * 4, 2)),
+                        quantity: Decimal::from(1 + i64::from(p(3) % 9)),
+                        tif: match p(4) % 4 {
+                            0 => Tif::Gtc,
+                            1 => Tif::Ioc,
+                            2 => Tif::Fok,
+                            _ => Tif::PostOnly,
+                        },
+                        client_id: None,
+                    }))
+                }
+                6 => {
+                    let ids: Vec<u64> = self.engine.own.keys().copied().collect();
+                    if let Some(seq) = ids.get(usize::from(who) % ids.len().max(1)) {
+                        let id = OrderId::new(self.engine.me, *seq).to_string();
+                        self.command(Command::Cancel { id });
+                    }
+                }
+                _ => {
+                    let ev = if who & 2 == 0 {
+                        Input::PeerDisconnected(from)
+                    } else {
+                        Input::PeerConnected(from)
+                    };
+                    self.input(ev)
+                }
+            }
+        }
+    }
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target::new()
+    }
+}
+
+/// Run one engine script.
+pub fn engine(data: &[u8]) {
+    Target::new().run(data);
+}
+
+/// Frame `payload` as one step of an engine script.
+pub fn step(op: u8, who: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
+    let mut out = vec![op, who];
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&payload[..usize::from(len)]);
+    out
+}
