@@ -47,7 +47,7 @@ const NO_BEST: u64 = u64::MAX;
 const MIN_FRONT: usize = 8;
 
 /// Price-level index of one side; values are level handles.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Ladder {
     /// Smallest key of the window.
     base: u64,
@@ -427,6 +427,20 @@ impl Ladder {
             return Err(format!("best {} left outside the window", self.best));
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Ladder {
+    /// A summary: the slot arrays are thousands of entries long.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ladder")
+            .field("best", &self.best())
+            .field("base", &self.base)
+            .field("len", &self.len)
+            .field("window_levels", &self.win)
+            .field("front_levels", &self.front)
+            .field("far_levels", &self.far.len())
+            .finish()
     }
 }
 
