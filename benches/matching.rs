@@ -225,35 +225,67 @@ impl Digest for Peerbook {
 impl Digest for Matchcore {}
 impl Digest for RustOb {}
 
-fn measure<E: Engine + Digest>(w: &Workload, runs: usize, clock: &Clock) -> Measured {
-    let mut rates = Vec::with_capacity(runs);
-    let mut trades = 0;
-    for _ in 0..runs.max(1) {
-        let (e, elapsed, t) = replay::<E>(w);
-        rates.push(w.msgs.len() as f64 / elapsed.as_secs_f64());
-        trades = t;
-        if let Some(d) = e.final_digest() {
-            assert_eq!(
-                d,
-                w.digest,
-                "{}: {} ended in another state than the generator",
-                w.name,
-                E::NAME
-            );
-        }
-        drop(e);
+/// One timed replay; checks peerbook's final state. Returns ops/s and trades.
+fn timed_run<E: Engine + Digest>(w: &Workload) -> (f64, u64) {
+    let (e, elapsed, trades) = replay::<E>(w);
+    if let Some(d) = e.final_digest() {
+        assert_eq!(
+            d,
+            w.digest,
+            "{}: {} ended in another state than the generator",
+            w.name,
+            E::NAME
+        );
     }
-    rates.sort_by(f64::total_cmp);
-    let mut lat = latencies::<E>(w, clock);
-    lat.sort_unstable_by(f64::total_cmp);
-    let m = Measured {
-        ops_per_sec: rates[rates.len() / 2],
-        p50_ns: percentile(&lat, 0.50),
-        p99_ns: percentile(&lat, 0.99),
-        trades,
-    };
-    print_line(E::NAME, w.name, &m);
-    m
+    drop(e);
+    (w.msgs.len() as f64 / elapsed.as_secs_f64(), trades)
+}
+
+/// The engines, by name, as functions over a workload.
+struct Runner {
+    name: &'static str,
+    timed: fn(&Workload) -> (f64, u64),
+    latencies: fn(&Workload, &Clock) -> Vec<f64>,
+}
+
+fn runner<E: Engine + Digest>() -> Runner {
+    Runner {
+        name: E::NAME,
+        timed: timed_run::<E>,
+        latencies: latencies::<E>,
+    }
+}
+
+/// Measures every engine on a workload. Timed runs are interleaved (engine A,
+/// B, C, then again), so a burst of load from elsewhere on the machine hits
+/// every engine alike; the median run counts.
+fn measure(w: &Workload, engines: &[Runner], runs: usize, clock: &Clock) -> Vec<Measured> {
+    let mut rates = vec![Vec::with_capacity(runs); engines.len()];
+    let mut trades = vec![0u64; engines.len()];
+    for _ in 0..runs.max(1) {
+        for (i, r) in engines.iter().enumerate() {
+            let (rate, t) = (r.timed)(w);
+            rates[i].push(rate);
+            trades[i] = t;
+        }
+    }
+    engines
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            rates[i].sort_by(f64::total_cmp);
+            let mut lat = (r.latencies)(w, clock);
+            lat.sort_unstable_by(f64::total_cmp);
+            let m = Measured {
+                ops_per_sec: rates[i][rates[i].len() / 2],
+                p50_ns: percentile(&lat, 0.50),
+                p99_ns: percentile(&lat, 0.99),
+                trades: trades[i],
+            };
+            print_line(r.name, w.name, &m);
+            m
+        })
+        .collect()
 }
 
 fn print_line(engine: &str, workload: &str, m: &Measured) {
@@ -287,6 +319,15 @@ fn main() {
         gens.push((s.name, Box::new(move || workload::flash(s, scale, seed))));
     }
 
+    let engines: Vec<Runner> = [
+        runner::<Peerbook>(),
+        runner::<Matchcore>(),
+        runner::<RustOb>(),
+    ]
+    .into_iter()
+    .filter(|r| selected("PEERBOOK_BENCH_ENGINES", r.name))
+    .collect();
+
     // (engine, workload, result) of the flash1-like scenarios.
     let mut flash: Vec<(&'static str, &'static str, Measured)> = Vec::new();
     let mut failed = false;
@@ -296,21 +337,13 @@ fn main() {
         }
         let w = gen();
         println!("# {}", w.stats);
+        let results = measure(&w, &engines, runs, &clock);
         let mut counts: Vec<(&str, u64)> = Vec::new();
-        let mut run = |engine: &'static str, m: Measured| {
-            counts.push((engine, m.trades));
+        for (r, m) in engines.iter().zip(results) {
+            counts.push((r.name, m.trades));
             if *name != "exchange-core-mix" {
-                flash.push((engine, w.name, m));
+                flash.push((r.name, w.name, m));
             }
-        };
-        if selected("PEERBOOK_BENCH_ENGINES", Peerbook::NAME) {
-            run(Peerbook::NAME, measure::<Peerbook>(&w, runs, &clock));
-        }
-        if selected("PEERBOOK_BENCH_ENGINES", Matchcore::NAME) {
-            run(Matchcore::NAME, measure::<Matchcore>(&w, runs, &clock));
-        }
-        if selected("PEERBOOK_BENCH_ENGINES", RustOb::NAME) {
-            run(RustOb::NAME, measure::<RustOb>(&w, runs, &clock));
         }
         let agree = counts.iter().all(|&(_, t)| t == w.trades);
         let list: Vec<String> = counts.iter().map(|(e, t)| format!("{e}={t}")).collect();
