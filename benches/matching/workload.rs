@@ -117,6 +117,11 @@ struct Shadow {
     peak_levels: usize,
     /// Orders changed to keep them within the liquidity inside their limit.
     adjusted: std::cell::Cell<u64>,
+    /// Most fills and most price levels one message swept.
+    max_fills: usize,
+    max_sweep: u64,
+    /// Lowest and highest best bid seen.
+    bid_range: (u64, u64),
 }
 
 const GONE: u32 = u32::MAX;
@@ -145,6 +150,9 @@ impl Shadow {
             peak_orders: 0,
             peak_levels: 0,
             adjusted: std::cell::Cell::new(0),
+            max_fills: 0,
+            max_sweep: 0,
+            bid_range: (u64::MAX, 0),
         }
     }
 
@@ -154,6 +162,9 @@ impl Shadow {
         self.trades = 0;
         self.trading_msgs = 0;
         self.adjusted.set(0);
+        self.max_fills = 0;
+        self.max_sweep = 0;
+        self.bid_range = (u64::MAX, 0);
         std::mem::take(&mut self.out)
     }
 
@@ -314,6 +325,13 @@ impl Shadow {
             }
             self.last_trade = f.price.0;
         }
+        if let (Some(first), Some(last)) = (self.fills.first(), self.fills.last()) {
+            self.max_fills = self.max_fills.max(self.fills.len());
+            self.max_sweep = self.max_sweep.max(first.price.0.abs_diff(last.price.0));
+        }
+        if let Some((bid, _)) = self.book.best_bid() {
+            self.bid_range = (self.bid_range.0.min(bid.0), self.bid_range.1.max(bid.0));
+        }
         self.kinds[kind] += 1;
         self.trades += self.fills.len() as u64;
         self.trading_msgs += u64::from(!self.fills.is_empty());
@@ -352,7 +370,8 @@ impl Shadow {
         let stats = format!(
             "workload {name} msgs={} prefill={} new_gtc={:.1}% new_ioc={:.1}% cancel={:.1}% \
              move={:.1}% modify={:.1}% trading_msgs={:.1}% trades={} ({:.1}% of msgs) resting_avg={} \
-             resting_peak={} levels_avg={} levels_peak={} kept_within_limit={:.2}%",
+             resting_peak={} levels_avg={} levels_peak={} kept_within_limit={:.2}% \
+             best_bid_range={}..{} max_fills_per_msg={} max_sweep_ticks={}",
             self.out.len(),
             prefill.len(),
             pct(self.kinds[0]),
@@ -368,6 +387,10 @@ impl Shadow {
             self.sum_levels / samples,
             self.peak_levels,
             pct(self.adjusted.get()),
+            self.bid_range.0,
+            self.bid_range.1,
+            self.max_fills,
+            self.max_sweep,
         );
         Workload {
             name,
