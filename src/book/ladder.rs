@@ -7,20 +7,30 @@
 //! traffic is — sit in a direct-indexed ring of `len` ticks (a window of keys
 //! `[base, base + len)`, slot = `key & (len - 1)`), with an occupancy bitmap and
 //! a one-bit-per-word summary for finding the next level in a few word scans.
-//! Levels further away than the window live in an ordered map (`far`).
+//! Levels outside the window live in an ordered map (`far`): the *front* (keys
+//! before the window, better than anything in it) and the *back* (after it).
+//! The best key and its handle are cached, so the matcher never searches.
+//!
+//! The window follows the market lazily, so that no sequence of requests can
+//! make it move often: it is re-centred on the best level when the window has
+//! emptied (a sweep or a crash went through it: the next best is wherever the
+//! far map says) or when the front holds at least as many levels as the window
+//! (and at least `MIN_FRONT`: the market has moved to better prices). Each
+//! level moved by a re-centring has been paid for by the request that put it
+//! in the front or took the window's levels away, so moves are amortised O(1)
+//! per request; a single order far beyond the best, placed and cancelled again
+//! and again, never moves the window. Slots are indexed modulo `len`, so a
+//! re-centring only moves the levels that cross the window's edges.
 //!
 //! Invariants (checked by [`Ladder::check`]):
 //! - every key is either in the window, with its slot and bit set, or in `far`
-//!   with `key >= base + len` (far keys are only ever *worse* than the window);
-//! - `best` is the smallest key, and it is inside the window.
-//!
-//! When the best level leaves the window (a new better level far away, or a
-//! sweep that empties the whole window) the window is re-centred on the new
-//! best. Because slots are indexed modulo `len`, re-centring only moves the
-//! levels that cross the window's edge, never the ones that stay inside; this
-//! keeps a crash that sweeps far through the book correct and cheap.
+//!   outside the window; `front` counts the far keys before it;
+//! - `best` is the smallest key and `best_handle` its level;
+//! - the window is empty only when the ladder is, and the best is outside it
+//!   only while the front is smaller than the re-centring threshold.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use crate::market::MAX_UNITS;
 
@@ -33,8 +43,11 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// No level on this side.
 const NO_BEST: u64 = u64::MAX;
 
+/// Fewest front levels that justify moving a non-empty window.
+const MIN_FRONT: usize = 8;
+
 /// Price-level index of one side; values are level handles.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Ladder {
     /// Smallest key of the window.
     base: u64,
@@ -47,19 +60,25 @@ pub(crate) struct Ladder {
     bits: Box<[u64]>,
     /// One bit per word of `bits`: that word is non-zero.
     summary: Box<[u64]>,
-    /// Levels beyond the window (all keys `>= base + len`).
+    /// Levels outside the window.
     far: BTreeMap<u64, u32>,
-    /// Smallest key, or `NO_BEST`.
+    /// How many keys of `far` lie before the window.
+    front: usize,
+    /// Levels in the window.
+    win: usize,
+    /// Smallest key (`NO_BEST` when empty) and its level handle.
     best: u64,
-    /// Number of levels.
-    count: usize,
+    best_handle: u32,
+    /// Levels moved by re-centring, for tests of the amortised bound.
+    #[cfg(test)]
+    moved: u64,
 }
 
 impl Ladder {
     /// An empty ladder with a window of `len` ticks (rounded up to a power of
-    /// two, at least 64).
+    /// two, between 64 and 2^20).
     pub(crate) fn new(len: usize) -> Self {
-        let len = len.clamp(64, 1 << 24).next_power_of_two();
+        let len = len.clamp(64, 1 << 20).next_power_of_two();
         let words = len / 64;
         Ladder {
             base: 0,
@@ -69,15 +88,19 @@ impl Ladder {
             bits: vec![0; words].into_boxed_slice(),
             summary: vec![0; words.div_ceil(64)].into_boxed_slice(),
             far: BTreeMap::new(),
+            front: 0,
+            win: 0,
             best: NO_BEST,
-            count: 0,
+            best_handle: NIL,
+            #[cfg(test)]
+            moved: 0,
         }
     }
 
     /// Number of levels on this side.
     #[inline]
     pub(crate) fn count(&self) -> usize {
-        self.count
+        self.win + self.far.len()
     }
 
     /// Key of the best level.
@@ -86,15 +109,10 @@ impl Ladder {
         (self.best != NO_BEST).then_some(self.best)
     }
 
-    /// Handle of the best level (`NIL` when the side is empty). The best level
-    /// is always in the window, so this is one load.
+    /// Handle of the best level (`NIL` when the side is empty).
     #[inline]
     pub(crate) fn best_handle(&self) -> u32 {
-        if self.best == NO_BEST {
-            NIL
-        } else {
-            self.slots[(self.best & self.mask) as usize]
-        }
+        self.best_handle
     }
 
     #[inline]
@@ -115,92 +133,136 @@ impl Ladder {
     /// Adds a level that is not there yet.
     pub(crate) fn insert(&mut self, key: u64, handle: u32) {
         debug_assert_eq!(self.get(key), NIL);
-        if self.best == NO_BEST || key < self.base {
-            // The new level is the best and lies before the window (or the
-            // side was empty): move the window so that it starts near it.
-            self.recenter(key);
+        if self.best == NO_BEST {
+            // Empty: put the window around the first level.
+            self.base = key.saturating_sub(self.len / 4);
         }
         if self.in_window(key) {
             self.set_slot(key, handle);
+            self.win += 1;
         } else {
             self.far.insert(key, handle);
+            if key < self.base {
+                self.front += 1;
+            }
         }
         if key < self.best {
             self.best = key;
+            self.best_handle = handle;
         }
-        self.count += 1;
+        self.follow_best();
     }
 
     /// Removes the level at `key`, which must be there.
     pub(crate) fn remove(&mut self, key: u64) {
         if self.in_window(key) {
             self.clear_slot(key);
+            self.win -= 1;
         } else {
             self.far.remove(&key);
+            if key < self.base {
+                self.front -= 1;
+            }
         }
-        self.count -= 1;
-        if key == self.best {
-            self.best = match self.scan_window(key + 1) {
-                Some(next) => next,
-                None => match self.far.keys().next().copied() {
-                    Some(next) => {
-                        // The window is empty: jump to where the levels are.
-                        self.recenter(next);
-                        next
-                    }
-                    None => NO_BEST,
-                },
-            };
+        if key != self.best {
+            // Fewer levels in the window may make a front worth following.
+            self.follow_best();
+            return;
+        }
+        // The next best: the front if any (it is before everything else),
+        // else the window after `key`, else the back.
+        let next = if self.front > 0 {
+            self.far.first_key_value().map(|(&k, &h)| (k, h))
+        } else {
+            let from = if key < self.base { self.base } else { key + 1 };
+            match self.scan_window(from) {
+                Some(k) => Some((k, self.slots[(k & self.mask) as usize])),
+                None => self.far.first_key_value().map(|(&k, &h)| (k, h)),
+            }
+        };
+        (self.best, self.best_handle) = next.unwrap_or((NO_BEST, NIL));
+        self.follow_best();
+    }
+
+    /// Re-centres the window on the best level when the rules in the module
+    /// documentation say so.
+    #[inline]
+    fn follow_best(&mut self) {
+        if self.best == NO_BEST || self.in_window(self.best) {
+            return;
+        }
+        if self.win == 0 || self.front >= self.win.max(MIN_FRONT) {
+            self.recenter(self.best);
         }
     }
 
     /// The key of the next level after `key` (worse price), if any. `key` need
     /// not be a level itself.
     pub(crate) fn next_after(&self, key: u64) -> Option<u64> {
+        let end = self.base + self.len;
         if key < self.base {
-            return self.best();
-        }
-        if self.in_window(key) {
-            if let Some(next) = self.scan_window(key + 1) {
-                return Some(next);
+            if let Some((&k, _)) = self
+                .far
+                .range((Bound::Excluded(key), Bound::Excluded(self.base)))
+                .next()
+            {
+                return Some(k);
             }
-            return self.far.keys().next().copied();
+            if let Some(k) = self.scan_window(self.base) {
+                return Some(k);
+            }
+        } else if self.in_window(key) {
+            if let Some(k) = self.scan_window(key + 1) {
+                return Some(k);
+            }
+        } else {
+            return self
+                .far
+                .range((Bound::Excluded(key), Bound::Unbounded))
+                .next()
+                .map(|(k, _)| *k);
         }
-        self.far
-            .range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
-            .next()
-            .map(|(k, _)| *k)
+        self.far.range(end..).next().map(|(k, _)| *k)
     }
 
-    /// Moves the window so that `new_best` (the smallest key from now on) sits
-    /// a quarter into it. Only levels crossing the window's edges move.
+    /// Moves the window so that `new_best` (the smallest key) sits a quarter
+    /// into it. Only levels crossing the window's edges move.
     fn recenter(&mut self, new_best: u64) {
         let new_base = new_best.saturating_sub(self.len / 4);
-        if self.count > 0 && new_base < self.base {
-            // Window moves towards better keys: evict the window's tail that
-            // falls beyond the new end.
-            let new_end = new_base + self.len;
+        let new_end = new_base + self.len;
+        if self.win > 0 {
+            // Every key is at or after `new_best`, so the window only moves
+            // towards better keys here: evict its part beyond the new end.
+            debug_assert!(new_base < self.base);
             let old_end = self.base + self.len;
-            let from = new_end.max(self.base);
-            let mut key = from;
+            let mut key = new_end.max(self.base);
             while let Some(k) = self.scan_range(key, old_end) {
                 let handle = self.slots[(k & self.mask) as usize];
                 self.clear_slot(k);
                 self.far.insert(k, handle);
+                self.win -= 1;
+                self.count_move();
                 key = k + 1;
             }
         }
-        // When moving towards worse keys every level is at or after
-        // `new_best`, so nothing in the window falls before the new base; the
-        // callers guarantee the window is then empty.
         self.base = new_base;
-        let end = new_base + self.len;
+        self.front = 0;
         while let Some((&k, &handle)) = self.far.first_key_value() {
-            if k >= end {
+            if k >= new_end {
                 break;
             }
             self.far.remove(&k);
             self.set_slot(k, handle);
+            self.win += 1;
+            self.count_move();
+        }
+    }
+
+    #[inline]
+    fn count_move(&mut self) {
+        #[cfg(test)]
+        {
+            self.moved += 1;
         }
     }
 
@@ -233,7 +295,7 @@ impl Ladder {
 
     /// First level key in `[from, to)`, both within `[base, base + len]`.
     fn scan_range(&self, from: u64, to: u64) -> Option<u64> {
-        if from >= to {
+        if from >= to || self.win == 0 {
             return None;
         }
         let start = (from & self.mask) as usize;
@@ -303,7 +365,7 @@ impl Ladder {
 
     /// Checks the invariants listed in the module documentation.
     pub(crate) fn check(&self) -> Result<(), String> {
-        let mut seen = 0usize;
+        let mut win = 0usize;
         let mut min = NO_BEST;
         for pos in 0..self.len as usize {
             let bit = self.bits[pos >> 6] >> (pos & 63) & 1 == 1;
@@ -312,7 +374,7 @@ impl Ladder {
                 return Err(format!("ladder slot {pos}: bit {bit} but handle {slot}"));
             }
             if bit {
-                seen += 1;
+                win += 1;
                 // Key of this ring position inside the window.
                 let offset = (pos as u64).wrapping_sub(self.base) & self.mask;
                 min = min.min(self.base + offset);
@@ -324,30 +386,61 @@ impl Ladder {
                 return Err(format!("ladder summary bit of word {w} is {s}"));
             }
         }
-        let end = self.base + self.len;
-        for &k in self.far.keys() {
-            if k < end {
-                return Err(format!(
-                    "far key {k} inside or before the window [{}, {end})",
-                    self.base
-                ));
-            }
-            min = min.min(k);
-        }
-        seen += self.far.len();
-        if seen != self.count {
-            return Err(format!("ladder counts {} levels, holds {seen}", self.count));
-        }
-        if min != self.best {
-            return Err(format!("ladder best {} but smallest key {min}", self.best));
-        }
-        if self.best != NO_BEST && !self.in_window(self.best) {
+        if win != self.win {
             return Err(format!(
-                "best {} outside the window at {}",
-                self.best, self.base
+                "ladder counts {} window levels, holds {win}",
+                self.win
             ));
         }
+        let mut front = 0;
+        for &k in self.far.keys() {
+            if self.in_window(k) {
+                return Err(format!("far key {k} inside the window at {}", self.base));
+            }
+            front += usize::from(k < self.base);
+            min = min.min(k);
+        }
+        if front != self.front {
+            return Err(format!(
+                "ladder counts {} front levels, holds {front}",
+                self.front
+            ));
+        }
+        if min != self.best || self.get(min) != self.best_handle && min != NO_BEST {
+            return Err(format!(
+                "ladder best {}/{} but smallest key {min}/{}",
+                self.best,
+                self.best_handle,
+                self.get(min)
+            ));
+        }
+        if min == NO_BEST && self.best_handle != NIL {
+            return Err("empty ladder with a best handle".into());
+        }
+        if self.win == 0 && !self.far.is_empty() {
+            return Err("empty window while levels remain".into());
+        }
+        if self.best != NO_BEST
+            && !self.in_window(self.best)
+            && self.front >= self.win.max(MIN_FRONT)
+        {
+            return Err(format!("best {} left outside the window", self.best));
+        }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Ladder {
+    /// A summary: the slot arrays are thousands of entries long.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ladder")
+            .field("best", &self.best())
+            .field("base", &self.base)
+            .field("len", &self.len)
+            .field("window_levels", &self.win)
+            .field("front_levels", &self.front)
+            .field("far_levels", &self.far.len())
+            .finish()
     }
 }
 
@@ -408,7 +501,7 @@ mod tests {
     }
 
     #[test]
-    fn a_better_level_far_before_the_window_recenters_it() {
+    fn a_better_level_far_before_the_window_is_found_without_moving_it() {
         let mut l = Ladder::new(64);
         for k in 500u64..540 {
             l.insert(k, k as u32);
@@ -418,12 +511,58 @@ mod tests {
         l.insert(3, 3);
         l.check().unwrap();
         assert_eq!(l.best(), Some(3));
+        assert_eq!(l.best_handle(), 3);
         let mut expect: Vec<u64> = vec![3, 470];
         expect.extend(500..540);
         assert_eq!(keys(&l), expect);
         for k in expect {
             assert_eq!(l.get(k), k as u32);
         }
+        assert_eq!(l.moved, 0);
+        l.remove(3);
+        l.remove(470);
+        l.check().unwrap();
+        assert_eq!(l.best(), Some(500));
+    }
+
+    #[test]
+    fn placing_and_cancelling_far_beyond_the_best_never_moves_the_window() {
+        let mut l = Ladder::new(64);
+        for k in 1000u64..1040 {
+            l.insert(k, k as u32);
+        }
+        let moved = l.moved;
+        for i in 0..1000u64 {
+            let far = if i % 2 == 0 { 10 } else { 900 - i % 300 };
+            l.insert(far, 1);
+            assert_eq!(l.best(), Some(far));
+            l.remove(far);
+            assert_eq!(l.best(), Some(1000));
+        }
+        l.check().unwrap();
+        assert_eq!(l.moved, moved);
+    }
+
+    #[test]
+    fn a_market_moving_to_better_prices_pulls_the_window_along() {
+        let mut l = Ladder::new(64);
+        // Stale levels stay behind while new levels keep improving on the
+        // best, far beyond the window's start.
+        for k in 10_000u64..10_010 {
+            l.insert(k, 1);
+        }
+        let mut moved_per_insert = Vec::new();
+        for i in 0..2000u64 {
+            let before = l.moved;
+            l.insert(9_000 - i * 3, 2);
+            l.check().unwrap();
+            moved_per_insert.push(l.moved - before);
+        }
+        assert_eq!(l.best(), Some(9_000 - 1999 * 3));
+        // The window is on the action again, and moving it cost O(1) levels
+        // per insert on average.
+        assert!(l.in_window(l.best().unwrap()) || l.front < l.win.max(MIN_FRONT));
+        assert!(l.moved <= 2 * 2010, "moved {}", l.moved);
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub struct BookConfig {
     /// slower. Tests use small windows to exercise the overflow.
     pub window_ticks: usize,
     /// Orders to make room for up front, so a book of about that size never
-    /// allocates while trading.
+    /// allocates while trading (at most 2^22; the book still grows past it).
     pub capacity: usize,
 }
 
@@ -165,7 +165,7 @@ impl Book {
 
     /// An empty book with explicit tuning.
     pub fn with_config(spec: MarketSpec, config: BookConfig) -> Self {
-        let capacity = config.capacity.min(MAX_NODES);
+        let capacity = config.capacity.min(1 << 22);
         Book {
             spec,
             stp: config.stp,

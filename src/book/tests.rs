@@ -943,3 +943,11 @@ fn orders_reuse_arena_slots_after_they_leave() {
     assert!(b.nodes.len() <= 100);
     assert!(b.levels.len() <= 7);
 }
+
+#[test]
+fn debug_output_of_a_book_stays_short() {
+    let mut b = book();
+    rest(&mut b, buy(1, ALICE, 100, 5));
+    let text = format!("{b:?}");
+    assert!(text.len() < 4000, "{} bytes", text.len());
+}
