@@ -125,6 +125,13 @@ async fn converged(nodes: &[Node], market: &str) -> Vec<TradeInfo> {
             let mut last = Vec::new();
             for n in nodes {
                 let b = book(n, market).await?;
+                // Equal books that are still crossed are not done yet: the
+                // owner of the newer order has still to take.
+                if let (Some(bid), Some(ask)) = (b.bids.first(), b.asks.first()) {
+                    if bid.0 >= ask.0 {
+                        return None;
+                    }
+                }
                 digests.insert(b.digest);
                 let mut t: Vec<TradeInfo> = trades(n)
                     .await?

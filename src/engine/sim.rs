@@ -479,8 +479,10 @@ impl Sim {
                 }
             }
             Action::Persist { ticket, ops } => {
+                // Group commit, as the driver's store writer does: a batch
+                // issued while a commit is pending completes with it.
                 let d = self.rng.range(0, self.net.max_commit);
-                let at = self.nodes[i].last_commit.max(self.now) + d;
+                let at = self.nodes[i].last_commit.max(self.now + d);
                 self.nodes[i].last_commit = at;
                 let epoch = self.nodes[i].epoch;
                 self.schedule(
