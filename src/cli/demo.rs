@@ -316,11 +316,11 @@ impl Bot {
                 self.say(n, "place", Some(&o), None, None, || {
                     let mut line = format!("{what}  -> {} {}", short_id(&o.id), word(&o.status));
                     if !o.fills.is_empty() {
+                        let n = o.fills.len();
                         line.push_str(&format!(
-                            ", filled {} in {} fill{}",
+                            " ({} in {n} fill{})",
                             o.filled,
-                            o.fills.len(),
-                            if o.fills.len() == 1 { "" } else { "s" }
+                            if n == 1 { "" } else { "s" }
                         ));
                     }
                     if let Some(r) = &o.reason {
