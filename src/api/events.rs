@@ -3,8 +3,8 @@
 //! changed (`book`), peers that come, go or fall silent (`peer`), and its
 //! own state (`status`).
 //!
-//! One [`Hub`] per node turns the engine's events and a once-a-second look
-//! at the network into numbered records. It keeps the last [`RING`] of
+//! One [`Hub`] per node turns the engine's events (with the connections
+//! the driver reports) and the node's state into numbered records. It keeps the last [`RING`] of
 //! them, so a client that reconnects with `Last-Event-ID` (browsers send it
 //! by themselves) gets what it missed. When it missed more than the ring
 //! holds, or its id means nothing here, it gets a `reset` event instead:
@@ -13,7 +13,7 @@
 //! than anything in the ring and also end in a `reset`, never in a replay of
 //! the wrong events.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,7 +42,7 @@ pub const RING: usize = 1024;
 /// worth of buffers, and a page left open in many tabs should not exhaust
 /// the node).
 pub const MAX_CLIENTS: usize = 64;
-/// How often the hub looks at peers and the node's state for changes.
+/// How often the hub looks at the node's state for changes.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// A comment line this often keeps proxies and browsers from timing out.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -194,6 +194,18 @@ impl Hub {
                 &PeerChange {
                     peer_id: peer.to_string(),
                     change: if stale { "stale" } else { "active" }.into(),
+                },
+            ),
+            Event::Peer { peer, connected } => self.publish(
+                "peer",
+                &PeerChange {
+                    peer_id: peer.to_string(),
+                    change: if connected {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    }
+                    .into(),
                 },
             ),
         }
@@ -360,44 +372,43 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
-/// The hub's feeder: the engine's events as they come, and once a second
-/// the peers and the node's state, published when they changed. Ends when
-/// the engine stops (the node is shutting down).
+/// The hub's feeder: the engine's events as they come (the driver adds
+/// peer connections), and the node's state (peer count, storage) when a
+/// connection changes and once a second, published when it changed. Ends
+/// when the engine stops (the node is shutting down).
 async fn feed(hub: Arc<Hub>, state: Arc<ApiState>) {
     let mut engine = state.engine.subscribe();
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut connected: HashSet<String> = HashSet::new();
     let mut status: Option<StatusChange> = None;
     loop {
-        tokio::select! {
+        let look_now = tokio::select! {
             ev = engine.recv() => match ev {
-                Ok(ev) => hub.publish_engine(ev),
+                Ok(ev) => {
+                    let connection = matches!(ev, Event::Peer { .. });
+                    hub.publish_engine(ev);
+                    connection
+                }
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "the event stream fell behind the engine; clients are told to reload");
                     hub.publish("reset", &Reset {
                         reason: format!("the node skipped {n} events under load"),
                     });
+                    true
                 }
                 Err(RecvError::Closed) => return,
             },
-            _ = tick.tick() => {
-                if !look(&hub, &state, &mut connected, &mut status).await {
-                    return;
-                }
-            }
+            _ = tick.tick() => true,
+        };
+        if look_now && !look(&hub, &state, &mut status).await {
+            return;
         }
     }
 }
 
-/// Publish what changed in the peers and the node's state since the last
-/// look. False once the engine is gone.
-async fn look(
-    hub: &Hub,
-    state: &ApiState,
-    connected: &mut HashSet<String>,
-    status: &mut Option<StatusChange>,
-) -> bool {
+/// Publish the node's state if it changed since the last look. False once
+/// the engine is gone.
+async fn look(hub: &Hub, state: &ApiState, status: &mut Option<StatusChange>) -> bool {
     let Ok(degraded) = state
         .engine
         .query(|e| e.degraded().map(str::to_string))
@@ -405,38 +416,14 @@ async fn look(
     else {
         return false;
     };
-    let now: HashSet<String> = state
-        .net
-        .peers()
-        .await
-        .into_iter()
-        .filter(|p| p.connected)
-        .map(|p| p.peer_id.to_string())
-        .collect();
-    let mut came: Vec<&String> = now.difference(connected).collect();
-    let mut went: Vec<&String> = connected.difference(&now).collect();
-    came.sort();
-    went.sort();
-    for (peers, change) in [(came, "connected"), (went, "disconnected")] {
-        for p in peers {
-            hub.publish(
-                "peer",
-                &PeerChange {
-                    peer_id: p.clone(),
-                    change: change.into(),
-                },
-            );
-        }
-    }
     let current = StatusChange {
-        peer_count: now.len(),
+        peer_count: state.net.status().await.connected_peers,
         degraded,
     };
     if status.as_ref() != Some(&current) {
         hub.publish("status", &current);
         *status = Some(current);
     }
-    *connected = now;
     true
 }
 
