@@ -18,7 +18,7 @@ use clap::Args;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::client::{print_json, ApiArgs, Client, ClientError};
+use super::client::{ApiArgs, Client, ClientError};
 use super::format::{short_id, side, word};
 use super::order::{cancel, place, PlaceArgs};
 use crate::api::status::Status;
@@ -207,7 +207,11 @@ impl DemoArgs {
         bot.summary.open_orders = bot.open.len();
         let s = &bot.summary;
         if bot.json {
-            print_json(&serde_json::json!({ "summary": s }));
+            // One line, like every action before it (JSON lines).
+            match serde_json::to_string(&serde_json::json!({ "summary": s })) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("error: cannot print JSON: {e}"),
+            }
         } else {
             println!(
                 "demo: {} actions in {:.1} s: {} placed, {} cancelled, {} refused; \

@@ -453,3 +453,17 @@ pub async fn connected_pair(dir_a: &Path, dir_b: &Path) -> (Node, Node) {
     a.connected_to(&b_id).await;
     (a, b)
 }
+
+/// Start `cmd` with its output collected (for commands a test stops
+/// itself, e.g. with a signal): the child, its stdout and its stderr.
+pub fn spawn_captured(mut cmd: Command) -> (Child, Captured, Captured) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start peerbook");
+    let stdout = Captured::collect(child.stdout.take().expect("stdout"));
+    let stderr = Captured::collect(child.stderr.take().expect("stderr"));
+    (child, stdout, stderr)
+}
