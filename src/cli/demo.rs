@@ -135,8 +135,19 @@ impl DemoArgs {
             )));
         };
         let (tick, lot) = (market.tick, market.lot);
-        let mid = to_units(self.mid, tick).max(2);
-        let band = to_units(self.mid * self.spread / Decimal::ONE_HUNDRED, tick).clamp(1, mid - 1);
+        let Some(mid) = to_units(self.mid, tick) else {
+            return Err(ClientError::Usage(format!(
+                "--mid {} is too large for {}'s tick of {tick}",
+                self.mid, self.market
+            )));
+        };
+        let mid = mid.max(2);
+        let band = self
+            .mid
+            .checked_mul(self.spread)
+            .and_then(|v| to_units(v / Decimal::ONE_HUNDRED, tick))
+            .unwrap_or(u64::MAX)
+            .clamp(1, mid - 1);
         let seed = self.seed.unwrap_or_else(now_ms);
         let mut bot = Bot {
             client,
@@ -147,7 +158,7 @@ impl DemoArgs {
             lot,
             mid,
             band,
-            max_lots: to_units(self.size, lot).max(1),
+            max_lots: to_units(self.size, lot).unwrap_or(MAX_UNITS).max(1),
             open: Vec::new(),
             summary: Summary {
                 seed,
@@ -233,14 +244,24 @@ impl DemoArgs {
     }
 }
 
-/// `value` in whole `step`s, rounded (at least 0).
-fn to_units(value: Decimal, step: Decimal) -> u64 {
+/// The most ticks or lots the bot works with: far beyond any real price
+/// or size, and far from overflowing its arithmetic.
+const MAX_UNITS: u64 = 1 << 50;
+
+/// `value` in whole `step`s, rounded; `None` beyond [`MAX_UNITS`].
+fn to_units(value: Decimal, step: Decimal) -> Option<u64> {
     use rust_decimal::prelude::ToPrimitive;
-    (value / step).round().to_u64().unwrap_or(0)
+    value
+        .checked_div(step)
+        .and_then(|u| u.round().to_u64())
+        .filter(|u| *u <= MAX_UNITS)
 }
 
 fn units(n: u64, step: Decimal) -> Decimal {
-    (Decimal::from(n) * step).normalize()
+    Decimal::from(n)
+        .checked_mul(step)
+        .unwrap_or(Decimal::MAX)
+        .normalize()
 }
 
 impl Bot {
@@ -385,7 +406,8 @@ mod tests {
     #[test]
     fn prices_and_quantities_land_on_the_grid() {
         let tick = Decimal::new(1, 2);
-        assert_eq!(to_units(Decimal::new(100_004, 3), tick), 10_000);
+        assert_eq!(to_units(Decimal::new(100_004, 3), tick), Some(10_000));
+        assert_eq!(to_units(Decimal::MAX, tick), None);
         assert_eq!(units(10_001, tick), Decimal::new(10_001, 2));
         assert_eq!(units(100, tick).to_string(), "1");
     }
