@@ -266,14 +266,31 @@ function renderDepth(b) {
     svg.replaceChildren();
     return;
   }
-  const prices = bids.map((x) => x[0]).concat(asks.map((x) => x[0]));
-  let lo = Math.min(...prices);
-  let hi = Math.max(...prices);
-  if (hi === lo) {
+  // The price range: around the mid, as far as the nearer side's deepest
+  // level, so both sides share one scale and one far-off order cannot
+  // squash the chart (levels beyond the range are clipped at its edge).
+  let lo;
+  let hi;
+  if (bids.length && asks.length) {
+    const mid = (bids[0][0] + asks[0][0]) / 2;
+    const reach = Math.min(mid - bids[bids.length - 1][0], asks[asks.length - 1][0] - mid);
+    const half = Math.max(reach, (asks[0][0] - bids[0][0]) / 2) * 1.05;
+    lo = mid - half;
+    hi = mid + half;
+  } else {
+    const prices = bids.map((p) => p[0]).concat(asks.map((p) => p[0]));
+    lo = Math.min(...prices);
+    hi = Math.max(...prices);
+  }
+  if (!(hi > lo)) {
     lo -= 1;
     hi += 1;
   }
-  const top = Math.max(bids.length ? bids[bids.length - 1][1] : 0, asks.length ? asks[asks.length - 1][1] : 0) * 1.1;
+  const inRange = (pts) => pts.filter(([p]) => p >= lo && p <= hi);
+  const shownBids = inRange(bids);
+  const shownAsks = inRange(asks);
+  const deepest = (pts) => (pts.length ? pts[pts.length - 1][1] : 0);
+  const top = Math.max(deepest(shownBids), deepest(shownAsks)) * 1.1 || 1;
   const x = (p) => ((p - lo) / (hi - lo)) * W;
   const y = (q) => H - (q / top) * H;
   // Steps outward from the best price, closed down to the axis.
@@ -289,8 +306,8 @@ function renderDepth(b) {
     return d;
   };
   const children = [];
-  if (bids.length) children.push(node("path", { class: "bid", d: area(bids, 0) }));
-  if (asks.length) children.push(node("path", { class: "ask", d: area(asks, W) }));
+  if (shownBids.length) children.push(node("path", { class: "bid", d: area(shownBids, 0) }));
+  if (shownAsks.length) children.push(node("path", { class: "ask", d: area(shownAsks, W) }));
   if (bids.length && asks.length) {
     const mid = x((bids[0][0] + asks[0][0]) / 2);
     children.push(node("line", { class: "mid", x1: mid, x2: mid, y1: 0, y2: H }));
