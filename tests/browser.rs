@@ -11,6 +11,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use common::{eventually, Node, NodeOpts};
@@ -21,7 +22,9 @@ use serde_json::{json, Value};
 /// One browser at a time: the machine is small and chromium is not.
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A chromedriver process on a free loopback port; killed when dropped.
+/// A chromedriver process on a free loopback port, in a process group of
+/// its own with the chromium it starts; the whole group is killed when
+/// dropped, so a failing test leaves no browser behind.
 struct Driver {
     child: Child,
     url: String,
@@ -29,6 +32,12 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group our own child leads.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -54,6 +63,7 @@ async fn start_driver() -> Driver {
         .map(|a| a.port())
         .expect("no free port");
     let child = Command::new(exe)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .arg("--allowed-ips=127.0.0.1")
         .stdin(Stdio::null())
