@@ -1,15 +1,21 @@
 //! The command line: `peerbook <command> [flags]`, parsed with clap.
 //!
 //! Each command lives in its own file under `cli/` with its flags and its
-//! `run`; this file only lists them and dispatches. To add one (`order`,
-//! `book`, `trades`, `peers`, `status`, `demo`), write `cli/<name>.rs` and add
-//! a variant to [`Command`]. Bad flags are clap's job: a clear message and
-//! exit status 2.
+//! `run`; this file only lists them and dispatches. To add one, write
+//! `cli/<name>.rs` and add a variant to [`Command`]. Bad flags are clap's
+//! job: a clear message and exit status 2. The commands that talk to a
+//! node share `--api`, `--token` and `--json` ([`client::ApiArgs`]).
 
+mod book;
 pub mod client;
+mod demo;
+mod format;
 mod id;
 mod node;
+mod order;
+mod peers;
 mod status;
+mod trades;
 
 use std::path::PathBuf;
 
@@ -37,6 +43,18 @@ pub enum Command {
     /// Show how a node is doing: peers, markets, digests (exit status 1
     /// when it does not answer).
     Status(status::StatusArgs),
+    /// Place, cancel, show and list this node's orders.
+    Order(order::OrderArgs),
+    /// Show a market's book as the node sees it: a depth ladder and its
+    /// digest.
+    Book(book::BookArgs),
+    /// Show recent trades, newest first.
+    Trades(trades::TradesArgs),
+    /// Show the peers the node is connected to or knows of.
+    Peers(peers::PeersArgs),
+    /// Run a trading bot against a node: random orders around a drifting
+    /// mid price, until Ctrl-C or --count actions.
+    Demo(demo::DemoArgs),
 }
 
 /// Why a command failed; printed once, by `main`.
@@ -66,6 +84,11 @@ impl Cli {
             Command::Node(args) => Ok(args.run().await?),
             Command::Id(args) => Ok(args.run()?),
             Command::Status(args) => Ok(args.run().await?),
+            Command::Order(args) => Ok(args.run().await?),
+            Command::Book(args) => Ok(args.run().await?),
+            Command::Trades(args) => Ok(args.run().await?),
+            Command::Peers(args) => Ok(args.run().await?),
+            Command::Demo(args) => Ok(args.run().await?),
         }
     }
 }

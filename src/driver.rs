@@ -267,10 +267,19 @@ impl Driver {
                 }),
             },
             NetEvent::PeerConnected { peer } => {
-                let _ = self.events.send(Event::Owner { peer, stale: false });
+                let _ = self.events.send(Event::Peer {
+                    peer,
+                    connected: true,
+                });
                 Input::PeerConnected(peer)
             }
-            NetEvent::PeerDisconnected { peer } => Input::PeerDisconnected(peer),
+            NetEvent::PeerDisconnected { peer } => {
+                let _ = self.events.send(Event::Peer {
+                    peer,
+                    connected: false,
+                });
+                Input::PeerDisconnected(peer)
+            }
         };
         self.engine.handle(input, now_ms());
     }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -29,9 +30,10 @@ struct BookQuery {
 
 async fn book(
     State(state): State<Arc<ApiState>>,
-    Path(market): Path<String>,
-    query: Result<Query<BookQuery>, axum::extract::rejection::QueryRejection>,
+    market: Result<Path<String>, PathRejection>,
+    query: Result<Query<BookQuery>, QueryRejection>,
 ) -> Result<Json<BookInfo>, ApiError> {
+    let Path(market) = market?;
     let Query(q) = query?;
     let depth = q.depth.unwrap_or(50).min(MAX_DEPTH);
     let result = state

@@ -66,6 +66,11 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// 429: a limit on how many of something a client may have at once.
+    pub fn too_many(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+    }
+
     /// 503: the node cannot serve it right now (e.g. shutting down).
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -90,20 +95,39 @@ impl IntoResponse for ApiError {
 }
 
 impl From<JsonRejection> for ApiError {
+    /// axum's own refusals of a body, in our shape and with the status the
+    /// API promises: 415 without a JSON content type, 413 past the size
+    /// limit, 400 for anything else wrong with it (axum says 422 for JSON
+    /// of the wrong shape; to a client that is bad input like any other).
     fn from(r: JsonRejection) -> Self {
-        ApiError::new(r.status(), "bad_body", r.body_text())
+        match &r {
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON, with `Content-Type: application/json`",
+            ),
+            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the body is larger than the {} bytes this API accepts",
+                    super::MAX_BODY_BYTES
+                ),
+            ),
+            _ => ApiError::bad_request("bad_body", r.body_text()),
+        }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        ApiError::new(r.status(), "bad_query", r.body_text())
+        ApiError::bad_request("bad_query", r.body_text())
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        ApiError::new(r.status(), "bad_path", r.body_text())
+        ApiError::bad_request("bad_path", r.body_text())
     }
 }
 

@@ -1,15 +1,18 @@
-//! The HTTP API (axum): JSON under `/api/v1`, Prometheus text at `/metrics`,
-//! a page at `/`.
+//! The HTTP API (axum): JSON under `/api/v1`, Server-Sent Events at
+//! `/api/v1/events`, Prometheus text at `/metrics`, the web page at `/`.
 //!
 //! One file per concern, each exporting `routes()`: add a route family by
 //! writing `api/<name>.rs` and merging its routes in [`router`], inside the
 //! protected group unless it must be public. Every error is an [`ApiError`],
-//! which renders as `{"error":{"code":..,"message":..}}`.
+//! which renders as `{"error":{"code":..,"message":..}}` — also axum's own
+//! refusals (bad JSON, wrong content type, body too large, bad path or
+//! query), which every handler takes as a `Result` and converts.
 
 mod auth;
 pub mod book;
 mod engine_error;
 pub mod error;
+pub mod events;
 mod index;
 mod metrics;
 pub mod orders;
@@ -20,7 +23,8 @@ pub mod trades;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -30,6 +34,10 @@ use crate::net::NetHandle;
 use crate::shutdown::Shutdown;
 
 pub use error::ApiError;
+
+/// The largest request body the API reads (an order is a few hundred
+/// bytes); a larger one is refused with 413 before it is read whole.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What the handlers share.
 pub struct ApiState {
@@ -45,9 +53,11 @@ pub struct ApiState {
     pub token: Option<String>,
 }
 
-/// The whole API.
+/// The whole API. Starts the event hub, which records events from now on.
 pub fn router(state: Arc<ApiState>) -> Router {
+    let hub = events::Hub::start(state.clone());
     let protected = Router::new()
+        .merge(events::routes())
         .merge(status::routes())
         .merge(peers::routes())
         .merge(orders::routes())
@@ -65,17 +75,21 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(public)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(Extension(hub))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
 /// Serve `router` on `listener` until `shutdown` fires, then finish the
-/// requests in flight.
+/// requests in flight. Event streams see the same signal and end, or the
+/// server would wait for them forever.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    let router = router.layer(Extension(shutdown.clone()));
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await

@@ -9,6 +9,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
@@ -119,7 +120,7 @@ impl PlaceBody {
 
 async fn place(
     State(state): State<Arc<ApiState>>,
-    body: Result<Json<PlaceBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<PlaceBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<OrderInfo>), ApiError> {
     let Json(body) = body?;
     let order = body.into_order()?;
@@ -135,8 +136,9 @@ async fn place(
 
 async fn cancel(
     State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OrderInfo>, ApiError> {
+    let Path(id) = id?;
     let result = state
         .engine
         .command(Command::Cancel { id })
@@ -147,8 +149,9 @@ async fn cancel(
 
 async fn one(
     State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OrderInfo>, ApiError> {
+    let Path(id) = id?;
     let result = state
         .engine
         .query(move |e| e.order(&id))
@@ -184,7 +187,7 @@ pub fn parse_status(s: &str) -> Result<OrderStatus, String> {
 
 async fn list(
     State(state): State<Arc<ApiState>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<OrderInfo>>, ApiError> {
     let Query(q) = query?;
     let status = q

@@ -144,6 +144,48 @@ impl Client {
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send::<(), T>(Method::GET, path, None).await
     }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send::<(), T>(Method::DELETE, path, None).await
+    }
+}
+
+/// `?key=value&…` of the parameters that are set (empty if none), each
+/// percent-encoded.
+pub fn query(params: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v, false))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Percent-encode `s` for a URL path segment (`keep_slash`: an order id's
+/// `/` stays, the API's route takes the rest of the path) or query value.
+pub fn encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b'/' if keep_slash => out.push('/'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// The innermost cause of a transport error ("Connection refused"), which
@@ -166,6 +208,20 @@ pub fn print_json<T: Serialize>(value: &T) {
 
 /// Print rows as a table with aligned columns; the first row is the header.
 pub fn print_table(rows: &[Vec<String>]) {
+    print_aligned(rows, &[]);
+}
+
+/// Like [`print_table`], with the columns in `right` aligned to the right
+/// (numbers, so their digits line up).
+pub fn print_aligned(rows: &[Vec<String>], right: &[usize]) {
+    for line in table_lines(rows, right) {
+        println!("{line}");
+    }
+}
+
+/// The lines of a table: columns padded to their widest cell, two spaces
+/// apart, no trailing blanks.
+pub fn table_lines(rows: &[Vec<String>], right: &[usize]) -> Vec<String> {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -176,18 +232,56 @@ pub fn print_table(rows: &[Vec<String>]) {
                 .unwrap_or(0)
         })
         .collect();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                if i + 1 == r.len() {
-                    s.clone()
-                } else {
-                    format!("{s:<w$}", w = widths[i])
-                }
-            })
-            .collect();
-        println!("{}", line.join("  ").trim_end());
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let w = widths[i];
+                    if right.contains(&i) {
+                        format!("{s:>w$}")
+                    } else if i + 1 == r.len() {
+                        s.clone()
+                    } else {
+                        format!("{s:<w$}")
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_and_ids_are_percent_encoded() {
+        assert_eq!(query(&[("a", None)]), "");
+        assert_eq!(
+            query(&[
+                ("market", Some("BTC-USD".into())),
+                ("x", None),
+                ("s", Some("a b&c".into()))
+            ]),
+            "?market=BTC-USD&s=a%20b%26c"
+        );
+        assert_eq!(encode("12D3Koo/7", true), "12D3Koo/7");
+        assert_eq!(encode("a/b?#", false), "a%2Fb%3F%23");
+    }
+
+    #[test]
+    fn table_columns_line_up_and_numbers_align_right() {
+        let rows = vec![
+            vec!["NAME".to_string(), "QTY".into(), "NOTE".into()],
+            vec!["a".into(), "1.5".into(), "x".into()],
+            vec!["longer".into(), "10".into(), "".into()],
+        ];
+        assert_eq!(
+            table_lines(&rows, &[1]),
+            ["NAME    QTY  NOTE", "a       1.5  x", "longer   10"]
+        );
     }
 }

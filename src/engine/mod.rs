@@ -195,8 +195,20 @@ pub enum Action {
 pub enum Event {
     Order(OrderInfo),
     Trade(TradeInfo),
-    Owner { peer: PeerId, stale: bool },
-    Book { market: String },
+    Owner {
+        peer: PeerId,
+        stale: bool,
+    },
+    Book {
+        market: String,
+    },
+    /// A connection to a peer opened or closed. The driver sends it (the
+    /// engine does not see connections come and go), so clients of the
+    /// event stream see every change, even one shorter than a poll.
+    Peer {
+        peer: PeerId,
+        connected: bool,
+    },
 }
 
 /// An effect held back until the writes it depends on are durable.

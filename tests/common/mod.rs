@@ -362,3 +362,108 @@ where
         tokio::time::sleep(POLL).await;
     }
 }
+
+// ------------------------------------------------------------ API helpers
+// (for the api_*, cli_* and browser tests)
+
+/// An HTTP answer: status and body (JSON when it is JSON, else a string).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub content_type: String,
+}
+
+impl Answer {
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Node {
+    /// `http://127.0.0.1:<api port>`, what `--api` takes.
+    pub fn api_base(&self) -> String {
+        self.url("")
+    }
+
+    /// Send a request with an optional JSON body and bearer token.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        token: Option<&str>,
+    ) -> Answer {
+        let mut req = self.http.request(method.clone(), self.url(path));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let response = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.output()));
+        answer(response).await
+    }
+
+    pub async fn get_json(&self, path: &str) -> Answer {
+        self.request(reqwest::Method::GET, path, None, None).await
+    }
+
+    /// Place an order; panics unless the node answers 201.
+    pub async fn place(&self, body: serde_json::Value) -> serde_json::Value {
+        let a = self
+            .request(reqwest::Method::POST, "/api/v1/orders", Some(&body), None)
+            .await;
+        assert_eq!(a.status, 201, "placing {body}: {a:?}\n{}", self.output());
+        a.body
+    }
+}
+
+/// Read a response into an [`Answer`].
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Answer {
+        status,
+        body,
+        content_type,
+    }
+}
+
+/// Two nodes, B bootstrapping to A, connected to each other.
+pub async fn connected_pair(dir_a: &Path, dir_b: &Path) -> (Node, Node) {
+    let a = NodeOpts::new("A", dir_a).start();
+    let a_id = a.ready().await.peer_id;
+    let b = NodeOpts::new("B", dir_b)
+        .bootstrap(format!("{}/p2p/{a_id}", a.addr()))
+        .start();
+    let b_id = b.ready().await.peer_id;
+    b.connected_to(&a_id).await;
+    a.connected_to(&b_id).await;
+    (a, b)
+}
+
+/// Start `cmd` with its output collected (for commands a test stops
+/// itself, e.g. with a signal): the child, its stdout and its stderr.
+pub fn spawn_captured(mut cmd: Command) -> (Child, Captured, Captured) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start peerbook");
+    let stdout = Captured::collect(child.stdout.take().expect("stdout"));
+    let stderr = Captured::collect(child.stderr.take().expect("stderr"));
+    (child, stdout, stderr)
+}

@@ -1,0 +1,183 @@
+//! `peerbook order place|cancel|get|list`: a node's own orders from the
+//! shell. Flags are checked here (a typo is a usage error, exit status 2);
+//! what only the node can judge (the market, the price grid, whose order it
+//! is) comes back as the node's own error message (exit status 1).
+
+use std::str::FromStr;
+
+use clap::{Args, Subcommand};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::client::{encode, print_json, query, ApiArgs, Client, ClientError};
+use super::format::{print_order, print_orders, word};
+use crate::api::orders::{parse_kind, parse_status, parse_tif};
+use crate::engine::OrderInfo;
+use crate::market::Side;
+
+#[derive(Debug, Clone, Args)]
+pub struct OrderArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: OrderCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum OrderCommand {
+    /// Place an order; prints it once its taking phase ended (filled,
+    /// resting, or the rest dropped), with its fills
+    Place(PlaceArgs),
+    /// Cancel one of this node's open orders
+    Cancel {
+        /// The order's id (`<peer id>/<sequence>`)
+        id: String,
+    },
+    /// Show one order (this node's, or one of another node in the book)
+    Get {
+        /// The order's id (`<peer id>/<sequence>`)
+        id: String,
+    },
+    /// List this node's orders, newest first
+    List(ListArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlaceArgs {
+    /// Market, e.g. BTC-USD
+    #[arg(long)]
+    pub market: String,
+    /// buy or sell
+    #[arg(long, value_parser = parse_side)]
+    pub side: Side,
+    /// Limit price (a limit order needs one; a market order takes none)
+    #[arg(long, value_parser = parse_decimal, allow_negative_numbers = true)]
+    pub price: Option<Decimal>,
+    /// How much to buy or sell, in the market's base unit
+    #[arg(long, value_parser = parse_decimal, allow_negative_numbers = true)]
+    pub quantity: Decimal,
+    /// limit or market
+    #[arg(long = "type", value_name = "TYPE", default_value = "limit", value_parser = check_kind)]
+    pub kind: String,
+    /// Time in force: gtc, ioc, fok or post-only [default: gtc for limit,
+    /// ioc for market orders]
+    #[arg(long, value_parser = check_tif)]
+    pub tif: Option<String>,
+    /// Your id for this order: placing again with the same one returns the
+    /// first order instead of placing a second (safe retries)
+    #[arg(long)]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Only this market
+    #[arg(long)]
+    pub market: Option<String>,
+    /// Only this status: taking, open, filled, cancelled, expired, rejected
+    #[arg(long, value_parser = check_status)]
+    pub status: Option<String>,
+    /// At most this many
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// The body of `POST /api/v1/orders`; decimals as strings, exact.
+#[derive(Serialize)]
+struct PlaceRequest<'a> {
+    market: &'a str,
+    side: &'static str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price: Option<String>,
+    quantity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_in_force: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+}
+
+fn parse_side(s: &str) -> Result<Side, String> {
+    Side::from_str(s)
+}
+
+fn parse_decimal(s: &str) -> Result<Decimal, String> {
+    Decimal::from_str(s.trim())
+        .or_else(|_| Decimal::from_scientific(s.trim()))
+        .map_err(|_| format!("{s:?} is not a decimal number"))
+}
+
+/// The type as the API spells it, if it is one.
+fn check_kind(s: &str) -> Result<String, String> {
+    parse_kind(s).map(|k| word(&k))
+}
+
+fn check_tif(s: &str) -> Result<String, String> {
+    parse_tif(s).map(|t| word(&t))
+}
+
+fn check_status(s: &str) -> Result<String, String> {
+    parse_status(s).map(|st| word(&st))
+}
+
+/// Place an order through `client` (also what `demo` does).
+pub async fn place(client: &Client, a: &PlaceArgs) -> Result<OrderInfo, ClientError> {
+    let body = PlaceRequest {
+        market: &a.market,
+        side: super::format::side(a.side),
+        kind: &a.kind,
+        price: a.price.map(|p| p.to_string()),
+        quantity: a.quantity.to_string(),
+        time_in_force: a.tif.as_deref(),
+        client_id: a.client_id.as_deref(),
+    };
+    client.post("/api/v1/orders", &body).await
+}
+
+/// Cancel an order through `client`.
+pub async fn cancel(client: &Client, id: &str) -> Result<OrderInfo, ClientError> {
+    client
+        .delete(&format!("/api/v1/orders/{}", encode(id.trim(), true)))
+        .await
+}
+
+impl OrderArgs {
+    pub async fn run(self) -> Result<(), ClientError> {
+        let client = Client::new(&self.api)?;
+        let json = self.api.json;
+        let show = |o: &OrderInfo| {
+            if json {
+                print_json(o)
+            } else {
+                print_order(o)
+            }
+        };
+        match &self.command {
+            OrderCommand::Place(a) => show(&place(&client, a).await?),
+            OrderCommand::Cancel { id } => show(&cancel(&client, id).await?),
+            OrderCommand::Get { id } => {
+                let o: OrderInfo = client
+                    .get(&format!("/api/v1/orders/{}", encode(id.trim(), true)))
+                    .await?;
+                show(&o)
+            }
+            OrderCommand::List(l) => {
+                let q = query(&[
+                    ("market", l.market.clone()),
+                    ("status", l.status.clone()),
+                    ("limit", l.limit.map(|n| n.to_string())),
+                ]);
+                let orders: Vec<OrderInfo> = client.get(&format!("/api/v1/orders{q}")).await?;
+                if json {
+                    print_json(&orders)
+                } else if orders.is_empty() {
+                    println!("no orders");
+                } else {
+                    print_orders(&orders)
+                }
+            }
+        }
+        Ok(())
+    }
+}

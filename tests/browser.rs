@@ -1,0 +1,336 @@
+//! The web page in a real browser: Debian's chromium, driven through
+//! chromedriver (WebDriver) with `fantoccini`, against real nodes on
+//! loopback. An order placed with the form on one node's page shows up on
+//! another node's page, live; cancelled with its button, it goes from both;
+//! a refused order shows the node's error in place; a node that needs a
+//! token gets it from the page and then streams.
+//!
+//! chromedriver is required: without it these tests fail and say how to
+//! install it (`.ci/run` does), they do not skip.
+
+mod common;
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+use common::{eventually, Node, NodeOpts};
+use fantoccini::wd::Capabilities;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+/// One browser at a time: the machine is small and chromium is not.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A chromedriver process on a free loopback port, in a process group of
+/// its own with the chromium it starts; the whole group is killed when
+/// dropped, so a failing test leaves no browser behind.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group our own child leads.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+async fn start_driver() -> Driver {
+    let Some(exe) = find_on_path("chromedriver") else {
+        panic!(
+            "chromedriver is not installed, and the browser tests need it with chromium.\n\
+             On Debian/Ubuntu: sudo apt-get install -y chromium chromium-driver\n\
+             (.ci/run installs them before it runs the tests)"
+        );
+    };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port");
+    let child = Command::new(exe)
+        .process_group(0)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start chromedriver");
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::new();
+    let status = format!("{}/status", driver.url);
+    eventually("chromedriver to answer", String::new, || async {
+        let r = http.get(&status).send().await.ok()?;
+        let v: Value = r.json().await.ok()?;
+        (v["value"]["ready"] == true).then_some(())
+    })
+    .await;
+    driver
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+    ];
+    if std::env::var_os("PEERBOOK_BROWSER_HEADFUL").is_some() {
+        args.remove(0);
+    }
+    let mut options = json!({ "args": args });
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        options["binary"] = json!("/usr/bin/chromium");
+    }
+    let mut caps = Capabilities::new();
+    caps.insert("goog:chromeOptions".into(), options);
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("chromedriver cannot start chromium")
+}
+
+/// The page's state for failure messages.
+fn context(nodes: &[&Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| n.output())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn text_of(b: &Client, css: &str) -> Option<String> {
+    b.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+async fn exists(b: &Client, css: &str) -> bool {
+    b.find_all(Locator::Css(css))
+        .await
+        .map(|v| !v.is_empty())
+        .unwrap_or(false)
+}
+
+/// Wait until the page's event stream is live (it then loads everything).
+async fn wait_live(b: &Client, node: &Node) {
+    eventually(
+        "the page's event stream to be live",
+        || node.output(),
+        || async { exists(b, "#conn[data-state=live]").await.then_some(()) },
+    )
+    .await;
+    eventually(
+        "the page to list the markets",
+        || node.output(),
+        || async {
+            exists(b, "#market option[value=BTC-USD]")
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn fill(b: &Client, css: &str, value: &str) {
+    let e = b.find(Locator::Css(css)).await.expect(css);
+    e.clear().await.expect("clear");
+    e.send_keys(value).await.expect("type");
+}
+
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+}
+
+async fn own_open_orders(node: &Node) -> Vec<Value> {
+    let r = node
+        .http()
+        .get(node.url("/api/v1/orders?status=open"))
+        .send()
+        .await
+        .expect("orders");
+    r.json().await.expect("orders JSON")
+}
+
+#[tokio::test]
+async fn an_order_placed_on_one_page_shows_live_on_another_nodes_page_and_goes_when_cancelled() {
+    let _one = BROWSER.lock().await;
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = NodeOpts::new("a", dir_a.path()).start();
+    let a_id = a.ready().await.peer_id;
+    let b = NodeOpts::new("b", dir_b.path()).bootstrap(a.addr()).start();
+    b.ready().await;
+    b.connected_to(&a_id).await;
+
+    let driver = start_driver().await;
+    let web = browser(&driver).await;
+    let ctx = || context(&[&a, &b]);
+
+    web.goto(&a.url("/")).await.expect("open A's page");
+    let tab_a = web.window().await.expect("window");
+    wait_live(&web, &a).await;
+    let tab_b = web.new_window(true).await.expect("new tab").handle;
+    web.switch_to_window(tab_b.clone()).await.expect("switch");
+    web.goto(&b.url("/")).await.expect("open B's page");
+    wait_live(&web, &b).await;
+
+    // Place a sell through A's form.
+    web.switch_to_window(tab_a.clone()).await.expect("switch");
+    click(&web, "button[data-side=sell]").await;
+    fill(&web, "#price", "123.45").await;
+    fill(&web, "#quantity", "0.5").await;
+    click(&web, "#place").await;
+    let id = eventually("the order in A's open orders", ctx, || async {
+        let row = web.find(Locator::Css("#orders tr[data-id]")).await.ok()?;
+        let text = row.text().await.ok()?;
+        if !text.contains("123.45") {
+            return None;
+        }
+        row.attr("data-id").await.ok()?
+    })
+    .await;
+    assert!(id.starts_with(&a_id), "{id} is not A's");
+    let ok = text_of(&web, "#order-ok").await.unwrap_or_default();
+    assert!(ok.contains("open"), "confirmation: {ok:?}");
+
+    // B's page shows it in its book, without a reload.
+    web.switch_to_window(tab_b.clone()).await.expect("switch");
+    eventually("the ask on B's page", ctx, || async {
+        let t = text_of(&web, "#book-asks tr[data-price=\"123.45\"]").await?;
+        t.contains("0.5").then_some(())
+    })
+    .await;
+
+    // Cancel it with its button on A's page.
+    web.switch_to_window(tab_a.clone()).await.expect("switch");
+    click(&web, &format!("#orders button.cancel[data-id=\"{id}\"]")).await;
+    eventually("the order to leave A's open orders", ctx, || async {
+        (!exists(&web, &format!("#orders tr[data-id=\"{id}\"]")).await).then_some(())
+    })
+    .await;
+
+    // B's page drops it from the book.
+    web.switch_to_window(tab_b.clone()).await.expect("switch");
+    eventually("the ask to leave B's page", ctx, || async {
+        let gone = !exists(&web, "#book-asks tr[data-price=\"123.45\"]").await;
+        let book_shown = exists(&web, "#spread").await;
+        (gone && book_shown).then_some(())
+    })
+    .await;
+
+    // A refused order: the node's message, in place, and nothing placed.
+    web.switch_to_window(tab_a.clone()).await.expect("switch");
+    fill(&web, "#price", "-5").await;
+    fill(&web, "#quantity", "1").await;
+    click(&web, "#place").await;
+    let error = eventually("the error under the form", ctx, || async {
+        let e = web.find(Locator::Css("#order-error")).await.ok()?;
+        if !e.is_displayed().await.ok()? {
+            return None;
+        }
+        e.text().await.ok().filter(|t| !t.is_empty())
+    })
+    .await;
+    assert!(
+        error.contains("price must be greater than zero"),
+        "error shown: {error:?}"
+    );
+    let invalid = web
+        .find(Locator::Css("#price"))
+        .await
+        .expect("price")
+        .attr("aria-invalid")
+        .await
+        .expect("attr");
+    assert_eq!(invalid.as_deref(), Some("true"));
+    fill(&web, "#price", "10").await;
+    fill(&web, "#quantity", "lots").await;
+    click(&web, "#place").await;
+    eventually("the quantity error", ctx, || async {
+        let t = text_of(&web, "#order-error").await?;
+        t.contains("quantity").then_some(())
+    })
+    .await;
+    assert!(
+        own_open_orders(&a).await.is_empty(),
+        "a refused order was placed"
+    );
+
+    web.close().await.expect("close the browser");
+}
+
+#[tokio::test]
+async fn the_page_asks_for_the_token_a_guarded_node_needs_and_then_streams() {
+    let _one = BROWSER.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = NodeOpts::new("guarded", dir.path()).env("PEERBOOK_API_TOKEN", "page-s3cret");
+    opts.api_host = "0.0.0.0".into();
+    let node = opts.start();
+    let http = node.http();
+    eventually(
+        "the API to answer",
+        || node.output(),
+        || async {
+            http.get(node.url("/api/v1/status"))
+                .bearer_auth("page-s3cret")
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+        },
+    )
+    .await;
+
+    let driver = start_driver().await;
+    let web = browser(&driver).await;
+    web.goto(&node.url("/")).await.expect("open the page");
+    eventually(
+        "the page to ask for the token",
+        || node.output(),
+        || async {
+            let form = web.find(Locator::Css("#token-form")).await.ok()?;
+            let shown = form.is_displayed().await.ok()?;
+            let locked = exists(&web, "#conn[data-state=locked]").await;
+            (shown && locked).then_some(())
+        },
+    )
+    .await;
+    fill(&web, "#token", "page-s3cret").await;
+    click(&web, "#token-form button[type=submit]").await;
+    wait_live(&web, &node).await;
+
+    // It stays: a reload streams at once with the stored token.
+    web.refresh().await.expect("reload");
+    wait_live(&web, &node).await;
+    let stored = web
+        .execute("return localStorage.getItem('peerbook.token')", vec![])
+        .await
+        .expect("script");
+    assert_eq!(stored, json!("page-s3cret"));
+    web.close().await.expect("close the browser");
+}

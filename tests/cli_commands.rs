@@ -1,0 +1,539 @@
+//! The CLI client commands and the demo trader, run as the real binary
+//! against real nodes on loopback: aligned tables by default, the node's
+//! JSON with `--json`, the node's own error messages, exit status 1 when
+//! the node refuses or cannot be reached and 2 for a bad flag; the demo
+//! places and cancels orders, stops after `--count` or on Ctrl-C, and
+//! sums up.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{connected_pair, eventually, run_to_exit, Finished, Node, NodeOpts, DEADLINE};
+use peerbook::engine::{BookInfo, OrderInfo, TradeInfo};
+use serde_json::Value;
+
+/// `peerbook <args> --api <node>` to its end.
+fn cli(node: &Node, args: &[&str]) -> Finished {
+    let mut cmd = common::command();
+    cmd.args(args).arg("--api").arg(node.api_base());
+    run_to_exit(cmd)
+}
+
+fn ok(f: &Finished, what: &str) -> String {
+    assert!(
+        f.status.success(),
+        "{what}: {}\nstdout:\n{}\nstderr:\n{}",
+        f.status,
+        f.stdout,
+        f.stderr
+    );
+    f.stdout.clone()
+}
+
+fn failed(f: &Finished, code: i32, what: &str) -> String {
+    assert_eq!(
+        f.status.code(),
+        Some(code),
+        "{what}\nstdout:\n{}\nstderr:\n{}",
+        f.stdout,
+        f.stderr
+    );
+    f.stderr.clone()
+}
+
+fn json<T: serde::de::DeserializeOwned>(f: &Finished, what: &str) -> T {
+    serde_json::from_str(&ok(f, what))
+        .unwrap_or_else(|e| panic!("{what}: not JSON ({e}):\n{}", f.stdout))
+}
+
+#[tokio::test]
+async fn order_commands_print_tables_or_json_and_the_nodes_errors_with_exit_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeOpts::new("cli", dir.path()).start();
+    let me = node.ready().await.peer_id;
+
+    let out = ok(
+        &cli(
+            &node,
+            &[
+                "order",
+                "place",
+                "--market",
+                "BTC-USD",
+                "--side",
+                "buy",
+                "--price",
+                "99.5",
+                "--quantity",
+                "0.25",
+            ],
+        ),
+        "place",
+    );
+    assert!(out.contains("status     open"), "{out}");
+    assert!(out.contains("side       buy limit (gtc)"), "{out}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("order"))
+        .map(|s| s.trim().to_string())
+        .expect("the order id");
+    assert!(id.starts_with(&me), "{id}");
+
+    let placed: OrderInfo = json(
+        &cli(
+            &node,
+            &[
+                "order",
+                "place",
+                "--json",
+                "--market",
+                "BTC-USD",
+                "--side",
+                "sell",
+                "--price",
+                "101",
+                "--quantity",
+                "1",
+                "--tif",
+                "post-only",
+                "--client-id",
+                "c-1",
+            ],
+        ),
+        "place --json",
+    );
+    assert_eq!(placed.client_id.as_deref(), Some("c-1"));
+    let again: OrderInfo = json(
+        &cli(
+            &node,
+            &[
+                "order",
+                "place",
+                "--json",
+                "--market",
+                "BTC-USD",
+                "--side",
+                "sell",
+                "--price",
+                "101",
+                "--quantity",
+                "1",
+                "--tif",
+                "post-only",
+                "--client-id",
+                "c-1",
+            ],
+        ),
+        "the same client id",
+    );
+    assert_eq!(
+        again.id, placed.id,
+        "a repeated client id placed a second order"
+    );
+
+    let got: OrderInfo = json(&cli(&node, &["order", "get", &id, "--json"]), "get --json");
+    assert_eq!(got.id, id);
+    let shown = ok(&cli(&node, &["order", "get", &id]), "get");
+    assert!(
+        shown.contains(&id) && shown.contains("remaining  0.25"),
+        "{shown}"
+    );
+
+    let table = ok(&cli(&node, &["order", "list"]), "list");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STATUS"),
+        "{table}"
+    );
+    // Columns line up: every row's market starts where the header's does.
+    let col = lines[0].find("MARKET").unwrap();
+    assert!(
+        lines[1..].iter().all(|l| l[col..].starts_with("BTC-USD")),
+        "{table}"
+    );
+    let listed: Vec<OrderInfo> = json(
+        &cli(
+            &node,
+            &[
+                "order", "list", "--json", "--status", "open", "--market", "BTC-USD",
+            ],
+        ),
+        "list --json",
+    );
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        ok(
+            &cli(&node, &["order", "list", "--market", "ETH-USD"]),
+            "empty list"
+        )
+        .trim(),
+        "no orders"
+    );
+
+    let book: BookInfo = json(&cli(&node, &["book", "BTC-USD", "--json"]), "book --json");
+    assert_eq!(book.orders, 2);
+    let ladder = ok(&cli(&node, &["book", "BTC-USD", "--depth", "5"]), "book");
+    assert!(ladder.contains("spread 1.5"), "{ladder}");
+    let ask = ladder.lines().position(|l| l.starts_with("ask")).unwrap();
+    let bid = ladder.lines().position(|l| l.starts_with("bid")).unwrap();
+    assert!(ask < bid, "asks above bids:\n{ladder}");
+
+    let cancelled = ok(&cli(&node, &["order", "cancel", &id]), "cancel");
+    assert!(cancelled.contains("status     cancelled"), "{cancelled}");
+
+    // The node's refusals: its message, exit status 1.
+    let err = failed(&cli(&node, &["order", "cancel", &id]), 1, "cancel twice");
+    assert!(
+        err.contains("409") && err.contains("already cancelled"),
+        "{err}"
+    );
+    let err = failed(
+        &cli(&node, &["order", "get", &format!("{me}/424242")]),
+        1,
+        "unknown order",
+    );
+    assert!(err.contains("404") && err.contains("not found"), "{err}");
+    let err = failed(
+        &cli(
+            &node,
+            &[
+                "order",
+                "place",
+                "--market",
+                "BTC-USD",
+                "--side",
+                "buy",
+                "--price",
+                "-2",
+                "--quantity",
+                "1",
+            ],
+        ),
+        1,
+        "negative price",
+    );
+    assert!(err.contains("price must be greater than zero"), "{err}");
+    let err = failed(&cli(&node, &["book", "NOPE-USD"]), 1, "unknown market");
+    assert!(err.contains("unknown market"), "{err}");
+
+    // Bad flags never reach the node: exit status 2.
+    for args in [
+        &[
+            "order",
+            "place",
+            "--market",
+            "BTC-USD",
+            "--side",
+            "up",
+            "--price",
+            "1",
+            "--quantity",
+            "1",
+        ][..],
+        &[
+            "order",
+            "place",
+            "--market",
+            "BTC-USD",
+            "--side",
+            "buy",
+            "--price",
+            "one",
+            "--quantity",
+            "1",
+        ],
+        &[
+            "order",
+            "place",
+            "--market",
+            "BTC-USD",
+            "--side",
+            "buy",
+            "--quantity",
+            "1",
+            "--tif",
+            "gtd",
+        ],
+        &["order", "list", "--status", "sleeping"],
+        &["order", "frobnicate"],
+        &["trades", "--limit", "many"],
+    ] {
+        failed(&cli(&node, args), 2, &format!("{args:?}"));
+    }
+    let listed: Vec<OrderInfo> = json(
+        &cli(&node, &["order", "list", "--json"]),
+        "list after refusals",
+    );
+    assert_eq!(listed.len(), 2, "a refused command placed an order");
+}
+
+#[tokio::test]
+async fn book_trades_and_peers_show_a_trade_between_two_nodes() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (a, b) = connected_pair(dir_a.path(), dir_b.path()).await;
+    let b_id = b.ready().await.peer_id;
+
+    ok(
+        &cli(
+            &b,
+            &[
+                "order",
+                "place",
+                "--market",
+                "BTC-USD",
+                "--side",
+                "sell",
+                "--price",
+                "100.5",
+                "--quantity",
+                "2",
+            ],
+        ),
+        "B sells",
+    );
+    eventually(
+        "B's order in A's book",
+        || a.output(),
+        || async {
+            let book = a.get_json("/api/v1/book/BTC-USD").await;
+            (book.body["orders"] == 1).then_some(())
+        },
+    )
+    .await;
+    let taker: OrderInfo = json(
+        &cli(
+            &a,
+            &[
+                "order",
+                "place",
+                "--json",
+                "--market",
+                "BTC-USD",
+                "--side",
+                "buy",
+                "--price",
+                "101",
+                "--quantity",
+                "0.5",
+                "--tif",
+                "ioc",
+            ],
+        ),
+        "A takes",
+    );
+    assert_eq!(taker.fills.len(), 1, "{taker:?}");
+
+    let table = ok(&cli(&a, &["trades", "--market", "BTC-USD"]), "trades");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("TIME") && lines[0].contains("PRICE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("100.5") && lines[1].contains("0.5") && lines[1].contains("buy"),
+        "{table}"
+    );
+    let trades: Vec<TradeInfo> = json(
+        &cli(&a, &["trades", "--json", "--limit", "5"]),
+        "trades --json",
+    );
+    assert_eq!(trades.len(), 1);
+
+    let ladder = ok(&cli(&a, &["book", "BTC-USD"]), "book");
+    assert!(
+        ladder
+            .lines()
+            .any(|l| l.starts_with("ask") && l.contains("100.5") && l.contains("1.5")),
+        "{ladder}"
+    );
+
+    let peers = ok(&cli(&a, &["peers"]), "peers");
+    assert!(
+        peers
+            .lines()
+            .any(|l| l.starts_with(&b_id) && l.contains("yes")),
+        "{peers}"
+    );
+    let listed: Vec<Value> = json(&cli(&a, &["peers", "--json"]), "peers --json");
+    assert!(listed.iter().any(|p| p["peer_id"] == b_id.as_str()));
+    let status = ok(&cli(&a, &["status"]), "status");
+    assert!(status.contains("peers:    1 connected"), "{status}");
+}
+
+#[tokio::test]
+async fn an_unreachable_node_a_bad_address_and_a_missing_token_fail_clearly() {
+    let port = common::free_port();
+    let mut cmd = common::command();
+    cmd.args(["order", "list", "--api", &format!("127.0.0.1:{port}")]);
+    let f = run_to_exit(cmd);
+    let err = failed(&f, 1, "unreachable node");
+    assert!(err.contains("cannot reach the node"), "{err}");
+
+    let mut cmd = common::command();
+    cmd.args(["peers", "--api", "http://exa mple:80"]);
+    let err = failed(&run_to_exit(cmd), 2, "bad address");
+    assert!(err.contains("not a valid API address"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = NodeOpts::new("guarded", dir.path()).env("PEERBOOK_API_TOKEN", "cli-t0ken");
+    opts.api_host = "0.0.0.0".into();
+    let node = opts.start();
+    let with_token = |args: &[&str]| {
+        let mut cmd = common::command();
+        cmd.args(args)
+            .env("PEERBOOK_API", node.api_addr().to_string())
+            .env("PEERBOOK_API_TOKEN", "cli-t0ken");
+        run_to_exit(cmd)
+    };
+    let started = Instant::now();
+    while !with_token(&["status"]).status.success() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the node never answered\n{}",
+            node.output()
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let err = failed(&cli(&node, &["order", "list"]), 1, "no token");
+    assert!(err.contains("401") && err.contains("Bearer"), "{err}");
+    ok(
+        &with_token(&["order", "list"]),
+        "token from the environment",
+    );
+    let mut cmd = common::command();
+    cmd.args([
+        "order",
+        "list",
+        "--api",
+        &node.api_base(),
+        "--token",
+        "cli-t0ken",
+    ]);
+    ok(&run_to_exit(cmd), "token from the flag");
+}
+
+#[tokio::test]
+async fn the_demo_places_and_cancels_count_actions_and_sums_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeOpts::new("demo", dir.path()).start();
+    node.ready().await;
+    let args = [
+        "demo", "--market", "ETH-USD", "--count", "15", "--rate", "50", "--seed", "7", "--mid",
+        "2000",
+    ];
+    let out = ok(&cli(&node, &args), "demo");
+    let actions: Vec<&str> = out.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(actions.len(), 15, "{out}");
+    assert!(actions.iter().any(|l| l.contains("place")), "{out}");
+    let summary = out.lines().last().unwrap();
+    assert!(summary.starts_with("demo: 15 actions"), "{out}");
+    assert!(summary.contains("seed 7"), "{summary}");
+
+    let orders: Vec<OrderInfo> = node
+        .get_json("/api/v1/orders?market=ETH-USD")
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+        .collect();
+    let placed = actions
+        .iter()
+        .filter(|l| l.contains("place") && !l.contains("refused"))
+        .count();
+    assert_eq!(orders.len(), placed, "{out}");
+    for o in &orders {
+        let p = o.price.unwrap();
+        assert!(
+            p > rust_decimal::Decimal::from(1900) && p < rust_decimal::Decimal::from(2100),
+            "{p} is far from the mid"
+        );
+    }
+
+    // The same seed makes the same choices.
+    let dir2 = tempfile::tempdir().unwrap();
+    let other = NodeOpts::new("demo2", dir2.path()).start();
+    other.ready().await;
+    let again = ok(&cli(&other, &args), "demo again");
+    let strip = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with('#'))
+            .map(|l| {
+                // Order ids name the node; keep only their sequence.
+                let what = l.split("->").next().unwrap_or("");
+                what.split_whitespace()
+                    .map(|w| match w.strip_prefix('…') {
+                        Some(id) => id.split('/').next_back().unwrap_or("").to_string(),
+                        None => w.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    assert_eq!(strip(&again), strip(&out));
+
+    // --json: one object per action, then the summary.
+    let json_out = ok(
+        &cli(&node, &["demo", "--json", "--count", "3", "--rate", "50"]),
+        "demo --json",
+    );
+    let lines: Vec<Value> = json_out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{json_out}");
+    assert_eq!(lines[3]["summary"]["actions"], 3);
+
+    let err = failed(
+        &cli(&node, &["demo", "--market", "DOGE-EUR", "--count", "1"]),
+        2,
+        "unknown market",
+    );
+    assert!(err.contains("does not trade DOGE-EUR"), "{err}");
+}
+
+#[tokio::test]
+async fn the_demo_stops_cleanly_on_ctrl_c_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeOpts::new("demo-int", dir.path()).start();
+    node.ready().await;
+    let mut cmd = common::command();
+    cmd.args(["demo", "--rate", "20", "--api", &node.api_base()]);
+    let (mut child, stdout, stderr) = common::spawn_captured(cmd);
+    eventually(
+        "the demo to act",
+        || stdout.text(),
+        || async {
+            (stdout.text().lines().filter(|l| l.starts_with('#')).count() >= 3).then_some(())
+        },
+    )
+    .await;
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < DEADLINE, "the demo did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}\n{}", stderr.text());
+    let text = eventually(
+        "the summary",
+        || stdout.text(),
+        || async {
+            let t = stdout.text();
+            t.lines().any(|l| l.starts_with("demo: ")).then_some(t)
+        },
+    )
+    .await;
+    assert!(text.lines().last().unwrap().starts_with("demo: "), "{text}");
+}
