@@ -336,18 +336,10 @@ struct Taking {
     resume_only: bool,
 }
 
-/// A take sent and not answered yet.
+/// A request sent and not answered yet.
 #[derive(Clone, Debug)]
 enum Pending {
-    Take {
-        mkt: usize,
-        seq: u64,
-        n: u32,
-        maker: OrderId,
-        maker_key: Option<OrderKey>,
-        qty: Qty,
-        status_query: bool,
-    },
+    Take(taker::Sent),
     Sync {
         mkt: usize,
         peer: PeerId,
@@ -669,26 +661,7 @@ impl Engine {
                 Proto::Sync => self.on_sync_request(peer, req, &data),
             },
             Input::Response { tag, result } => match self.pending.remove(&tag) {
-                Some(Pending::Take {
-                    mkt,
-                    seq,
-                    n,
-                    maker,
-                    maker_key,
-                    qty,
-                    status_query,
-                }) => self.on_take_response(
-                    taker::Sent {
-                        mkt,
-                        seq,
-                        n,
-                        maker,
-                        maker_key,
-                        qty,
-                        status_query,
-                    },
-                    result,
-                ),
+                Some(Pending::Take(sent)) => self.on_take_response(sent, result),
                 Some(Pending::Sync { mkt, peer, what }) => {
                     self.on_sync_response(mkt, peer, what, result)
                 }

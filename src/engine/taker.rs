@@ -20,6 +20,7 @@ const MAX_CLIENT_ID: usize = 64;
 const MAX_DOUBT_BACKOFF: Millis = 30_000;
 
 /// A take that was sent, as its answer finds it.
+#[derive(Clone, Debug)]
 pub(super) struct Sent {
     pub mkt: usize,
     pub seq: u64,
@@ -302,7 +303,7 @@ impl Engine {
         self.dirty(seq);
         self.pending.insert(
             tag,
-            Pending::Take {
+            Pending::Take(Sent {
                 mkt,
                 seq,
                 n,
@@ -310,7 +311,7 @@ impl Engine {
                 maker_key: Some(key),
                 qty,
                 status_query: false,
-            },
+            }),
         );
         *self.asked.entry((mkt, key)).or_default() += qty;
         self.counters.takes_sent += 1;
@@ -537,7 +538,7 @@ impl Engine {
             };
             self.pending.insert(
                 tag,
-                Pending::Take {
+                Pending::Take(Sent {
                     mkt,
                     seq: key.0,
                     n: key.1,
@@ -545,7 +546,7 @@ impl Engine {
                     maker_key,
                     qty,
                     status_query: true,
-                },
+                }),
             );
             self.actions.push_back(Action::Request {
                 peer: maker.owner,
