@@ -154,12 +154,30 @@ pub enum TakeKind {
     /// The taker never got an answer: what became of this take? The maker
     /// answers from its records only and never fills on a status request.
     Status,
+    /// Fill-or-kill, first round: set aside up to `qty` for this take id for
+    /// a short time (`Held`), so the taker can learn whether the whole order
+    /// can be filled before anything is.
+    Hold {
+        side: Side,
+        limit: Option<Price>,
+        qty: Qty,
+    },
+    /// Fill-or-kill, second round: fill what this take id holds.
+    Commit,
+    /// Fill-or-kill gave up: drop what this take id holds.
+    Release,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TakeResponse {
     Filled(FillMsg),
     Refused(Refusal),
+    /// This much is set aside for the take id until a commit, a release, or
+    /// the hold's time runs out.
+    Held {
+        qty: Qty,
+    },
+    Released,
 }
 
 /// Why a maker did not fill a take.
@@ -181,6 +199,8 @@ pub enum Refusal {
     Busy,
     /// A status request for a take the maker never filled.
     NotFilled,
+    /// A commit for a hold that ran out (or never was).
+    NoHold,
     BadRequest,
 }
 
@@ -196,6 +216,7 @@ impl Refusal {
             Refusal::Storage => "maker storage unavailable",
             Refusal::Busy => "maker busy",
             Refusal::NotFilled => "not filled",
+            Refusal::NoHold => "no hold (it expired)",
             Refusal::BadRequest => "bad request",
         }
     }

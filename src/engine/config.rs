@@ -42,6 +42,9 @@ pub struct EngineConfig {
     /// Owners (authors of orders) kept per market; orders of new owners
     /// beyond this are not kept.
     pub max_owners: usize,
+    /// How long a maker sets quantity aside for a fill-or-kill taker that
+    /// has not committed yet.
+    pub fok_hold_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +63,7 @@ impl Default for EngineConfig {
             max_open_takes_per_peer: 256,
             max_syncs_per_peer_per_sec: 50,
             max_owners: 10_000,
+            fok_hold_ms: 3_000,
         }
     }
 }
@@ -68,7 +72,7 @@ impl EngineConfig {
     /// The keys whose value is zero but must not be, for the config loader
     /// to refuse with their names.
     pub fn zero_fields(&self) -> Vec<&'static str> {
-        let checks: [(&'static str, u64); 13] = [
+        let checks: [(&'static str, u64); 14] = [
             ("heartbeat_ms", self.heartbeat_ms),
             ("stale_after_ms", self.stale_after_ms),
             ("flush_ms", self.flush_ms),
@@ -94,6 +98,7 @@ impl EngineConfig {
                 self.max_syncs_per_peer_per_sec as u64,
             ),
             ("max_owners", self.max_owners as u64),
+            ("fok_hold_ms", self.fok_hold_ms),
         ];
         checks
             .into_iter()

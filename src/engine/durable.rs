@@ -37,7 +37,7 @@ pub enum Tif {
 }
 
 /// Where an own order is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderStatus {
     /// Taking liquidity from makers; not on the book yet.

@@ -126,11 +126,12 @@ impl Target {
     pub fn check(&self) {
         for o in self.engine.own.values() {
             assert!(
-                o.rec.filled + o.reserved <= o.rec.qty,
-                "own order {} filled {} + reserved {} > {}",
+                o.rec.filled + o.reserved + o.holding <= o.rec.qty,
+                "own order {} filled {} + reserved {} + holding {} > {}",
                 o.rec.seq,
                 o.rec.filled.0,
                 o.reserved.0,
+                o.holding.0,
                 o.rec.qty.0
             );
         }

@@ -71,7 +71,39 @@ impl Engine {
                 self.mark_dead(take);
                 return Err(Refusal::NotFilled);
             }
-            TakeKind::Fill { side, limit, qty } => (side, limit, qty),
+            TakeKind::Release => {
+                if let Some(h) = self.holds.remove(&take) {
+                    self.drop_hold(&h);
+                }
+                self.actions.push_back(Action::Respond {
+                    req,
+                    data: wire::encode(&TakeResponse::Released),
+                });
+                return Ok(());
+            }
+            TakeKind::Commit => {
+                let h = self.holds.remove(&take).ok_or(Refusal::NoHold)?;
+                self.drop_hold(&h);
+                if h.seq != t.maker_seq {
+                    return Err(Refusal::BadRequest);
+                }
+                if self.degraded.is_some() {
+                    return Err(Refusal::Storage);
+                }
+                let own = self.own.get(&h.seq).ok_or(Refusal::UnknownOrder)?;
+                if own.rec.status != OrderStatus::Open {
+                    return Err(Refusal::Done);
+                }
+                let q = h.qty.min(own.free());
+                if q.is_zero() {
+                    return Err(Refusal::NoQuantity);
+                }
+                self.maker_fill(mkt, h.seq, take, q, req, key);
+                return Ok(());
+            }
+            TakeKind::Fill { side, limit, qty } | TakeKind::Hold { side, limit, qty } => {
+                (side, limit, qty)
+            }
         };
         if self.dead_takes.contains(&take) {
             return Err(Refusal::NotFilled);
@@ -97,6 +129,9 @@ impl Engine {
         let price = own.rec.price.ok_or(Refusal::UnknownOrder)?;
         if limit.is_some_and(|l| !side.crosses(l, price)) {
             return Err(Refusal::Price);
+        }
+        if matches!(t.kind, TakeKind::Hold { .. }) {
+            return self.grant_hold(take, t.maker_seq, qty, req, key);
         }
         let q = qty.min(own.free());
         if q.is_zero() {
@@ -164,6 +199,73 @@ impl Engine {
         self.hold(Action::Event(Event::Trade(tinfo)));
         let oinfo = self.own_info(&self.own[&seq]);
         self.hold(Action::Event(Event::Order(oinfo)));
+    }
+
+    /// Set aside up to `qty` of order `seq` for a fill-or-kill taker, until
+    /// it commits, releases, or the hold runs out. Nothing is written: a hold
+    /// fills nothing, and one lost in a crash only makes the commit fail.
+    fn grant_hold(
+        &mut self,
+        take: TakeId,
+        seq: u64,
+        qty: Qty,
+        req: u64,
+        peer: u32,
+    ) -> Result<(), Refusal> {
+        let q = match self.holds.get(&take) {
+            Some(h) => h.qty,
+            None => {
+                let own = self.own.get_mut(&seq).ok_or(Refusal::UnknownOrder)?;
+                let q = qty.min(own.free());
+                if q.is_zero() {
+                    return Err(Refusal::NoQuantity);
+                }
+                own.holding += q;
+                if let Some(p) = self.peers.get_mut(peer as usize) {
+                    p.open_takes += 1;
+                }
+                let until = self.now + self.cfg.fok_hold_ms;
+                self.holds.insert(
+                    take,
+                    Hold {
+                        seq,
+                        qty: q,
+                        until,
+                        peer,
+                    },
+                );
+                q
+            }
+        };
+        self.actions.push_back(Action::Respond {
+            req,
+            data: wire::encode(&TakeResponse::Held { qty: q }),
+        });
+        Ok(())
+    }
+
+    /// A hold is gone (committed, released or run out): its quantity is free.
+    fn drop_hold(&mut self, h: &Hold) {
+        if let Some(o) = self.own.get_mut(&h.seq) {
+            o.holding = o.holding.saturating_sub(h.qty);
+        }
+        self.take_done(h.peer);
+    }
+
+    /// Let go of the holds whose time ran out.
+    pub(super) fn expire_holds(&mut self) {
+        let now = self.now;
+        let gone: Vec<TakeId> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| h.until <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            if let Some(h) = self.holds.remove(&k) {
+                self.drop_hold(&h);
+            }
+        }
     }
 
     /// Whether the trade's write is still waiting to be durable.

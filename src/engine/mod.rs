@@ -290,8 +290,11 @@ impl Peer {
 struct Own {
     rec: OwnOrder,
     mkt: usize,
-    /// Quantity asked of makers and not answered yet (in flight or in doubt).
+    /// Quantity asked of makers and not answered yet (in flight or in doubt),
+    /// or held by makers for a fill-or-kill commit.
     reserved: Qty,
+    /// Quantity this order (as maker) holds for fill-or-kill takers.
+    holding: Qty,
     taking: Option<Taking>,
     trades: Vec<TradeId>,
     /// The state last put in the gossip stream, if any.
@@ -303,7 +306,10 @@ struct Own {
 
 impl Own {
     fn free(&self) -> Qty {
-        self.rec.remaining().saturating_sub(self.reserved)
+        self.rec
+            .remaining()
+            .saturating_sub(self.reserved)
+            .saturating_sub(self.holding)
     }
 
     fn state(&self) -> OrderState {
@@ -334,6 +340,36 @@ struct Taking {
     stop: Option<&'static str>,
     /// After a restart: resolve the takes in doubt, plan no new ones.
     resume_only: bool,
+    /// A fill-or-kill order's two rounds (holds, then commits).
+    fok: Option<Fok>,
+}
+
+/// A fill-or-kill taking phase: first every maker is asked to hold, and only
+/// if the holds cover the whole order is anything committed; otherwise every
+/// hold is released and nothing fills.
+#[derive(Clone, Debug, Default)]
+struct Fok {
+    committing: bool,
+    holds: Vec<HeldTake>,
+    started: Millis,
+}
+
+/// Quantity a maker holds for one of our takes.
+#[derive(Clone, Debug)]
+struct HeldTake {
+    n: u32,
+    maker: OrderId,
+    maker_key: Option<OrderKey>,
+    qty: Qty,
+}
+
+/// Quantity one of our orders holds for a fill-or-kill taker.
+#[derive(Clone, Debug)]
+struct Hold {
+    seq: u64,
+    qty: Qty,
+    until: Millis,
+    peer: u32,
 }
 
 /// A request sent and not answered yet.
@@ -406,6 +442,7 @@ pub struct Engine {
     reserved_seq: u64,
     own_trades: HashMap<TradeId, Trade>,
     filled_takes: HashMap<TakeId, TradeId>,
+    holds: HashMap<TakeId, Hold>,
     dead_takes: HashSet<TakeId>,
     dead_order: VecDeque<TakeId>,
     pending: BTreeMap<u64, Pending>,
@@ -459,6 +496,7 @@ impl Engine {
             reserved_seq: 0,
             own_trades: HashMap::new(),
             filled_takes: HashMap::new(),
+            holds: HashMap::new(),
             dead_takes: HashSet::new(),
             dead_order: VecDeque::new(),
             pending: BTreeMap::new(),
@@ -553,6 +591,7 @@ impl Engine {
             let mut own = Own {
                 mkt,
                 reserved: Qty::ZERO,
+                holding: Qty::ZERO,
                 taking: None,
                 trades: Vec::new(),
                 published: None,
@@ -894,6 +933,7 @@ impl Engine {
             }
         }
         self.retry_doubts();
+        self.expire_holds();
         self.start_book_syncs();
     }
 

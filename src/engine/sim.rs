@@ -711,10 +711,10 @@ impl Sim {
                 for o in e.own.values() {
                     // Filled plus what is asked and unanswered never passes
                     // the quantity: the taker side can never overfill.
-                    if o.rec.filled + o.reserved > o.rec.qty {
+                    if o.rec.filled + o.reserved + o.holding > o.rec.qty {
                         return Err(format!(
-                            "{}/{} in memory filled {} + reserved {} > {}",
-                            n.id, o.rec.seq, o.rec.filled.0, o.reserved.0, o.rec.qty.0
+                            "{}/{} in memory filled {} + reserved {} + holding {} > {}",
+                            n.id, o.rec.seq, o.rec.filled.0, o.reserved.0, o.holding.0, o.rec.qty.0
                         ));
                     }
                 }

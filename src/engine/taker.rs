@@ -28,7 +28,19 @@ pub(super) struct Sent {
     pub maker: OrderId,
     pub maker_key: Option<OrderKey>,
     pub qty: Qty,
-    pub status_query: bool,
+    pub kind: SentKind,
+}
+
+/// What a take request asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SentKind {
+    Fill,
+    /// What became of a take in doubt.
+    Status,
+    /// Fill-or-kill, first round.
+    Hold,
+    /// Fill-or-kill, second round (a fill).
+    Commit,
 }
 
 impl Engine {
@@ -120,14 +132,20 @@ impl Engine {
         if let Some(c) = &rec.client_id {
             self.client_ids.insert(c.clone(), seq);
         }
+        let fok = (p.tif == Tif::Fok).then(|| Fok {
+            started: self.now,
+            ..Fok::default()
+        });
         self.own.insert(
             seq,
             Own {
                 rec,
                 mkt,
                 reserved: Qty::ZERO,
+                holding: Qty::ZERO,
                 taking: Some(Taking {
                     reply: Some(id),
+                    fok,
                     ..Taking::default()
                 }),
                 trades: Vec::new(),
@@ -217,6 +235,11 @@ impl Engine {
         if taking.stop.is_some() || taking.resume_only || own.free().is_zero() {
             return;
         }
+        let kind = match &taking.fok {
+            Some(f) if f.committing => return,
+            Some(_) => SentKind::Hold,
+            None => SentKind::Fill,
+        };
         let mkt = own.mkt;
         let side = own.rec.side;
         let limit = own.rec.price;
@@ -265,41 +288,62 @@ impl Engine {
             }
         }
         for (key, maker, q) in takes {
-            self.send_take(seq, key, maker, q);
+            self.send_take(seq, Some(key), maker, q, kind, None);
         }
     }
 
-    fn send_take(&mut self, seq: u64, key: OrderKey, maker: OrderId, qty: Qty) {
+    /// Send a take (a fill, a hold, or the commit of hold `n`).
+    fn send_take(
+        &mut self,
+        seq: u64,
+        key: Option<OrderKey>,
+        maker: OrderId,
+        qty: Qty,
+        kind: SentKind,
+        n: Option<u32>,
+    ) {
         let tag = self.next_tag();
         let Some(own) = self.own.get_mut(&seq) else {
             return;
         };
-        let n = own.rec.takes;
-        own.rec.takes += 1;
-        own.reserved += qty;
+        let n = n.unwrap_or_else(|| {
+            own.rec.takes += 1;
+            own.rec.takes - 1
+        });
+        if kind != SentKind::Commit {
+            // A commit's quantity is already reserved by its hold.
+            own.reserved += qty;
+        }
         if let Some(t) = own.taking.as_mut() {
             t.inflight += 1;
         }
         let mkt = own.mkt;
+        let (side, limit) = (own.rec.side, own.rec.price);
+        let wire_kind = match kind {
+            SentKind::Hold => TakeKind::Hold { side, limit, qty },
+            SentKind::Commit => TakeKind::Commit,
+            _ => TakeKind::Fill { side, limit, qty },
+        };
         let req = TakeRequest {
             v: WIRE_VERSION,
             market: own.rec.market.clone(),
             maker_seq: maker.seq,
             taker_seq: seq,
             take_n: n,
-            kind: TakeKind::Fill {
-                side: own.rec.side,
-                limit: own.rec.price,
-                qty,
-            },
+            kind: wire_kind,
         };
-        self.tx_ops.push(Op::PutIntent(TakeIntent {
-            taker_seq: seq,
-            n,
-            market: own.rec.market.clone(),
-            maker,
-            qty,
-        }));
+        if kind != SentKind::Hold {
+            // A hold fills nothing; a fill or commit may, so its intent is
+            // durable before the request leaves: after a crash the node
+            // knows which takes may have been filled.
+            self.tx_ops.push(Op::PutIntent(TakeIntent {
+                taker_seq: seq,
+                n,
+                market: own.rec.market.clone(),
+                maker,
+                qty,
+            }));
+        }
         self.dirty(seq);
         self.pending.insert(
             tag,
@@ -308,15 +352,17 @@ impl Engine {
                 seq,
                 n,
                 maker,
-                maker_key: Some(key),
+                maker_key: key,
                 qty,
-                status_query: false,
+                kind,
             }),
         );
-        *self.asked.entry((mkt, key)).or_default() += qty;
+        if kind != SentKind::Commit {
+            if let Some(k) = key {
+                *self.asked.entry((mkt, k)).or_default() += qty;
+            }
+        }
         self.counters.takes_sent += 1;
-        // The intent is durable before the request leaves: after a crash the
-        // node knows which takes may have been filled.
         self.hold(Action::Request {
             peer: maker.owner,
             proto: Proto::Take,
@@ -327,7 +373,11 @@ impl Engine {
 
     pub(super) fn on_take_response(&mut self, sent: Sent, result: Result<Vec<u8>, RequestFailure>) {
         let answer = result.map(|b| wire::decode::<TakeResponse>(&b, MAX_MESSAGE_BYTES));
-        if sent.status_query {
+        if sent.kind == SentKind::Hold {
+            self.on_hold_response(sent, answer);
+            return;
+        }
+        if sent.kind == SentKind::Status {
             let key = (sent.seq, sent.n);
             match answer {
                 Ok(Ok(TakeResponse::Filled(f))) if self.fill_matches(&sent, &f) => {
@@ -358,6 +408,9 @@ impl Engine {
             Ok(Ok(TakeResponse::Refused(r))) => {
                 tracing::debug!(maker = %sent.maker, reason = r.as_str(), "take refused");
                 self.counters.takes_refused += 1;
+                if sent.kind == SentKind::Commit {
+                    self.counters.fok_commits_refused += 1;
+                }
                 self.release_take(&sent, true);
             }
             // The request never reached the maker: nothing can have filled.
@@ -431,10 +484,129 @@ impl Engine {
                 own.tried.insert(k, (v, now));
             }
         }
-        self.tx_ops.push(Op::DelIntent {
-            taker_seq: sent.seq,
-            n: sent.n,
+        if sent.kind != SentKind::Hold {
+            self.tx_ops.push(Op::DelIntent {
+                taker_seq: sent.seq,
+                n: sent.n,
+            });
+        }
+    }
+
+    /// A maker's answer to a fill-or-kill hold.
+    fn on_hold_response(
+        &mut self,
+        sent: Sent,
+        answer: Result<Result<TakeResponse, wire::WireError>, RequestFailure>,
+    ) {
+        let own = self.own.get_mut(&sent.seq);
+        let fok = own.and_then(|o| o.taking.as_mut()).and_then(|t| {
+            t.inflight = t.inflight.saturating_sub(1);
+            t.fok.as_mut()
         });
+        match (answer, fok) {
+            (Ok(Ok(TakeResponse::Held { qty })), Some(fok))
+                if !qty.is_zero() && qty <= sent.qty =>
+            {
+                fok.holds.push(HeldTake {
+                    n: sent.n,
+                    maker: sent.maker,
+                    maker_key: sent.maker_key,
+                    qty,
+                });
+                // Give back what the maker could not hold.
+                let rest = sent.qty - qty;
+                self.counters.fok_holds += 1;
+                self.unask(sent.mkt, sent.maker_key, rest);
+                if let Some(o) = self.own.get_mut(&sent.seq) {
+                    o.reserved = o.reserved.saturating_sub(rest);
+                }
+            }
+            // Refused, lost, or nonsense: nothing is held (a hold whose answer
+            // was lost runs out at the maker on its own; it fills nothing).
+            _ => {
+                self.counters.takes_refused += 1;
+                self.release_take(&sent, true);
+            }
+        }
+        self.after_take(sent.seq);
+    }
+
+    /// A fill-or-kill order whose holds are all answered: commit them if they
+    /// cover the whole order (in time), else release them and fill nothing.
+    /// Whether the phase goes on (commits sent).
+    fn fok_decide(&mut self, seq: u64) -> bool {
+        let Some(own) = self.own.get(&seq) else {
+            return false;
+        };
+        let Some(taking) = &own.taking else {
+            return false;
+        };
+        let Some(fok) = &taking.fok else {
+            return false;
+        };
+        if fok.committing {
+            return false;
+        }
+        let held = fok.holds.iter().fold(Qty::ZERO, |a, h| a + h.qty);
+        let need = own.rec.remaining();
+        let in_time = self.now.saturating_sub(fok.started) < self.cfg.fok_hold_ms / 2;
+        let holds = fok.holds.clone();
+        let stop = taking.stop;
+        let market = own.rec.market.clone();
+        let mkt = own.mkt;
+        if stop.is_none() && !need.is_zero() && held >= need && in_time {
+            if let Some(f) = self
+                .own
+                .get_mut(&seq)
+                .and_then(|o| o.taking.as_mut())
+                .and_then(|t| t.fok.as_mut())
+            {
+                f.committing = true;
+            }
+            for h in holds {
+                self.send_take(
+                    seq,
+                    h.maker_key,
+                    h.maker,
+                    h.qty,
+                    SentKind::Commit,
+                    Some(h.n),
+                );
+            }
+            return true;
+        }
+        // Not enough could be held: let every maker go, nothing fills.
+        for h in holds {
+            self.unask(mkt, h.maker_key, h.qty);
+            if let Some(o) = self.own.get_mut(&seq) {
+                o.reserved = o.reserved.saturating_sub(h.qty);
+            }
+            let tag = self.next_tag();
+            let req = TakeRequest {
+                v: WIRE_VERSION,
+                market: market.clone(),
+                maker_seq: h.maker.seq,
+                taker_seq: seq,
+                take_n: h.n,
+                kind: TakeKind::Release,
+            };
+            self.actions.push_back(Action::Request {
+                peer: h.maker.owner,
+                proto: Proto::Take,
+                tag,
+                data: wire::encode(&req),
+            });
+        }
+        self.counters.fok_aborted += 1;
+        let (status, reason) = match stop {
+            Some(CANCELLED) => (OrderStatus::Cancelled, "cancelled by the user"),
+            _ => (
+                OrderStatus::Rejected,
+                "fill-or-kill: the makers could not set aside the whole quantity",
+            ),
+        };
+        self.end(seq, status, Some(reason.to_string()));
+        true
     }
 
     /// Record a fill of our order as taker.
@@ -494,7 +666,7 @@ impl Engine {
             maker: d.maker,
             maker_key: d.maker_key,
             qty: d.qty,
-            status_query: false,
+            kind: SentKind::Fill,
         };
         match fill {
             Some(f) => {
@@ -545,7 +717,7 @@ impl Engine {
                     maker,
                     maker_key,
                     qty,
-                    status_query: true,
+                    kind: SentKind::Status,
                 }),
             );
             self.actions.push_back(Action::Request {
@@ -566,6 +738,10 @@ impl Engine {
             return;
         };
         if taking.inflight > 0 {
+            return;
+        }
+        if taking.fok.as_ref().is_some_and(|f| !f.committing) {
+            self.fok_decide(seq);
             return;
         }
         let in_doubt = !own.reserved.is_zero();
@@ -595,7 +771,7 @@ impl Engine {
             (OrderStatus::Taking, None)
         } else {
             let why = match own.rec.tif {
-                Tif::Fok => "fill-or-kill: a maker refused part of the order",
+                Tif::Fok => "fill-or-kill: a hold ran out before its commit; the rest was dropped",
                 _ => "not filled at once; the rest was dropped",
             };
             (OrderStatus::Expired, Some(why.into()))

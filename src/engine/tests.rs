@@ -312,3 +312,73 @@ fn a_node_reached_only_through_another_gets_the_whole_book() {
     assert_eq!(book.asks.len(), 50);
     s.check_converged().unwrap();
 }
+
+#[test]
+fn fill_or_kill_fills_whole_across_makers_or_not_at_all() {
+    // Enough liquidity over two makers: both hold, both commit.
+    let mut s = sim(3, 13);
+    s.command(0, s.order(Side::Sell, 10_000, 2, Tif::Gtc));
+    s.command(1, s.order(Side::Sell, 10_100, 3, Tif::Gtc));
+    s.run_for(500);
+    let fok = s.command(2, s.order(Side::Buy, 10_100, 5, Tif::Fok));
+    s.run_for(1_000);
+    let f = reply(&s, fok);
+    assert_eq!((f.status, f.filled), (OrderStatus::Filled, d("5")));
+    s.run_for(2_000);
+    s.check_converged().unwrap();
+
+    // A racing taker empties one maker between the check and the holds:
+    // the fill-or-kill order then fills nothing at all, never a part.
+    let mut outcomes = std::collections::BTreeSet::new();
+    for seed in 20..40 {
+        let mut s = sim(4, seed);
+        s.command(0, s.order(Side::Sell, 10_000, 3, Tif::Gtc));
+        s.command(1, s.order(Side::Sell, 10_000, 2, Tif::Gtc));
+        s.run_for(500);
+        let fok = s.command(2, s.order(Side::Buy, 10_000, 5, Tif::Fok));
+        let ioc = s.command(3, s.order(Side::Buy, 10_000, 2, Tif::Ioc));
+        s.run_for(2_000);
+        let (f, i) = (reply(&s, fok), reply(&s, ioc));
+        assert!(
+            (f.status == OrderStatus::Filled && f.filled == d("5") && i.filled.is_zero())
+                || (f.status == OrderStatus::Rejected && f.filled.is_zero() && f.fills.is_empty()),
+            "seed {seed}: fill-or-kill partly filled: {f:?} / {i:?}"
+        );
+        outcomes.insert(f.status);
+        s.run_for(5_000);
+        s.check_no_overfill().unwrap();
+        s.check_converged().unwrap();
+        // Nothing stays set aside once it is over.
+        for n in &s.nodes {
+            let e = n.engine.as_ref().unwrap();
+            assert!(
+                e.own.values().all(|o| o.holding.is_zero()),
+                "seed {seed}: a hold was never let go"
+            );
+        }
+    }
+    assert_eq!(
+        outcomes.len(),
+        2,
+        "both outcomes of the race happen: {outcomes:?}"
+    );
+}
+
+#[test]
+fn a_hold_that_runs_out_frees_the_makers_quantity() {
+    let mut s = sim(2, 14);
+    s.command(0, s.order(Side::Sell, 10_000, 5, Tif::Gtc));
+    s.run_for(300);
+    // The taker's commit never arrives: every answer to node 1 is lost.
+    s.net.request_drop = 1.0;
+    let fok = s.command(1, s.order(Side::Buy, 10_000, 5, Tif::Fok));
+    s.run_for(100);
+    s.net.request_drop = 0.0;
+    s.run_for(10_000);
+    let f = reply(&s, fok);
+    assert!(f.filled.is_zero() || f.filled == d("5"), "{f:?}");
+    let maker = s.nodes[0].engine.as_ref().unwrap();
+    assert!(maker.own.values().all(|o| o.holding.is_zero()));
+    s.check_no_overfill().unwrap();
+    s.check_converged().unwrap();
+}

@@ -107,6 +107,12 @@ pub struct Counters {
     pub gossip_rate_limited: u64,
     pub takes_rate_limited: u64,
     pub syncs_rate_limited: u64,
+    /// Fill-or-kill holds granted by makers to our orders.
+    pub fok_holds: u64,
+    /// Fill-or-kill commits a maker refused (its hold had run out).
+    pub fok_commits_refused: u64,
+    /// Fill-or-kill orders given up after their holds (nothing filled).
+    pub fok_aborted: u64,
 }
 
 pub(crate) fn tif_str(t: Tif) -> &'static str {
