@@ -17,6 +17,12 @@ use super::*;
 use crate::market::MAX_UNITS;
 use crate::wire::{self, FillMsg, Gossip, Heartbeat, WIRE_VERSION};
 
+/// Gossip sent longer ago than this can only be a replay, and is rejected
+/// (the relaying peer is penalised). Between the clock-skew allowance and
+/// this, it is ignored: a connection cut and restored delivers what TCP had
+/// buffered, minutes late, and the peer that relayed it meant no harm.
+const LATE_REJECT_MS: Millis = 30 * 60 * 1000;
+
 impl Engine {
     pub(super) fn on_gossip(&mut self, source: PeerId, topic: &str, data: &[u8]) -> Verdict {
         if source == self.me {
@@ -47,6 +53,16 @@ impl Engine {
         if g.v > WIRE_VERSION {
             return Verdict::Ignore;
         }
+        if g.sent_ms.saturating_add(self.cfg.max_clock_skew_ms) < self.now
+            && g.sent_ms.saturating_add(LATE_REJECT_MS) >= self.now
+        {
+            // Late, but not so late that only a replay explains it: TCP
+            // delivers what it buffered across a cut connection minutes
+            // later. Not applied (sync repairs), not forwarded, and the honest
+            // peer that relayed it is not penalised.
+            self.counters.gossip_late += 1;
+            return Verdict::Ignore;
+        }
         if let Err(why) = self.check_gossip(mkt, &g) {
             tracing::debug!(%source, why, "rejecting invalid gossip");
             return Verdict::Reject;
@@ -71,8 +87,11 @@ impl Engine {
         if g.market != self.markets[mkt].spec.name {
             return Err("market does not match the topic");
         }
-        if g.sent_ms > self.now.saturating_add(skew) || g.sent_ms.saturating_add(skew) < self.now {
-            return Err("sent time too far from ours (replay or broken clock)");
+        if g.sent_ms > self.now.saturating_add(skew) {
+            return Err("sent in the future (broken clock or forged time)");
+        }
+        if g.sent_ms.saturating_add(LATE_REJECT_MS) < self.now {
+            return Err("sent long ago (a replay)");
         }
         if g.items.is_empty() {
             return Err("no items");

@@ -382,3 +382,50 @@ fn a_hold_that_runs_out_frees_the_makers_quantity() {
     s.check_no_overfill().unwrap();
     s.check_converged().unwrap();
 }
+
+#[test]
+fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
+    let me = PeerId::random();
+    let peer = PeerId::random();
+    let now = sim::EPOCH_MS;
+    let mut e = Engine::new(
+        me,
+        EngineConfig::default(),
+        vec![spec()],
+        Snapshot::default(),
+        now,
+    );
+    let topic = e.markets[0].topic.clone();
+    let mut verdict = |sent_ms: u64, seq: u64| {
+        let g = crate::wire::Gossip {
+            v: crate::wire::WIRE_VERSION,
+            market: "SIM".into(),
+            sent_ms,
+            items: vec![Item::Cancel { seq }],
+        };
+        e.handle(
+            Input::Gossip {
+                source: peer,
+                propagation_source: peer,
+                message_id: vec![seq as u8],
+                topic: topic.clone(),
+                data: crate::wire::encode(&g),
+            },
+            now,
+        );
+        let mut v = None;
+        while let Some(a) = e.poll_action() {
+            if let Action::Validate { verdict, .. } = a {
+                v = Some(verdict);
+            }
+        }
+        v.unwrap()
+    };
+    assert_eq!(verdict(now - 1_000, 1), Verdict::Accept);
+    // Delivered minutes late by TCP after a cut: not the relay's fault.
+    assert_eq!(verdict(now - 5 * 60_000, 2), Verdict::Ignore);
+    // Hours old: only a replay explains it.
+    assert_eq!(verdict(now - 2 * 3_600_000, 3), Verdict::Reject);
+    // From the future: a forged or broken clock.
+    assert_eq!(verdict(now + 5 * 60_000, 4), Verdict::Reject);
+}

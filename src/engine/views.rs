@@ -98,6 +98,8 @@ pub struct Counters {
     pub gossip_sent: u64,
     pub gossip_rejected: u64,
     pub gossip_ignored: u64,
+    /// Gossip that arrived too late to apply (ignored, not penalised).
+    pub gossip_late: u64,
     pub sync_requests: u64,
     pub sync_answers: u64,
     pub sync_pages: u64,

@@ -435,7 +435,12 @@ impl EventLoop {
             BehaviourEvent::Ping(event) => {
                 self.libp2p_metrics.record(&event);
                 if let Err(e) = &event.result {
-                    tracing::debug!(peer = %event.peer, error = %e, "ping failed");
+                    // libp2p's ping no longer closes a connection that stops
+                    // answering; a cut peer would otherwise stay "connected"
+                    // until TCP gives up (about 15 minutes by default), and
+                    // the node would neither redial it nor pull the books.
+                    tracing::info!(peer = %event.peer, error = %e, "ping failed; closing the connection (it will be redialled)");
+                    self.swarm.close_connection(event.connection);
                 }
             }
             BehaviourEvent::Kad(event) => {
