@@ -19,9 +19,11 @@ use crate::wire::{self, FillMsg, Gossip, Heartbeat, WIRE_VERSION};
 
 /// Gossip sent longer ago than this can only be a replay, and is rejected
 /// (the relaying peer is penalised). Between the clock-skew allowance and
-/// this, it is ignored: a connection cut and restored delivers what TCP had
-/// buffered, minutes late, and the peer that relayed it meant no harm.
-const LATE_REJECT_MS: Millis = 30 * 60 * 1000;
+/// this, it is ignored: a connection cut and restored can deliver what TCP
+/// had buffered late (a failed ping closes a dead connection within about a
+/// minute, so honest lateness stays well below this), and the peer that
+/// relayed it meant no harm.
+const LATE_REJECT_MS: Millis = 5 * 60 * 1000;
 
 impl Engine {
     pub(super) fn on_gossip(&mut self, source: PeerId, topic: &str, data: &[u8]) -> Verdict {
