@@ -45,8 +45,9 @@ pub enum Body<'a> {
 
 /// Send one request: `head` is the request line and headers without the
 /// final blank line and without `Host`, `Connection`, or the body's length
-/// headers, which this adds. Reads the whole answer (an event stream only
-/// up to its headers). `Err` only when the node could not be talked to.
+/// headers, which this adds. Reads the whole answer (an event stream, or
+/// the answer to `HEAD`, only up to its headers). `Err` only when the node
+/// could not be talked to.
 pub fn send(addr: SocketAddr, head: &str, body: Body<'_>) -> std::io::Result<RawResponse> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(READ_GUARD))?;
@@ -73,15 +74,20 @@ pub fn send(addr: SocketAddr, head: &str, body: Body<'_>) -> std::io::Result<Raw
     // The node may answer (413) and close before reading everything sent;
     // what it answered is still there to read.
     let _ = stream.write_all(&out);
-    read_response(&mut stream)
+    read_response(&mut stream, head.starts_with("HEAD "))
 }
 
-fn read_response(stream: &mut TcpStream) -> std::io::Result<RawResponse> {
+fn read_response(stream: &mut TcpStream, head_only: bool) -> std::io::Result<RawResponse> {
     let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            // An interim answer (`100 Continue`): the real one follows.
+            if buf.starts_with(b"HTTP/1.1 1") && !buf.starts_with(b"HTTP/1.1 101") {
+                buf.drain(..i + 4);
+                continue;
+            }
             break i;
         }
         let n = stream.read(&mut chunk)?;
@@ -112,7 +118,7 @@ fn read_response(stream: &mut TcpStream) -> std::io::Result<RawResponse> {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
     };
-    if get("content-type").is_some_and(|t| t.starts_with("text/event-stream")) {
+    if head_only || get("content-type").is_some_and(|t| t.starts_with("text/event-stream")) {
         return Ok(RawResponse {
             status,
             headers,
