@@ -10,7 +10,8 @@
 //! Writes are group-committed: a dedicated thread takes every batch waiting
 //! and makes them durable in one transaction, so many fills cost one fsync.
 //! If a write fails the engine refuses new orders and takes; the task probes
-//! the disk and, once it takes writes again, rebuilds the engine from what
+//! the disk (reopening the database, which redb needs after a failed
+//! write) and, once it takes writes again, rebuilds the engine from what
 //! is durable (the same path as a restart) and pulls the books again.
 
 use std::collections::HashMap;
@@ -448,9 +449,16 @@ impl Driver {
         if Instant::now() < at {
             return;
         }
+        // redb takes no write after a failed one until it is reopened, so
+        // every probe reopens the database first.
         let store = self.store.clone();
-        let probe =
-            tokio::task::spawn_blocking(move || store.probe().and_then(|_| store.load())).await;
+        let probe = tokio::task::spawn_blocking(move || {
+            store
+                .reopen()
+                .and_then(|()| store.probe())
+                .and_then(|()| store.load())
+        })
+        .await;
         let snapshot = match probe {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {

@@ -154,6 +154,11 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         markets: market_names,
         registry: Arc::new(registry),
         token: config.api.token.clone(),
+        limits: api::ApiLimits {
+            max_body_bytes: config.api.max_body_bytes,
+            max_event_streams: config.api.max_event_streams,
+        },
+        counters: Arc::default(),
     });
     let mut api_task = tokio::spawn(api::serve(
         api_listener,
