@@ -18,6 +18,9 @@ pub struct Point {
     pub take_p99: f64,
 }
 
+/// A line of the latency chart: its name, colour and value.
+type Series = (&'static str, RGBColor, fn(&Point) -> f64);
+
 const FONTS: [&str; 3] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",
@@ -77,7 +80,7 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(|e| e.to_string())?;
-    let series: [(&str, RGBColor, fn(&Point) -> f64); 3] = [
+    let series: [Series; 3] = [
         ("replication p50", BLUE, |p| p.repl_p50),
         ("replication p99", RED, |p| p.repl_p99),
         ("take round trip p99", GREEN, |p| p.take_p99),
