@@ -45,6 +45,7 @@ use node::NodeProc;
 const NODES: usize = 3;
 const REPLICATION: &str = "peerbook_replication_delay_seconds";
 const TAKE: &str = "peerbook_take_round_trip_seconds";
+const COMMIT: &str = "peerbook_store_commit_seconds";
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     match std::env::var(key) {
@@ -67,14 +68,16 @@ struct Step {
     cpu_us_per_item: f64,
 }
 
-async fn histograms(http: &reqwest::Client, nodes: &[NodeProc]) -> (Buckets, Buckets) {
-    let (mut repl, mut take) = (Buckets::default(), Buckets::default());
+/// The replication, take and commit histograms, summed over the nodes.
+async fn histograms(http: &reqwest::Client, nodes: &[NodeProc]) -> [Buckets; 3] {
+    let mut out: [Buckets; 3] = Default::default();
     for n in nodes {
         let m = n.metrics(http).await;
-        repl = repl.plus(&Buckets::parse(&m, REPLICATION));
-        take = take.plus(&Buckets::parse(&m, TAKE));
+        for (sum, name) in out.iter_mut().zip([REPLICATION, TAKE, COMMIT]) {
+            *sum = sum.plus(&Buckets::parse(&m, name));
+        }
     }
-    (repl, take)
+    out
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -93,7 +96,7 @@ async fn run_rate(http: &reqwest::Client, rate: u64, secs: f64, seed: u64) -> St
             .is_some(),
         "the cluster did not agree on its first orders"
     );
-    let (repl0, take0) = histograms(http, &nodes).await;
+    let [repl0, take0, commit0] = histograms(http, &nodes).await;
     let cpu0: Vec<f64> = nodes.iter().map(|n| n.cpu_seconds()).collect();
     let started = Instant::now();
     let tally = load::offer(http, &nodes, rate, secs, seed).await;
@@ -111,7 +114,14 @@ async fn run_rate(http: &reqwest::Client, rate: u64, secs: f64, seed: u64) -> St
         .collect();
     println!("  node1 CPU by thread: {}", threads.join(", "));
     let converged = node::converge(http, &nodes, Duration::from_secs(60)).await;
-    let (repl1, take1) = histograms(http, &nodes).await;
+    let [repl1, take1, commit1] = histograms(http, &nodes).await;
+    let commit = commit1.minus(&commit0);
+    println!(
+        "  store commits {}: p50 {} ms, p99 {} ms",
+        commit.count(),
+        ms(commit.quantile_ms(0.5)),
+        ms(commit.quantile_ms(0.99))
+    );
     let rss_mb = nodes.iter().map(|n| n.peak_rss_mb()).fold(0.0, f64::max);
     let accepted = tally.accepted();
     println!(
