@@ -16,7 +16,7 @@
 //! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`.
 
 mod behaviour;
-mod codec;
+pub mod codec;
 pub mod config;
 pub mod dialer;
 pub mod discovery;
@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use crate::store::{Store, StoreError};
 
 pub use behaviour::{SYNC_PROTOCOL, TAKE_PROTOCOL};
-pub use codec::FrameTooLarge;
+pub use codec::{BytesCodec, FrameTooLarge};
 pub use config::{NetConfig, NetTuning};
 pub use handle::NetHandle;
 
