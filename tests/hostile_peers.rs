@@ -761,10 +761,14 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
         let mut traded: BTreeMap<String, Decimal> = BTreeMap::new();
         for t in n.trades().await.expect("trades") {
             if !is_honest(&t.maker_order_id) {
-                // The hostile peer's word about its own orders (including the
-                // forged fill naming A's order as taker): it moves nothing of
-                // A's, whose own record is checked above.
+                // The hostile peer's word about its own orders. A third party
+                // cannot tell a forged fill from a real one, but the node it
+                // names as taker can, and does not record it.
                 assert!(t.maker_order_id.starts_with(&h_id.to_string()));
+                assert!(
+                    n.name != "A" || !t.taker_order_id.starts_with(&a_id.to_string()),
+                    "A recorded a fill naming its order as taker that it never took: {t:?}"
+                );
                 continue;
             }
             *traded.entry(t.maker_order_id.clone()).or_default() += t.quantity;
