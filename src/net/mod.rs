@@ -13,7 +13,8 @@
 //! redial with backoff), `gossip.rs` (gossipsub parameters and scoring),
 //! `codec.rs` (request-response framing), `identity.rs` (the key file),
 //! `peers.rs` (peer store persistence), `event_loop.rs` (the task),
-//! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`.
+//! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`, `fuzz.rs`
+//! (the framing's fuzzing entry point).
 
 mod behaviour;
 pub mod codec;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod dialer;
 pub mod discovery;
 mod event_loop;
+pub mod fuzz;
 pub mod gossip;
 mod handle;
 pub mod identity;
