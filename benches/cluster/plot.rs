@@ -65,18 +65,18 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
         .iter()
         .flat_map(|p| [p.repl_p99, p.take_p99, 50.0])
         .fold(1.0, f64::max)
-        * 1.1;
+        * 1.5;
     let mut chart = ChartBuilder::on(&left)
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(55)
         .caption("Latency", ("sans-serif", 18))
-        .build_cartesian_2d(0.0..max_x, 0.0..max_ms)
+        .build_cartesian_2d(0.0..max_x, (0.5..max_ms).log_scale())
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
         .x_desc("offered (thousand orders/s, cluster-wide)")
-        .y_desc("ms")
+        .y_desc("ms (log scale)")
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(|e| e.to_string())?;
@@ -88,7 +88,7 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
     for (name, color, value) in series {
         let line: Vec<(f64, f64)> = points
             .iter()
-            .map(|p| (p.offered / 1000.0, value(p)))
+            .map(|p| (p.offered / 1000.0, value(p).max(0.5)))
             .collect();
         chart
             .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
