@@ -129,15 +129,21 @@ async fn place(
     body: Result<Json<PlaceBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<OrderInfo>), ApiError> {
     let Json(body) = body?;
-    let order = body.into_order()?;
-    let result = state
-        .engine
-        .command(Command::Place(order))
-        .await
-        .map_err(gone)?;
+    let (status, order) = run(&state, Command::Place(body.into_order()?)).await?;
+    Ok((status, Json(order)))
+}
+
+/// Carry out a place or cancel: 201 for a placed order, 200 for a
+/// cancelled one, or the engine's refusal as an HTTP error.
+async fn run(state: &ApiState, cmd: Command) -> Result<(StatusCode, OrderInfo), ApiError> {
+    let (ok, in_path) = match cmd {
+        Command::Place(_) => (StatusCode::CREATED, false),
+        Command::Cancel { .. } => (StatusCode::OK, true),
+    };
+    let result = state.engine.command(cmd).await.map_err(gone)?;
     result
-        .map(|o| (StatusCode::CREATED, Json(o)))
-        .map_err(|e| engine_error(e, false))
+        .map(|o| (ok, o))
+        .map_err(|e| engine_error(e, in_path))
 }
 
 /// Most items (places and cancels together) in one batch.
@@ -223,28 +229,12 @@ async fn batch(
             let order = serde_json::from_value::<PlaceBody>(v)
                 .map_err(|e| ApiError::bad_request("bad_body", format!("place[{i}]: {e}")))?
                 .into_order()?;
-            let result = state
-                .engine
-                .command(Command::Place(order))
-                .await
-                .map_err(gone)?;
-            result
-                .map(|o| (StatusCode::CREATED, o))
-                .map_err(|e| engine_error(e, false))
+            run(&state, Command::Place(order)).await
         }
     });
     let cancels = body.cancel.into_iter().map(|id| {
         let state = state.clone();
-        async move {
-            let result = state
-                .engine
-                .command(Command::Cancel { id })
-                .await
-                .map_err(gone)?;
-            result
-                .map(|o| (StatusCode::OK, o))
-                .map_err(|e| engine_error(e, true))
-        }
+        async move { run(&state, Command::Cancel { id }).await }
     });
     let (placed, cancelled) = futures::join!(join_all(places), join_all(cancels));
     Ok(Json(BatchAnswer {
@@ -258,12 +248,8 @@ async fn cancel(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OrderInfo>, ApiError> {
     let Path(id) = id?;
-    let result = state
-        .engine
-        .command(Command::Cancel { id })
-        .await
-        .map_err(gone)?;
-    result.map(Json).map_err(|e| engine_error(e, true))
+    let (_, order) = run(&state, Command::Cancel { id }).await?;
+    Ok(Json(order))
 }
 
 async fn one(
