@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header::CONTENT_LENGTH;
+use axum::http::header::{CONNECTION, CONTENT_LENGTH};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -152,13 +153,24 @@ async fn limit_body(State(state): State<Arc<ApiState>>, request: Request, next: 
         .and_then(|v| v.trim().parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit as u64) {
         ApiCounters::bump(&state.counters.body_too_large);
-        return body_too_large(limit).into_response();
+        return too_large_and_close(limit);
     }
     let response = next.run(request).await;
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiCounters::bump(&state.counters.body_too_large);
-        return body_too_large(limit).into_response();
+        return too_large_and_close(limit);
     }
+    response
+}
+
+/// The 413, saying the connection closes: the rest of the body is never
+/// read, so the server cannot take another request on it, and a client
+/// that tried would see its next request cut off.
+fn too_large_and_close(limit: usize) -> Response {
+    let mut response = body_too_large(limit).into_response();
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
