@@ -184,11 +184,83 @@ async fn each_api_limit_bites_says_which_and_is_counted() {
 }
 
 #[tokio::test]
+async fn connections_are_bounded_and_idle_ones_closed() {
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeOpts::new("connections", dir.path())
+        .env("PEERBOOK_API_MAX_CONNECTIONS", "3")
+        .env("PEERBOOK_API_IDLE_TIMEOUT_SECS", "3600")
+        .start();
+    node.ready().await;
+    let addr = node.api_addr();
+
+    // Three connections that say nothing hold every place; the next is
+    // told why and closed.
+    let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let refused = common::eventually(
+        "a connection over the limit to be refused",
+        || node.output(),
+        || async {
+            let r = raw::send(addr, "GET /api/v1/status HTTP/1.1", raw::Body::None).ok()?;
+            (r.status == 503).then_some(r)
+        },
+    )
+    .await;
+    let e = refused.json().expect("a JSON error body");
+    assert_eq!(e["error"]["code"], "too_many_connections", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("api.max_connections"),
+        "{e}"
+    );
+    drop(idle);
+    let text = common::eventually(
+        "the places to be free again",
+        || node.output(),
+        || async { Some(metrics(&node).await) },
+    )
+    .await;
+    assert!(
+        sample(&text, "peerbook_api_connections_refused_total").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+
+    // A connection nobody uses is closed once the idle time is up.
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeOpts::new("idle", dir.path())
+        .env("PEERBOOK_API_IDLE_TIMEOUT_SECS", "1")
+        .start();
+    node.ready().await;
+    let mut quiet = TcpStream::connect(node.api_addr()).unwrap();
+    quiet.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    let mut buf = [0u8; 64];
+    match quiet.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!(
+            "the idle connection was not closed: {other:?}\n{}",
+            node.output()
+        ),
+    }
+    let text = metrics(&node).await;
+    assert!(
+        sample(&text, "peerbook_api_connections_timed_out_total").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn a_zero_limit_is_refused_at_start_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     for (var, key) in [
         ("PEERBOOK_API_MAX_BODY_BYTES", "api.max_body_bytes"),
         ("PEERBOOK_API_MAX_EVENT_STREAMS", "api.max_event_streams"),
+        ("PEERBOOK_API_MAX_CONNECTIONS", "api.max_connections"),
+        ("PEERBOOK_API_IDLE_TIMEOUT_SECS", "api.idle_timeout_secs"),
     ] {
         let opts = NodeOpts::new("zero", dir.path()).env(var, "0");
         let done = common::run_to_exit(opts.command());

@@ -9,12 +9,14 @@
 //! query), which every handler takes as a `Result` and converts.
 //!
 //! What a client can make the API do is bounded ([`ApiLimits`], the `[api]`
-//! section): the size of a request body and the number of open event
-//! streams. Each refusal is counted ([`ApiCounters`]) and shown in
+//! section): open connections and how long one may sit idle
+//! ([`BoundedListener`]), the size of a request body, the number of open
+//! event streams. Each refusal is counted ([`ApiCounters`]) and shown in
 //! `/metrics`.
 
 mod auth;
 pub mod book;
+mod conn;
 mod engine_error;
 pub mod error;
 pub mod events;
@@ -36,13 +38,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::driver::EngineHandle;
 use crate::net::NetHandle;
 use crate::shutdown::Shutdown;
 
+pub use conn::BoundedListener;
 pub use error::ApiError;
 
 /// What a client may make the API hold at once (`[api]` in the config).
@@ -53,6 +55,10 @@ pub struct ApiLimits {
     pub max_body_bytes: usize,
     /// Most event streams open at once; one more gets 503.
     pub max_event_streams: usize,
+    /// Most HTTP connections open at once; one more gets 503 and is closed.
+    pub max_connections: usize,
+    /// A connection on which nothing moves for this long is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for ApiLimits {
@@ -60,6 +66,8 @@ impl Default for ApiLimits {
         ApiLimits {
             max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
             max_event_streams: crate::config::DEFAULT_MAX_EVENT_STREAMS,
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: std::time::Duration::from_secs(crate::config::DEFAULT_IDLE_TIMEOUT_SECS),
         }
     }
 }
@@ -71,6 +79,12 @@ pub struct ApiCounters {
     pub body_too_large: AtomicU64,
     /// Event streams refused with 503: `max_event_streams` were open.
     pub event_streams_refused: AtomicU64,
+    /// HTTP connections open now.
+    pub connections: AtomicU64,
+    /// Connections refused with 503: `max_connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Connections closed because nothing moved for `idle_timeout`.
+    pub connections_timed_out: AtomicU64,
 }
 
 impl ApiCounters {
@@ -166,7 +180,7 @@ async fn limit_body(State(state): State<Arc<ApiState>>, request: Request, next: 
 /// requests in flight. Event streams see the same signal and end, or the
 /// server would wait for them forever.
 pub async fn serve(
-    listener: TcpListener,
+    listener: BoundedListener,
     router: Router,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
