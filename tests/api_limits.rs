@@ -246,11 +246,40 @@ async fn connections_are_bounded_and_idle_ones_closed() {
             node.output()
         ),
     }
-    let text = metrics(&node).await;
+    // (A fresh connection each: pooled ones are closed when idle too.)
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let text = fresh
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         sample(&text, "peerbook_api_connections_timed_out_total").is_some_and(|n| n >= 1.0),
         "{text}"
     );
+
+    // A quiet event stream outlives the idle time: its keep-alive comes
+    // more often than that.
+    let mut stream = fresh.get(node.url("/api/v1/events")).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut keep_alives = 0;
+    while keep_alives < 4 {
+        let chunk = stream
+            .chunk()
+            .await
+            .unwrap_or_else(|e| panic!("the stream broke: {e}\n{}", node.output()))
+            .unwrap_or_else(|| panic!("the stream ended\n{}", node.output()));
+        keep_alives += String::from_utf8_lossy(&chunk)
+            .lines()
+            .filter(|l| l.starts_with(':'))
+            .count();
+    }
 }
 
 #[tokio::test]
