@@ -246,6 +246,31 @@ async fn connections_are_bounded_and_idle_ones_closed() {
             node.output()
         ),
     }
+    // Nor one that stops in the middle of its body: its request is not
+    // being handled until the body is there.
+    let mut stalled = TcpStream::connect(node.api_addr()).unwrap();
+    stalled.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    std::io::Write::write_all(
+        &mut stalled,
+        b"POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"market\":",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    match stalled.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!(
+            "the stalled connection was not closed: {e}\n{}",
+            node.output()
+        ),
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+
     // (A fresh connection each: pooled ones are closed when idle too.)
     let fresh = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -260,7 +285,7 @@ async fn connections_are_bounded_and_idle_ones_closed() {
         .await
         .unwrap();
     assert!(
-        sample(&text, "peerbook_api_connections_timed_out_total").is_some_and(|n| n >= 1.0),
+        sample(&text, "peerbook_api_connections_timed_out_total").is_some_and(|n| n >= 2.0),
         "{text}"
     );
 

@@ -1,21 +1,27 @@
 //! Bounds on HTTP connections, below the routes: at most
 //! `api.max_connections` open at once (one more gets a 503 in the API's
 //! error shape and is closed), and a connection on which nothing moves in
-//! either direction for `api.idle_timeout_secs` is closed — a client that
-//! opens connections and sends nothing (or a byte now and then) cannot
-//! hold the node's sockets. An event stream stays busy by itself: a
-//! keep-alive comment every 15 s.
+//! either direction for `api.idle_timeout_secs`, while none of its requests
+//! is being handled, is closed — a client that opens connections and sends
+//! nothing (or a byte now and then) cannot hold the node's sockets, and a
+//! slow answer (an order waiting for its takes) is not cut. An event stream
+//! stays busy by itself: a keep-alive comment well within the timeout.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::serve::Listener;
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::serve::{IncomingStream, Listener};
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -69,6 +75,7 @@ impl Listener for BoundedListener {
                         BoundedIo {
                             io,
                             _permit: permit,
+                            busy: Arc::default(),
                             idle: self.idle,
                             deadline: Box::pin(tokio::time::sleep(self.idle)),
                             counters: self.counters.clone(),
@@ -125,6 +132,8 @@ async fn refuse(mut io: TcpStream, max: usize) {
 pub struct BoundedIo {
     io: TcpStream,
     _permit: OwnedSemaphorePermit,
+    /// Requests of this connection being handled right now.
+    busy: Arc<AtomicUsize>,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
     counters: Arc<ApiCounters>,
@@ -143,8 +152,14 @@ impl BoundedIo {
     }
 
     /// Pending on the socket: fail if the idle time is up (polling the
-    /// timer also wakes the connection when it is).
+    /// timer also wakes the connection when it is). While a request is
+    /// being handled the connection is not idle: the timer starts over,
+    /// and the answer's first byte will wake the connection anyway.
     fn idle_check<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if self.busy.load(Ordering::Acquire) > 0 {
+            self.moved();
+            return Poll::Pending;
+        }
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 ApiCounters::bump(&self.counters.connections_timed_out);
@@ -224,4 +239,64 @@ impl AsyncWrite for BoundedIo {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
+}
+
+/// The connection a request came on, as the router sees it: how many of
+/// its requests are being handled.
+#[derive(Clone, Debug)]
+pub struct ConnBusy(Arc<AtomicUsize>);
+
+impl Connected<IncomingStream<'_, BoundedListener>> for ConnBusy {
+    fn connect_info(stream: IncomingStream<'_, BoundedListener>) -> Self {
+        ConnBusy(stream.io().busy.clone())
+    }
+}
+
+/// Counts a request as being handled until its handler answers (or is
+/// dropped).
+struct BusyGuard(Arc<AtomicUsize>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Middleware: read the request's body (up to `api.max_body_bytes`), then
+/// mark the connection busy while the handler answers, so the idle timeout
+/// cuts a client that stalls in the middle of its body but not a slow
+/// answer.
+pub async fn mark_busy(
+    State(state): State<Arc<super::ApiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let conn = request.extensions().get::<ConnectInfo<ConnBusy>>().cloned();
+    let (parts, body) = request.into_parts();
+    let limit = state.limits.max_body_bytes;
+    let mut bytes = Vec::new();
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                return super::ApiError::bad_request(
+                    "bad_body",
+                    format!("cannot read the body: {e}"),
+                )
+                .into_response()
+            }
+        };
+        if bytes.len() + chunk.len() > limit {
+            // Named and counted by the body limit around this.
+            return axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let _guard = conn.map(|ConnectInfo(ConnBusy(busy))| {
+        busy.fetch_add(1, Ordering::AcqRel);
+        BusyGuard(busy)
+    });
+    next.run(request).await
 }

@@ -136,6 +136,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            conn::mark_busy,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             limit_body,
         ))
         .layer(TraceLayer::new_for_http())
@@ -185,7 +189,8 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let router = router.layer(Extension(shutdown.clone()));
-    axum::serve(listener, router)
+    let app = router.into_make_service_with_connect_info::<conn::ConnBusy>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
 }
