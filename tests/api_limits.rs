@@ -102,6 +102,22 @@ async fn each_api_limit_bites_says_which_and_is_counted() {
         "{message}"
     );
 
+    // The rest of such a body is never read, so the connection is not
+    // reused for the next request.
+    let r = node
+        .http()
+        .post(node.url("/api/v1/orders"))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.headers().get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
+
     // Without a length: cut off at the limit while it is read.
     let r = raw::send(
         addr,
@@ -120,7 +136,7 @@ async fn each_api_limit_bites_says_which_and_is_counted() {
     let after = metrics(&node).await;
     assert_eq!(
         sample(&after, "peerbook_api_body_too_large_total"),
-        Some(2.0),
+        Some(3.0),
         "{after}"
     );
     assert_eq!(

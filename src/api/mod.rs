@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header::CONTENT_LENGTH;
-use axum::http::StatusCode;
+use axum::http::header::{CONNECTION, CONTENT_LENGTH};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
@@ -159,8 +159,10 @@ fn body_too_large(limit: usize) -> ApiError {
 }
 
 /// Middleware: refuse a body announced larger than the limit before
-/// reading any of it, and name the limit (and count) when a handler found
-/// a body without a length to be too large while reading it.
+/// reading any of it, and name the limit (and count) when a body without a
+/// length turned out too large while it was read. The rest of the body is
+/// never read, so the answer closes the connection (a client must not send
+/// its next request on it).
 async fn limit_body(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
     let limit = state.limits.max_body_bytes;
     let announced = request
@@ -168,14 +170,20 @@ async fn limit_body(State(state): State<Arc<ApiState>>, request: Request, next: 
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
+    let refuse = || {
         ApiCounters::bump(&state.counters.body_too_large);
-        return body_too_large(limit).into_response();
+        let mut response = body_too_large(limit).into_response();
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
+    if announced.is_some_and(|n| n > limit as u64) {
+        return refuse();
     }
     let response = next.run(request).await;
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiCounters::bump(&state.counters.body_too_large);
-        return body_too_large(limit).into_response();
+        return refuse();
     }
     response
 }
