@@ -130,6 +130,8 @@ pub struct Latency {
     pub replication: Histogram,
     /// From sending a take request to its answer (monotonic clock).
     pub take_round_trip: Histogram,
+    /// How long one group commit of the store takes (writes and fsync).
+    pub store_commit: Histogram,
 }
 
 impl Default for Latency {
@@ -137,6 +139,7 @@ impl Default for Latency {
         Latency {
             replication: Histogram::new(LATENCY_BUCKETS),
             take_round_trip: Histogram::new(LATENCY_BUCKETS),
+            store_commit: Histogram::new(LATENCY_BUCKETS),
         }
     }
 }
@@ -155,6 +158,12 @@ impl Latency {
             "From sending a take request to a maker to its answer",
             Unit::Seconds,
             self.take_round_trip.clone(),
+        );
+        registry.register_with_unit(
+            "peerbook_store_commit",
+            "How long one group commit of the database takes, fsync included",
+            Unit::Seconds,
+            self.store_commit.clone(),
         );
     }
 }
@@ -183,7 +192,7 @@ pub fn spawn(
     );
     let (tx, api) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(4096);
-    let (writes, persisted) = spawn_writer(store.clone());
+    let (writes, persisted) = spawn_writer(store.clone(), latency.store_commit.clone());
     let driver = Driver {
         engine,
         parts,
@@ -499,7 +508,7 @@ type WriteTx = std::sync::mpsc::Sender<(u64, Vec<Op>)>;
 type DoneRx = mpsc::UnboundedReceiver<(u64, Result<(), String>)>;
 
 /// The store writer: a thread that makes batches durable, several at once.
-fn spawn_writer(store: Store) -> (WriteTx, DoneRx) {
+fn spawn_writer(store: Store, commit_time: Histogram) -> (WriteTx, DoneRx) {
     let (tx, rx) = std::sync::mpsc::channel::<(u64, Vec<Op>)>();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let spawned = std::thread::Builder::new()
@@ -514,7 +523,9 @@ fn spawn_writer(store: Store) -> (WriteTx, DoneRx) {
                     }
                 }
                 let batches: Vec<&[Op]> = group.iter().map(|(_, ops)| ops.as_slice()).collect();
+                let started = std::time::Instant::now();
                 let result = store.apply(&batches).map_err(|e| e.to_string());
+                commit_time.observe(started.elapsed().as_secs_f64());
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "a write to the database failed");
                 }

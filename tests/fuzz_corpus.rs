@@ -53,6 +53,20 @@ fn the_engine_corpus_never_breaks_the_engine() {
     }
 }
 
+#[test]
+fn the_codec_corpus_frames_as_the_model_says() {
+    let all = files("codec");
+    assert!(!all.is_empty(), "fuzz/corpus/codec is empty");
+    for (path, bytes) in all {
+        let r = std::panic::catch_unwind(|| peerbook::net::fuzz::codec(&bytes));
+        assert!(
+            r.is_ok(),
+            "{} breaks the request-response framing",
+            path.display()
+        );
+    }
+}
+
 fn peer(n: u8) -> PeerId {
     libp2p::identity::Keypair::ed25519_from_bytes([n; 32])
         .unwrap()
@@ -259,6 +273,31 @@ fn write_seed_corpus() {
     let dir = corpus("engine");
     std::fs::create_dir_all(&dir).unwrap();
     for (name, bytes) in &scripts {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    // Codec streams: two bytes of limits (request: x4, response: x64), then
+    // frames (4-byte big-endian length, then the bytes).
+    let frame = |body: &[u8]| {
+        let mut f = (body.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    };
+    let mut two = vec![64, 16];
+    two.extend(frame(&wire_seeds[2].1));
+    two.extend(frame(b""));
+    let mut over = vec![1, 1];
+    over.extend(frame(&[7; 200]));
+    let mut short = vec![255, 255];
+    short.extend_from_slice(&[0, 0, 1, 0, 1, 2, 3]);
+    let codec_seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("two-frames", two),
+        ("over-the-limit", over),
+        ("truncated", short),
+        ("huge-claim", vec![255, 255, 0xff, 0xff, 0xff, 0xff, 1]),
+    ];
+    let dir = corpus("codec");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in &codec_seeds {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
 }

@@ -196,6 +196,17 @@ impl Engine {
             maker_ver: f.maker_ver,
             ts_ms: f.ts_ms,
         };
+        if f.taker == self.me && !self.took_part(&trade) {
+            // The maker names one of our orders as its taker, and we never
+            // asked it to fill: no trade of ours, no take of ours in flight
+            // or in doubt. What it says of its own order stands (the other
+            // replicas apply it too, and digests must agree), but the trade
+            // is not recorded: our log shows only trades we took part in. Not
+            // rejected either: honest relays cannot tell, and forward it.
+            tracing::info!(%maker, taker_seq = f.taker_seq, "a fill naming our order as taker that we never took; not recorded");
+            self.markets[mkt].apply_maker_side(key, &maker, &trade);
+            return false;
+        }
         let new = self.markets[mkt].apply_trade(key, &maker, &trade);
         if new {
             let info = views::trade(&self.markets[mkt].spec, &trade);
@@ -213,6 +224,20 @@ impl Engine {
             }
         }
         new
+    }
+
+    /// Whether a fill naming one of our orders as taker is one we know of:
+    /// a trade of ours, or the answer to a take in flight or in doubt.
+    fn took_part(&self, t: &Trade) -> bool {
+        let (seq, n) = (t.taker.seq, t.take_n);
+        self.own_trades.contains_key(&t.id)
+            || self
+                .doubts
+                .get(&(seq, n))
+                .is_some_and(|d| d.maker == t.id.maker)
+            || self.pending.values().any(|p| {
+                matches!(p, Pending::Take(s) if s.seq == seq && s.n == n && s.maker == t.id.maker)
+            })
     }
 
     fn on_heartbeat(&mut self, mkt: usize, key: u32, source: PeerId, hb: Heartbeat) {

@@ -293,6 +293,22 @@ impl Replica {
     /// Record a trade (once), and apply what it says of the maker's order.
     /// Returns whether the trade was new here.
     pub fn apply_trade(&mut self, maker: OwnerKey, maker_peer: &PeerId, t: &Trade) -> bool {
+        self.apply_maker_side(maker, maker_peer, t);
+        if !self.trade_ids.insert(t.id) {
+            return false;
+        }
+        self.trades.push_back((maker, t.clone()));
+        while self.trades.len() > self.max_trades {
+            if let Some((_, old)) = self.trades.pop_front() {
+                self.trade_ids.remove(&old.id);
+            }
+        }
+        true
+    }
+
+    /// Apply what a trade says of the maker's own order and fill count,
+    /// without recording the trade itself.
+    pub fn apply_maker_side(&mut self, maker: OwnerKey, maker_peer: &PeerId, t: &Trade) {
         if let Some(key) = self.key_of(maker, t.id.maker.seq) {
             let newer = self
                 .orders
@@ -315,16 +331,6 @@ impl Replica {
             }
         }
         self.owner(maker).note_fill(t.mseq);
-        if !self.trade_ids.insert(t.id) {
-            return false;
-        }
-        self.trades.push_back((maker, t.clone()));
-        while self.trades.len() > self.max_trades {
-            if let Some((_, old)) = self.trades.pop_front() {
-                self.trade_ids.remove(&old.id);
-            }
-        }
-        true
     }
 
     /// Recent trades, newest first.

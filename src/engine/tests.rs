@@ -429,3 +429,103 @@ fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
     // From the future: a forged or broken clock.
     assert_eq!(verdict(now + 5 * 60_000, 4), Verdict::Reject);
 }
+
+#[test]
+fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
+    let me = PeerId::random();
+    let maker = PeerId::random();
+    let now = sim::EPOCH_MS;
+    let mut e = Engine::new(
+        me,
+        EngineConfig::default(),
+        vec![spec()],
+        Snapshot::default(),
+        now,
+    );
+    let feed = |e: &mut Engine, input: Input| {
+        e.handle(input, now);
+        let mut verdicts = Vec::new();
+        while let Some(a) = e.poll_action() {
+            match a {
+                Action::Persist { ticket, .. } => e.handle(Input::Persisted { ticket }, now),
+                Action::Validate { verdict, .. } => verdicts.push(verdict),
+                _ => {}
+            }
+        }
+        verdicts
+    };
+    feed(
+        &mut e,
+        Input::Command {
+            id: CommandId(1),
+            cmd: Command::Place(PlaceOrder {
+                market: "SIM".into(),
+                side: Side::Buy,
+                kind: OrderKind::Limit,
+                price: Some(d("80")),
+                quantity: d("4"),
+                tif: Tif::Gtc,
+                client_id: None,
+            }),
+        },
+    );
+    let mine = e.orders(None, None, 10).unwrap().remove(0);
+    let my_seq: u64 = mine.id.rsplit('/').next().unwrap().parse().unwrap();
+    let topic = e.markets[0].topic.clone();
+    let gossip = |items: Vec<Item>| Input::Gossip {
+        source: maker,
+        propagation_source: maker,
+        message_id: vec![items.len() as u8],
+        topic: topic.clone(),
+        data: crate::wire::encode(&crate::wire::Gossip {
+            v: crate::wire::WIRE_VERSION,
+            market: "SIM".into(),
+            sent_ms: now,
+            items,
+        }),
+    };
+    let order = crate::wire::OrderState {
+        seq: 5,
+        side: Side::Sell,
+        price: crate::market::Price(9_000),
+        qty: Qty(5),
+        remaining: Qty(5),
+        ver: 0,
+        created_ms: now,
+    };
+    assert_eq!(
+        feed(&mut e, gossip(vec![Item::Order(order)])),
+        [Verdict::Accept]
+    );
+    // The maker claims our order took 2 of its 5, which we never asked for.
+    let forged = crate::wire::FillMsg {
+        maker_seq: 5,
+        fill_seq: 1,
+        mseq: 1,
+        maker_side: Side::Sell,
+        price: crate::market::Price(9_000),
+        qty: Qty(2),
+        maker_remaining: Qty(3),
+        maker_ver: 1,
+        taker: me,
+        taker_seq: my_seq,
+        take_n: 0,
+        ts_ms: now,
+    };
+    // Not penalised: a relay cannot tell.
+    assert_eq!(
+        feed(
+            &mut e,
+            gossip(vec![Item::Fill(forged), Item::Cancel { seq: 99 }])
+        ),
+        [Verdict::Accept]
+    );
+    assert!(
+        e.trades(Some("SIM"), 10).unwrap().is_empty(),
+        "a trade we never took part in was recorded"
+    );
+    let after = e.order(&mine.id).unwrap();
+    assert_eq!((after.filled, after.status), (d("0"), OrderStatus::Open));
+    // What the maker says of its own order stands, as on every replica.
+    assert_eq!(e.book("SIM", 5).unwrap().asks, vec![(d("90"), d("3"))]);
+}

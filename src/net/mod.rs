@@ -13,14 +13,16 @@
 //! redial with backoff), `gossip.rs` (gossipsub parameters and scoring),
 //! `codec.rs` (request-response framing), `identity.rs` (the key file),
 //! `peers.rs` (peer store persistence), `event_loop.rs` (the task),
-//! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`.
+//! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`, `fuzz.rs`
+//! (the framing's fuzzing entry point).
 
 mod behaviour;
-mod codec;
+pub mod codec;
 pub mod config;
 pub mod dialer;
 pub mod discovery;
 mod event_loop;
+pub mod fuzz;
 pub mod gossip;
 mod handle;
 pub mod identity;
@@ -35,7 +37,7 @@ use tokio::task::JoinHandle;
 use crate::store::{Store, StoreError};
 
 pub use behaviour::{SYNC_PROTOCOL, TAKE_PROTOCOL};
-pub use codec::FrameTooLarge;
+pub use codec::{BytesCodec, FrameTooLarge};
 pub use config::{NetConfig, NetTuning};
 pub use handle::NetHandle;
 
