@@ -99,6 +99,11 @@ pub struct ApiConfig {
     /// Most event streams (`GET /api/v1/events`) open at once; one more
     /// gets 503.
     pub max_event_streams: usize,
+    /// Most HTTP connections open at once; one more gets 503 and is closed.
+    pub max_connections: usize,
+    /// Seconds a connection may sit with nothing moving either way before
+    /// it is closed.
+    pub idle_timeout_secs: u64,
 }
 
 /// Default of `api.max_body_bytes`: room for a batch of a few thousand
@@ -110,6 +115,14 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// buffers, so a page left open in many tabs must not exhaust the node.
 pub const DEFAULT_MAX_EVENT_STREAMS: usize = 64;
 
+/// Default of `api.max_connections`: far more than one owner's CLI, page
+/// and scripts need, far fewer than the process's file descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// Default of `api.idle_timeout_secs`: four times the event stream's
+/// keep-alive, so only a connection nobody uses is closed.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
@@ -117,6 +130,8 @@ impl Default for ApiConfig {
             token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
         }
     }
 }
@@ -607,6 +622,8 @@ fn validate(loaded: &Loaded) -> Result<Vec<MarketSpec>, ConfigError> {
     for (key, value) in [
         ("api.max_body_bytes", c.api.max_body_bytes),
         ("api.max_event_streams", c.api.max_event_streams),
+        ("api.max_connections", c.api.max_connections),
+        ("api.idle_timeout_secs", c.api.idle_timeout_secs as usize),
     ] {
         if value == 0 {
             return Err(bad(key, "must be greater than zero".into()));
@@ -909,6 +926,16 @@ mod tests {
             (
                 vec![("PEERBOOK_API_MAX_EVENT_STREAMS", "0")],
                 "api.max_event_streams",
+                "greater than zero",
+            ),
+            (
+                vec![("PEERBOOK_API_MAX_CONNECTIONS", "0")],
+                "api.max_connections",
+                "greater than zero",
+            ),
+            (
+                vec![("PEERBOOK_API_IDLE_TIMEOUT_SECS", "0")],
+                "api.idle_timeout_secs",
                 "greater than zero",
             ),
             (

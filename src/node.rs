@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
 use prometheus_client::registry::Registry;
@@ -157,9 +157,17 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         limits: api::ApiLimits {
             max_body_bytes: config.api.max_body_bytes,
             max_event_streams: config.api.max_event_streams,
+            max_connections: config.api.max_connections,
+            idle_timeout: Duration::from_secs(config.api.idle_timeout_secs),
         },
         counters: Arc::default(),
     });
+    let api_listener = api::BoundedListener::new(
+        api_listener,
+        state.limits.max_connections,
+        state.limits.idle_timeout,
+        state.counters.clone(),
+    );
     let mut api_task = tokio::spawn(api::serve(
         api_listener,
         api::router(state),

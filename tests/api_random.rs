@@ -207,6 +207,47 @@ fn body(rng: &mut Rng) -> Vec<u8> {
     }
 }
 
+/// A batch body: broken orders to place and unknown orders to cancel, or
+/// a broken batch.
+fn batch_body(rng: &mut Rng, me: &str) -> Vec<u8> {
+    let broken = |rng: &mut Rng| {
+        let mut order = template();
+        for _ in 0..1 + rng.below(3) {
+            break_order(rng, &mut order);
+        }
+        Value::Object(order)
+    };
+    let n = rng.below(20);
+    let place: Vec<Value> = (0..n).map(|_| broken(rng)).collect();
+    let cancel: Vec<Value> = (0..rng.below(5))
+        .map(|_| {
+            let unknown = format!("{me}/{}", 1_000_000_000 + rng.below(1_000_000));
+            let id = rng.pick(&[
+                unknown,
+                "not-an-id".to_string(),
+                "12D3KooWQca55TwA3CLoRcAYxNVhbLLXuuqE2fihR86BS2yVX8wH/1".to_string(),
+                String::new(),
+            ]);
+            json!(id)
+        })
+        .collect();
+    let text = match rng.below(8) {
+        0 => "{}".to_string(),
+        1 => json!({"place": "x", "cancel": 5}).to_string(),
+        2 => json!({"place": place, "cancel": cancel, "also": true}).to_string(),
+        3 => {
+            let many: Vec<Value> = (0..1001).map(|_| broken(rng)).collect();
+            json!({ "place": many }).to_string()
+        }
+        4 => json!([place]).to_string(),
+        _ => json!({"place": place, "cancel": cancel}).to_string(),
+    };
+    if rng.chance(15) {
+        return text.as_bytes()[..rng.below(text.len())].to_vec();
+    }
+    text.into_bytes()
+}
+
 fn any_path(rng: &mut Rng, me: &str) -> String {
     let fake_order = format!("{me}/{}", 1_000_000_000 + rng.below(1_000_000));
     let fake_other = "12D3KooWQca55TwA3CLoRcAYxNVhbLLXuuqE2fihR86BS2yVX8wH/1";
@@ -272,7 +313,8 @@ fn send_one(rng: &mut Rng, addr: SocketAddr, me: &str) -> Sent {
         "PROPFIND", "FOO",
     ]);
     let path = if method == "POST" && rng.chance(60) {
-        "/api/v1/orders".to_string()
+        rng.pick(&["/api/v1/orders", "/api/v1/orders/batch"])
+            .to_string()
     } else {
         any_path(rng, me)
     };
@@ -328,7 +370,11 @@ fn send_one(rng: &mut Rng, addr: SocketAddr, me: &str) -> Sent {
         1..=3 => raw::Body::None,
         _ if method == "GET" && rng.chance(70) => raw::Body::None,
         _ => {
-            normal = body(rng);
+            normal = if path.starts_with("/api/v1/orders/batch") {
+                batch_body(rng, me)
+            } else {
+                body(rng)
+            };
             if rng.chance(20) {
                 raw::Body::Chunked(&normal, 1 + rng.below(64))
             } else {
@@ -461,6 +507,37 @@ async fn hostile_requests_get_4xx_with_json_errors_and_change_nothing() {
             "a change was accepted: {}",
             context()
         );
+        // A batch answers each item as the single routes would: those
+        // too are refusals, with an error each.
+        if r.status == 200 && what.starts_with("POST /api/v1/orders/batch") {
+            let answer = r
+                .json()
+                .unwrap_or_else(|| panic!("not JSON: {}", context()));
+            for item in ["placed", "cancelled"]
+                .iter()
+                .flat_map(|k| answer[k].as_array().cloned().unwrap_or_default())
+            {
+                let status = item["status"].as_u64().unwrap_or(0);
+                assert!(
+                    (400..500).contains(&status),
+                    "a batch item was not refused with a 4xx: {item}\n{}",
+                    context()
+                );
+                assert!(
+                    item["error"]["code"]
+                        .as_str()
+                        .is_some_and(|c| !c.is_empty())
+                        && item["error"]["message"]
+                            .as_str()
+                            .is_some_and(|m| !m.is_empty()),
+                    "a batch item without its error: {item}\n{}",
+                    context()
+                );
+                *codes
+                    .entry(format!("batch:{}", item["error"]["code"].as_str().unwrap()))
+                    .or_default() += 1;
+            }
+        }
     }
     println!("seed {seed}, {count} requests: statuses {by_status:?}, codes {codes:?}");
 

@@ -82,6 +82,20 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error body as JSON text, for answers written below axum.
+    pub fn body_json(&self) -> String {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        // A struct of two strings always serializes.
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {

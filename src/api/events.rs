@@ -40,7 +40,9 @@ use crate::shutdown::Shutdown;
 pub const RING: usize = 1024;
 /// How often the hub looks at the node's state for changes.
 const POLL_EVERY: Duration = Duration::from_secs(1);
-/// A comment line this often keeps proxies and browsers from timing out.
+/// A comment line this often (or twice per `api.idle_timeout_secs`, if
+/// that is shorter) keeps proxies, browsers and the node's own idle
+/// timeout from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Records a slow client may fall behind before it gets a `reset`.
 const CLIENT_BACKLOG: usize = 1024;
@@ -84,6 +86,8 @@ pub struct Hub {
     max_clients: usize,
     /// Where refusals are counted.
     counters: Arc<ApiCounters>,
+    /// How often a quiet stream gets a comment line.
+    keep_alive: Duration,
 }
 
 /// What `peer` events carry.
@@ -136,16 +140,19 @@ impl Hub {
             clients: AtomicUsize::new(0),
             max_clients,
             counters,
+            keep_alive: KEEP_ALIVE,
         }
     }
 
     /// A hub fed by the node's engine and network until the engine stops.
     pub fn start(state: Arc<ApiState>) -> Arc<Hub> {
-        let hub = Arc::new(Hub::new(
+        let mut hub = Hub::new(
             now_ms().saturating_mul(1000),
             state.limits.max_event_streams,
             state.counters.clone(),
-        ));
+        );
+        hub.keep_alive = KEEP_ALIVE.min(state.limits.idle_timeout / 2);
+        let hub = Arc::new(hub);
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(feed(hub.clone(), state));
@@ -383,7 +390,8 @@ async fn events(
         let ev = sub.next(&shutdown).await?;
         Some((Ok(ev.to_sse()), (sub, shutdown)))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    let keep_alive = hub.keep_alive;
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)))
 }
 
 /// The hub's feeder: the engine's events as they come (the driver adds

@@ -213,6 +213,24 @@ fn engine_registry(s: &Snapshot, sse_clients: usize, api: &ApiCounters) -> Regis
         "Event streams refused with 503: api.max_event_streams were open",
         api.event_streams_refused.load(Ordering::Relaxed),
     );
+    counter(
+        &mut r,
+        "api_connections_refused",
+        "HTTP connections refused with 503: api.max_connections were open",
+        api.connections_refused.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut r,
+        "api_connections_timed_out",
+        "HTTP connections closed because nothing moved for api.idle_timeout_secs",
+        api.connections_timed_out.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut r,
+        "api_connections",
+        "HTTP connections open",
+        usize::try_from(api.connections.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+    );
     family(
         &mut r,
         "book_orders",

@@ -9,12 +9,14 @@
 //! query), which every handler takes as a `Result` and converts.
 //!
 //! What a client can make the API do is bounded ([`ApiLimits`], the `[api]`
-//! section): the size of a request body and the number of open event
-//! streams. Each refusal is counted ([`ApiCounters`]) and shown in
+//! section): open connections and how long one may sit idle
+//! ([`BoundedListener`]), the size of a request body, the number of open
+//! event streams. Each refusal is counted ([`ApiCounters`]) and shown in
 //! `/metrics`.
 
 mod auth;
 pub mod book;
+mod conn;
 mod engine_error;
 pub mod error;
 pub mod events;
@@ -31,19 +33,18 @@ use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::{CONNECTION, CONTENT_LENGTH};
-use axum::http::HeaderValue;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::driver::EngineHandle;
 use crate::net::NetHandle;
 use crate::shutdown::Shutdown;
 
+pub use conn::BoundedListener;
 pub use error::ApiError;
 
 /// What a client may make the API hold at once (`[api]` in the config).
@@ -54,6 +55,10 @@ pub struct ApiLimits {
     pub max_body_bytes: usize,
     /// Most event streams open at once; one more gets 503.
     pub max_event_streams: usize,
+    /// Most HTTP connections open at once; one more gets 503 and is closed.
+    pub max_connections: usize,
+    /// A connection on which nothing moves for this long is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for ApiLimits {
@@ -61,6 +66,8 @@ impl Default for ApiLimits {
         ApiLimits {
             max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
             max_event_streams: crate::config::DEFAULT_MAX_EVENT_STREAMS,
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: std::time::Duration::from_secs(crate::config::DEFAULT_IDLE_TIMEOUT_SECS),
         }
     }
 }
@@ -72,6 +79,12 @@ pub struct ApiCounters {
     pub body_too_large: AtomicU64,
     /// Event streams refused with 503: `max_event_streams` were open.
     pub event_streams_refused: AtomicU64,
+    /// HTTP connections open now.
+    pub connections: AtomicU64,
+    /// Connections refused with 503: `max_connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Connections closed because nothing moved for `idle_timeout`.
+    pub connections_timed_out: AtomicU64,
 }
 
 impl ApiCounters {
@@ -123,6 +136,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            conn::mark_busy,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             limit_body,
         ))
         .layer(TraceLayer::new_for_http())
@@ -142,8 +159,10 @@ fn body_too_large(limit: usize) -> ApiError {
 }
 
 /// Middleware: refuse a body announced larger than the limit before
-/// reading any of it, and name the limit (and count) when a handler found
-/// a body without a length to be too large while reading it.
+/// reading any of it, and name the limit (and count) when a body without a
+/// length turned out too large while it was read. The rest of the body is
+/// never read, so the answer closes the connection (a client must not send
+/// its next request on it).
 async fn limit_body(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
     let limit = state.limits.max_body_bytes;
     let announced = request
@@ -151,26 +170,21 @@ async fn limit_body(State(state): State<Arc<ApiState>>, request: Request, next: 
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
+    let refuse = || {
         ApiCounters::bump(&state.counters.body_too_large);
-        return too_large_and_close(limit);
+        let mut response = body_too_large(limit).into_response();
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
+    if announced.is_some_and(|n| n > limit as u64) {
+        return refuse();
     }
     let response = next.run(request).await;
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiCounters::bump(&state.counters.body_too_large);
-        return too_large_and_close(limit);
+        return refuse();
     }
-    response
-}
-
-/// The 413, saying the connection closes: the rest of the body is never
-/// read, so the server cannot take another request on it, and a client
-/// that tried would see its next request cut off.
-fn too_large_and_close(limit: usize) -> Response {
-    let mut response = body_too_large(limit).into_response();
-    response
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -178,12 +192,13 @@ fn too_large_and_close(limit: usize) -> Response {
 /// requests in flight. Event streams see the same signal and end, or the
 /// server would wait for them forever.
 pub async fn serve(
-    listener: TcpListener,
+    listener: BoundedListener,
     router: Router,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let router = router.layer(Extension(shutdown.clone()));
-    axum::serve(listener, router)
+    let app = router.into_make_service_with_connect_info::<conn::ConnBusy>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
 }

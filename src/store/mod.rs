@@ -142,18 +142,18 @@ impl Store {
         self.first_failure.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Say why a write failed: the first failure as it was, and redb's
-    /// later "an earlier I/O error happened" as that first failure.
+    /// Say why a write failed: an I/O failure as it was (and remembered),
+    /// redb's later "an earlier I/O error happened" as that first failure.
     pub(crate) fn explain<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         result.map_err(|e| {
             let mut first = self.failure();
-            match (&*first, e.is_previous_io()) {
-                (Some(f), true) => StoreError::Failed { first: f.clone() },
-                (None, _) => {
+            match (&*first, &e) {
+                (Some(f), e) if e.is_previous_io() => StoreError::Failed { first: f.clone() },
+                (None, StoreError::Db(redb::Error::Io(_))) => {
                     *first = Some(e.to_string());
                     e
                 }
-                (Some(_), false) => e,
+                _ => e,
             }
         })
     }
