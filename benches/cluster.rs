@@ -46,6 +46,17 @@ const NODES: usize = 3;
 const REPLICATION: &str = "peerbook_replication_delay_seconds";
 const TAKE: &str = "peerbook_take_round_trip_seconds";
 const COMMIT: &str = "peerbook_store_commit_seconds";
+/// Engine counters worth a look after a step (summed over the nodes).
+const COUNTERS: [&str; 8] = [
+    "peerbook_gossip_sent_total",
+    "peerbook_gossip_rate_limited_total",
+    "peerbook_gossip_ignored_total",
+    "peerbook_takes_sent_total",
+    "peerbook_takes_refused_total",
+    "peerbook_takes_rate_limited_total",
+    "peerbook_owner_syncs_total",
+    "peerbook_sync_requests_total",
+];
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     match std::env::var(key) {
@@ -115,6 +126,20 @@ async fn run_rate(http: &reqwest::Client, rate: u64, secs: f64, seed: u64) -> St
     println!("  node1 CPU by thread: {}", threads.join(", "));
     let converged = node::converge(http, &nodes, Duration::from_secs(60)).await;
     let [repl1, take1, commit1] = histograms(http, &nodes).await;
+    let mut counters = Vec::new();
+    for name in COUNTERS {
+        let mut total = 0.0;
+        for n in &nodes {
+            let m = n.metrics(http).await;
+            total += m
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+        counters.push(format!("{} {total}", name.trim_start_matches("peerbook_")));
+    }
+    println!("  counters (all nodes): {}", counters.join(", "));
     let commit = commit1.minus(&commit0);
     println!(
         "  store commits {}: p50 {} ms, p99 {} ms",
