@@ -93,13 +93,30 @@ pub struct ApiConfig {
     /// Bearer token; required when `listen` is not a loopback address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The largest request body the API reads; a larger one gets 413
+    /// before it is read whole.
+    pub max_body_bytes: usize,
+    /// Most event streams (`GET /api/v1/events`) open at once; one more
+    /// gets 503.
+    pub max_event_streams: usize,
 }
+
+/// Default of `api.max_body_bytes`: room for a batch of a few thousand
+/// orders (one is a few hundred bytes), small enough that a client cannot
+/// make the node hold much.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Default of `api.max_event_streams`: each stream holds a task and its
+/// buffers, so a page left open in many tabs must not exhaust the node.
+pub const DEFAULT_MAX_EVENT_STREAMS: usize = 64;
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
         }
     }
 }
@@ -587,6 +604,14 @@ fn validate(loaded: &Loaded) -> Result<Vec<MarketSpec>, ConfigError> {
     if c.api.token.as_ref().is_some_and(|t| t.trim().is_empty()) {
         return Err(bad("api.token", "must not be empty".into()));
     }
+    for (key, value) in [
+        ("api.max_body_bytes", c.api.max_body_bytes),
+        ("api.max_event_streams", c.api.max_event_streams),
+    ] {
+        if value == 0 {
+            return Err(bad(key, "must be greater than zero".into()));
+        }
+    }
     if c.node.listen.is_empty() {
         return Err(bad(
             "node.listen",
@@ -876,6 +901,21 @@ mod tests {
                 "node.bootstrap",
                 "not a TCP address",
             ),
+            (
+                vec![("PEERBOOK_API_MAX_BODY_BYTES", "0")],
+                "api.max_body_bytes",
+                "greater than zero",
+            ),
+            (
+                vec![("PEERBOOK_API_MAX_EVENT_STREAMS", "0")],
+                "api.max_event_streams",
+                "greater than zero",
+            ),
+            (
+                vec![("PEERBOOK_API_MAX_BODY_BYTES", "1MB")],
+                "api.max_body_bytes",
+                "not a whole number",
+            ),
         ];
         for (vars, key, text) in cases {
             let err = load(&Flags::default(), &env(&vars))
@@ -885,6 +925,24 @@ mod tests {
             assert!(err.contains(text), "{vars:?}: {err}");
             assert!(err.contains("environment variable"), "{vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn api_limits_come_from_the_file_and_the_environment() {
+        let loaded = load(&Flags::default(), &[]).unwrap();
+        assert_eq!(loaded.config.api.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(
+            loaded.config.api.max_event_streams,
+            DEFAULT_MAX_EVENT_STREAMS
+        );
+        let f = file("[api]\nmax_body_bytes = 4096\nmax_event_streams = 3\n");
+        let loaded = load(
+            &with_file(&f),
+            &env(&[("PEERBOOK_API_MAX_EVENT_STREAMS", "5")]),
+        )
+        .unwrap();
+        assert_eq!(loaded.config.api.max_body_bytes, 4096);
+        assert_eq!(loaded.config.api.max_event_streams, 5);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! Writes are group-committed: a dedicated thread takes every batch waiting
 //! and makes them durable in one transaction, so many fills cost one fsync.
 //! If a write fails the engine refuses new orders and takes; the task probes
-//! the disk and, once it takes writes again, rebuilds the engine from what
+//! the disk (reopening the database, which redb needs after a failed
+//! write) and, once it takes writes again, rebuilds the engine from what
 //! is durable (the same path as a restart) and pulls the books again.
 
 use std::collections::HashMap;
@@ -18,6 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libp2p::gossipsub::MessageId;
 use libp2p::PeerId;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -110,6 +113,61 @@ pub struct EngineParts {
     pub markets: Vec<MarketSpec>,
 }
 
+/// Upper bounds of the latency histograms' buckets, in seconds: fine
+/// where the goals are (milliseconds), coarse beyond.
+const LATENCY_BUCKETS: [f64; 22] = [
+    0.000_5, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.010, 0.012, 0.015, 0.020, 0.025,
+    0.030, 0.040, 0.050, 0.075, 0.100, 0.250, 0.500, 1.0, 5.0,
+];
+
+/// How long the network takes, as this node sees it: the histograms behind
+/// `peerbook_replication_delay_seconds` and
+/// `peerbook_take_round_trip_seconds` in `/metrics`.
+#[derive(Clone)]
+pub struct Latency {
+    /// From an order's creation on its owner's node to its arrival in this
+    /// node's replica by gossip (wall clocks, millisecond stamps).
+    pub replication: Histogram,
+    /// From sending a take request to its answer (monotonic clock).
+    pub take_round_trip: Histogram,
+    /// How long one group commit of the store takes (writes and fsync).
+    pub store_commit: Histogram,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            replication: Histogram::new(LATENCY_BUCKETS),
+            take_round_trip: Histogram::new(LATENCY_BUCKETS),
+            store_commit: Histogram::new(LATENCY_BUCKETS),
+        }
+    }
+}
+
+impl Latency {
+    /// Add both histograms to the node's metrics registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "peerbook_replication_delay",
+            "From an order's creation on its owner's node to its arrival in this node's replica by gossip",
+            Unit::Seconds,
+            self.replication.clone(),
+        );
+        registry.register_with_unit(
+            "peerbook_take_round_trip",
+            "From sending a take request to a maker to its answer",
+            Unit::Seconds,
+            self.take_round_trip.clone(),
+        );
+        registry.register_with_unit(
+            "peerbook_store_commit",
+            "How long one group commit of the database takes, fsync included",
+            Unit::Seconds,
+            self.store_commit.clone(),
+        );
+    }
+}
+
 /// Why the engine task could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot load the node's orders and fills from its database: {0}")]
@@ -121,6 +179,7 @@ pub fn spawn(
     store: Store,
     net: NetHandle,
     net_events: mpsc::Receiver<NetEvent>,
+    latency: Latency,
     shutdown: Shutdown,
 ) -> Result<(EngineHandle, JoinHandle<()>), LoadError> {
     let snapshot = store.load()?;
@@ -133,7 +192,7 @@ pub fn spawn(
     );
     let (tx, api) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(4096);
-    let (writes, persisted) = spawn_writer(store.clone());
+    let (writes, persisted) = spawn_writer(store.clone(), latency.store_commit.clone());
     let driver = Driver {
         engine,
         parts,
@@ -148,6 +207,8 @@ pub fn spawn(
         events: events.clone(),
         shutdown,
         probing: None,
+        latency,
+        takes_sent: HashMap::new(),
     };
     let task = tokio::spawn(driver.run());
     Ok((EngineHandle { tx, events }, task))
@@ -168,6 +229,9 @@ struct Driver {
     shutdown: Shutdown,
     /// While degraded: when to probe the disk next.
     probing: Option<Instant>,
+    latency: Latency,
+    /// When each take request in flight left, by tag.
+    takes_sent: HashMap<u64, Instant>,
 }
 
 impl Driver {
@@ -192,6 +256,12 @@ impl Driver {
                 req = self.api.recv() => {
                     if let Some(req) = req {
                         self.on_api(req);
+                        for _ in 0..BURST {
+                            match self.api.try_recv() {
+                                Ok(req) => self.on_api(req),
+                                Err(_) => break,
+                            }
+                        }
                     }
                 }
                 done = self.persisted.recv() => {
@@ -256,16 +326,25 @@ impl Driver {
                 req: id.0,
                 data,
             },
-            NetEvent::Response { tag, result } => Input::Response {
-                tag,
-                result: result.map_err(|e| match e {
-                    // The request never left: nothing can have happened.
-                    RequestError::DialFailure | RequestError::UnsupportedProtocols => {
-                        RequestFailure::NotSent
+            NetEvent::Response { tag, result } => {
+                if let Some(sent) = self.takes_sent.remove(&tag) {
+                    if result.is_ok() {
+                        self.latency
+                            .take_round_trip
+                            .observe(sent.elapsed().as_secs_f64());
                     }
-                    _ => RequestFailure::Lost,
-                }),
-            },
+                }
+                Input::Response {
+                    tag,
+                    result: result.map_err(|e| match e {
+                        // The request never left: nothing can have happened.
+                        RequestError::DialFailure | RequestError::UnsupportedProtocols => {
+                            RequestFailure::NotSent
+                        }
+                        _ => RequestFailure::Lost,
+                    }),
+                }
+            }
             NetEvent::PeerConnected { peer } => {
                 let _ = self.events.send(Event::Peer {
                     peer,
@@ -317,6 +396,9 @@ impl Driver {
 
     /// Carry out everything the engine asked for.
     async fn drain(&mut self) {
+        for ms in self.engine.take_replication_delays() {
+            self.latency.replication.observe(ms as f64 / 1000.0);
+        }
         while let Some(action) = self.engine.poll_action() {
             match action {
                 Action::Publish { topic, data } => self.net.publish(topic, data).await,
@@ -341,7 +423,10 @@ impl Driver {
                     data,
                 } => {
                     let protocol = match proto {
-                        Proto::Take => Protocol::Take,
+                        Proto::Take => {
+                            self.takes_sent.insert(tag, Instant::now());
+                            Protocol::Take
+                        }
                         Proto::Sync => Protocol::Sync,
                     };
                     self.net.request(peer, protocol, tag, data).await;
@@ -373,9 +458,16 @@ impl Driver {
         if Instant::now() < at {
             return;
         }
+        // redb takes no write after a failed one until it is reopened, so
+        // every probe reopens the database first.
         let store = self.store.clone();
-        let probe =
-            tokio::task::spawn_blocking(move || store.probe().and_then(|_| store.load())).await;
+        let probe = tokio::task::spawn_blocking(move || {
+            store
+                .reopen()
+                .and_then(|()| store.probe())
+                .and_then(|()| store.load())
+        })
+        .await;
         let snapshot = match probe {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -416,7 +508,7 @@ type WriteTx = std::sync::mpsc::Sender<(u64, Vec<Op>)>;
 type DoneRx = mpsc::UnboundedReceiver<(u64, Result<(), String>)>;
 
 /// The store writer: a thread that makes batches durable, several at once.
-fn spawn_writer(store: Store) -> (WriteTx, DoneRx) {
+fn spawn_writer(store: Store, commit_time: Histogram) -> (WriteTx, DoneRx) {
     let (tx, rx) = std::sync::mpsc::channel::<(u64, Vec<Op>)>();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let spawned = std::thread::Builder::new()
@@ -431,7 +523,9 @@ fn spawn_writer(store: Store) -> (WriteTx, DoneRx) {
                     }
                 }
                 let batches: Vec<&[Op]> = group.iter().map(|(_, ops)| ops.as_slice()).collect();
+                let started = std::time::Instant::now();
                 let result = store.apply(&batches).map_err(|e| e.to_string());
+                commit_time.observe(started.elapsed().as_secs_f64());
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "a write to the database failed");
                 }

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, ApiState};
 use crate::config::{ConfigError, Loaded};
-use crate::driver::{self, EngineParts, LoadError};
+use crate::driver::{self, EngineParts, Latency, LoadError};
 use crate::net::identity::{self, IdentityError};
 use crate::net::{self, NetConfig, NetError, NetHandle};
 use crate::shutdown::{self, Shutdown};
@@ -116,6 +116,8 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
     };
     let (net, events, net_task) = net::spawn(net_config, keypair, store.clone(), &mut registry)?;
     let peer_id = net.local_peer_id();
+    let latency = Latency::default();
+    latency.register(&mut registry);
     let market_names: Vec<String> = loaded.markets.iter().map(|m| m.name.clone()).collect();
 
     println!("peerbook {}", env!("CARGO_PKG_VERSION"));
@@ -141,6 +143,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         store.clone(),
         net.clone(),
         events,
+        latency,
         shutdown.clone(),
     )?;
 
@@ -151,6 +154,11 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         markets: market_names,
         registry: Arc::new(registry),
         token: config.api.token.clone(),
+        limits: api::ApiLimits {
+            max_body_bytes: config.api.max_body_bytes,
+            max_event_streams: config.api.max_event_streams,
+        },
+        counters: Arc::default(),
     });
     let mut api_task = tokio::spawn(api::serve(
         api_listener,

@@ -390,7 +390,7 @@ async fn metrics_count_orders_books_and_event_streams_and_streams_are_bounded() 
     let refused = node.get_json("/api/v1/events").await;
     assert_eq!(
         (refused.status, refused.code()),
-        (429, "too_many_clients"),
+        (503, "too_many_streams"),
         "{refused:?}"
     );
     drop(streams);

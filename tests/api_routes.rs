@@ -136,7 +136,7 @@ async fn every_refused_request_is_a_4xx_in_the_error_shape_and_changes_nothing()
     let unknown_own = Box::leak(format!("/api/v1/orders/{me}/999999").into_boxed_str());
     let huge = format!(
         r#"{{"market":"BTC-USD","side":"sell","price":"100","quantity":"1","client_id":"{}"}}"#,
-        "x".repeat(70 * 1024)
+        "x".repeat(1100 * 1024)
     );
     let post = |body: &str, status, code| -> Case {
         (

@@ -20,7 +20,10 @@ pub fn engine_error(e: EngineError, in_path: bool) -> ApiError {
         EngineError::Storage(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "storage_unavailable",
-            message,
+            format!(
+                "the node's storage is failing, so it takes no change it cannot make durable \
+                 (see /api/v1/status; it retries by itself): {message}"
+            ),
         ),
     }
 }

@@ -109,10 +109,7 @@ impl From<JsonRejection> for ApiError {
             _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!(
-                    "the body is larger than the {} bytes this API accepts",
-                    super::MAX_BODY_BYTES
-                ),
+                "the body is larger than this node accepts (api.max_body_bytes)",
             ),
             _ => ApiError::bad_request("bad_body", r.body_text()),
         }

@@ -31,17 +31,13 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
-use super::ApiState;
+use super::{ApiCounters, ApiState};
 use crate::driver::now_ms;
 use crate::engine::{Event, OrderStatus};
 use crate::shutdown::Shutdown;
 
 /// How many recent events a reconnecting client can catch up on.
 pub const RING: usize = 1024;
-/// Most event streams open at once; more get 429 (each holds a task's
-/// worth of buffers, and a page left open in many tabs should not exhaust
-/// the node).
-pub const MAX_CLIENTS: usize = 64;
 /// How often the hub looks at the node's state for changes.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// A comment line this often keeps proxies and browsers from timing out.
@@ -82,6 +78,12 @@ pub struct Hub {
     ring: Mutex<Ring>,
     live: broadcast::Sender<Arc<Record>>,
     clients: AtomicUsize,
+    /// Most streams open at once (`api.max_event_streams`); one more is
+    /// refused with 503 (each holds a task's worth of buffers, and a page
+    /// left open in many tabs must not exhaust the node).
+    max_clients: usize,
+    /// Where refusals are counted.
+    counters: Arc<ApiCounters>,
 }
 
 /// What `peer` events carry.
@@ -123,7 +125,7 @@ pub struct Hello {
 }
 
 impl Hub {
-    fn new(first_id: u64) -> Hub {
+    fn new(first_id: u64, max_clients: usize, counters: Arc<ApiCounters>) -> Hub {
         let (live, _) = broadcast::channel(CLIENT_BACKLOG);
         Hub {
             ring: Mutex::new(Ring {
@@ -132,12 +134,18 @@ impl Hub {
             }),
             live,
             clients: AtomicUsize::new(0),
+            max_clients,
+            counters,
         }
     }
 
     /// A hub fed by the node's engine and network until the engine stops.
     pub fn start(state: Arc<ApiState>) -> Arc<Hub> {
-        let hub = Arc::new(Hub::new(now_ms().saturating_mul(1000)));
+        let hub = Arc::new(Hub::new(
+            now_ms().saturating_mul(1000),
+            state.limits.max_event_streams,
+            state.counters.clone(),
+        ));
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(feed(hub.clone(), state));
@@ -216,12 +224,18 @@ impl Hub {
         let admitted = self
             .clients
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_CLIENTS).then_some(n + 1)
+                (n < self.max_clients).then_some(n + 1)
             });
         if admitted.is_err() {
-            return Err(ApiError::too_many(
-                "too_many_clients",
-                format!("this node serves at most {MAX_CLIENTS} event streams at once; close one and retry"),
+            ApiCounters::bump(&self.counters.event_streams_refused);
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                format!(
+                    "this node serves at most {} event streams at once \
+                     (api.max_event_streams); close one and retry",
+                    self.max_clients
+                ),
             ));
         }
         let guard = ClientGuard(self.clone());
@@ -431,8 +445,10 @@ async fn look(hub: &Hub, state: &ApiState, status: &mut Option<StatusChange>) ->
 mod tests {
     use super::*;
 
+    const MAX_CLIENTS: usize = 8;
+
     fn hub() -> Arc<Hub> {
-        Arc::new(Hub::new(1_000))
+        Arc::new(Hub::new(1_000, MAX_CLIENTS, Arc::default()))
     }
 
     fn name(o: &Out) -> String {
@@ -490,7 +506,15 @@ mod tests {
             .collect();
         assert_eq!(hub.clients(), MAX_CLIENTS);
         let refused = hub.connect(None).err().unwrap();
-        assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            refused.message.contains("api.max_event_streams"),
+            "{refused:?}"
+        );
+        assert_eq!(
+            hub.counters.event_streams_refused.load(Ordering::Relaxed),
+            1
+        );
         drop(subs);
         assert_eq!(hub.clients(), 0);
         assert!(hub.connect(None).is_ok());

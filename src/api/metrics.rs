@@ -9,6 +9,7 @@
 //! per scrape into a registry of their own, encoded after the node's, with
 //! one `# EOF` at the end.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -24,7 +25,7 @@ use prometheus_client::registry::Registry;
 
 use super::engine_error::gone;
 use super::events::Hub;
-use super::{ApiError, ApiState};
+use super::{ApiCounters, ApiError, ApiState};
 use crate::engine::{Counters, MarketInfo, OwnerInfo};
 
 const CONTENT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -56,7 +57,7 @@ async fn metrics(
         .await
         .map_err(gone)?;
     let sse_clients = hub.map_or(0, |Extension(h)| h.clients());
-    let ours = engine_registry(&snapshot, sse_clients);
+    let ours = engine_registry(&snapshot, sse_clients, &state.counters);
     let mut text = String::new();
     encode_registry(&mut text, &state.registry)
         .and_then(|()| encode_registry(&mut text, &ours))
@@ -93,102 +94,124 @@ fn family(
     registry.register(name, help, f);
 }
 
-/// The engine's numbers as a registry (prefix `peerbook_`).
-fn engine_registry(s: &Snapshot, sse_clients: usize) -> Registry {
-    let mut r = Registry::with_prefix("peerbook");
-    let c = &s.counters;
-    counter(
-        &mut r,
-        "orders_placed",
-        "Orders this node accepted",
-        c.orders_placed,
-    );
-    counter(
-        &mut r,
+/// Help text of every field of [`Counters`], by field name. Every field is
+/// rendered whether or not it is listed here (a unit test checks that each
+/// one is, and that nothing here names a field that does not exist);
+/// `fills_maker` and `fills_taker` become one `fills` family by role.
+const ENGINE_COUNTERS: &[(&str, &str)] = &[
+    ("orders_placed", "Orders this node accepted"),
+    (
         "orders_refused",
         "Orders refused (invalid, unknown market, storage failing); nothing changed",
-        c.orders_refused,
-    );
-    counter(
-        &mut r,
+    ),
+    (
         "orders_rejected",
         "Orders ended rejected (post-only that would take, fill-or-kill the book cannot fill)",
-        c.orders_rejected,
-    );
-    let fills = Family::<Labels, Counter<u64>>::default();
-    fills
-        .get_or_create(&vec![("role", "maker".into())])
-        .inc_by(c.fills_maker);
-    fills
-        .get_or_create(&vec![("role", "taker".into())])
-        .inc_by(c.fills_taker);
-    r.register("fills", "Fills this node took part in, by its role", fills);
-    counter(
-        &mut r,
-        "takes_sent",
-        "Take requests sent to makers",
-        c.takes_sent,
-    );
-    counter(
-        &mut r,
-        "takes_refused",
-        "Take requests makers refused",
-        c.takes_refused,
-    );
-    counter(
-        &mut r,
+    ),
+    ("fills_maker", "Fills this node took part in, by its role"),
+    ("fills_taker", "Fills this node took part in, by its role"),
+    ("takes_sent", "Take requests sent to makers"),
+    ("takes_refused", "Take requests makers refused"),
+    (
         "takes_refused_as_maker",
         "Take requests this node refused as maker",
-        c.takes_refused_as_maker,
-    );
-    counter(
-        &mut r,
+    ),
+    (
         "takes_in_doubt",
         "Take requests that got no answer (resolved later with status requests)",
-        c.takes_in_doubt,
-    );
-    counter(
-        &mut r,
-        "gossip_sent",
-        "Gossip messages published",
-        c.gossip_sent,
-    );
-    counter(
-        &mut r,
-        "gossip_rejected",
-        "Gossip messages rejected as invalid",
-        c.gossip_rejected,
-    );
-    counter(
-        &mut r,
+    ),
+    ("gossip_sent", "Gossip messages published"),
+    ("gossip_rejected", "Gossip messages rejected as invalid"),
+    (
         "gossip_ignored",
         "Gossip messages ignored (stale or duplicate)",
-        c.gossip_ignored,
-    );
-    counter(
-        &mut r,
-        "sync_requests",
-        "Sync requests sent",
-        c.sync_requests,
-    );
-    counter(
-        &mut r,
-        "sync_answers",
-        "Sync requests answered",
-        c.sync_answers,
-    );
-    counter(&mut r, "sync_pages", "Sync pages received", c.sync_pages);
-    counter(
-        &mut r,
+    ),
+    (
+        "gossip_late",
+        "Gossip that arrived too late to apply (ignored, not penalised)",
+    ),
+    ("sync_requests", "Sync requests sent"),
+    ("sync_answers", "Sync requests answered"),
+    ("sync_pages", "Sync pages received"),
+    (
         "owner_syncs",
         "Syncs of one owner's orders after a digest mismatch",
-        c.owner_syncs,
+    ),
+    (
+        "owner_limit_hits",
+        "Remote orders left out of a replica because their owner reached engine.max_orders_per_owner",
+    ),
+    (
+        "owners_limit_hits",
+        "Orders of new owners left out because a market reached engine.max_owners",
+    ),
+    (
+        "gossip_rate_limited",
+        "Gossip messages dropped because their author exceeded engine.max_gossip_per_peer_per_sec",
+    ),
+    (
+        "takes_rate_limited",
+        "Take requests refused busy: engine.max_takes_per_peer_per_sec or engine.max_open_takes_per_peer",
+    ),
+    (
+        "syncs_rate_limited",
+        "Sync requests refused busy because the peer exceeded engine.max_syncs_per_peer_per_sec",
+    ),
+    ("fok_holds", "Fill-or-kill holds granted by makers to our orders"),
+    (
+        "fok_commits_refused",
+        "Fill-or-kill commits a maker refused (its hold had run out)",
+    ),
+    (
+        "fok_aborted",
+        "Fill-or-kill orders given up after their holds (nothing filled)",
+    ),
+];
+
+/// Every field of the engine's counters with its value, by name.
+fn counter_fields(c: &Counters) -> Vec<(String, u64)> {
+    match serde_json::to_value(c) {
+        Ok(serde_json::Value::Object(map)) => map
+            .into_iter()
+            .map(|(k, v)| (k, v.as_u64().unwrap_or(0)))
+            .collect(),
+        // Counters is a struct of integers: it always serializes to a map.
+        _ => Vec::new(),
+    }
+}
+
+fn help_of(field: &str) -> &'static str {
+    ENGINE_COUNTERS
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map_or("Engine counter", |(_, help)| help)
+}
+
+/// The engine's numbers as a registry (prefix `peerbook_`).
+fn engine_registry(s: &Snapshot, sse_clients: usize, api: &ApiCounters) -> Registry {
+    let mut r = Registry::with_prefix("peerbook");
+    let fills = Family::<Labels, Counter<u64>>::default();
+    for (field, value) in counter_fields(&s.counters) {
+        if let Some(role) = field.strip_prefix("fills_") {
+            fills
+                .get_or_create(&vec![("role", role.to_string())])
+                .inc_by(value);
+            continue;
+        }
+        counter(&mut r, &field, help_of(&field), value);
+    }
+    r.register("fills", help_of("fills_maker"), fills);
+    counter(
+        &mut r,
+        "api_body_too_large",
+        "HTTP requests refused with 413: the body was over api.max_body_bytes",
+        api.body_too_large.load(Ordering::Relaxed),
     );
     counter(
         &mut r,
-        "owner_limit_hits",
-        "Remote orders left out of a replica because their owner reached its limit",
-        c.owner_limit_hits,
+        "api_event_streams_refused",
+        "Event streams refused with 503: api.max_event_streams were open",
+        api.event_streams_refused.load(Ordering::Relaxed),
     );
     family(
         &mut r,
@@ -269,7 +292,9 @@ mod tests {
             degraded: false,
         };
         let mut text = String::new();
-        encode_registry(&mut text, &engine_registry(&s, 2)).unwrap();
+        let api = ApiCounters::default();
+        api.body_too_large.store(5, Ordering::Relaxed);
+        encode_registry(&mut text, &engine_registry(&s, 2, &api)).unwrap();
         for line in [
             "# HELP peerbook_orders_placed Orders this node accepted",
             "# TYPE peerbook_orders_placed counter",
@@ -280,8 +305,53 @@ mod tests {
             "peerbook_book_orders{market=\"BTC-USD\"} 4",
             "peerbook_own_open_orders{market=\"BTC-USD\"} 1",
             "peerbook_sse_clients 2",
+            "peerbook_api_body_too_large_total 5",
+            "peerbook_api_event_streams_refused_total 0",
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_engine_counter_has_help_and_is_rendered() {
+        let fields: Vec<String> = counter_fields(&Counters::default())
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert!(fields.len() > 20, "{fields:?}");
+        for f in &fields {
+            assert!(
+                ENGINE_COUNTERS.iter().any(|(name, _)| name == f),
+                "Counters::{f} has no help text in ENGINE_COUNTERS"
+            );
+        }
+        for (name, _) in ENGINE_COUNTERS {
+            assert!(
+                fields.iter().any(|f| f == name),
+                "ENGINE_COUNTERS names {name}, which Counters does not have"
+            );
+        }
+        // Each field a distinct value, so a field rendered under the wrong
+        // name or not at all shows.
+        let mut map = serde_json::Map::new();
+        for (i, f) in fields.iter().enumerate() {
+            map.insert(f.clone(), serde_json::json!(100 + i));
+        }
+        let counters: Counters = serde_json::from_value(map.into()).unwrap();
+        let s = Snapshot {
+            counters,
+            markets: Vec::new(),
+            owners: Vec::new(),
+            degraded: false,
+        };
+        let mut text = String::new();
+        encode_registry(&mut text, &engine_registry(&s, 0, &ApiCounters::default())).unwrap();
+        for (i, f) in fields.iter().enumerate() {
+            let line = match f.strip_prefix("fills_") {
+                Some(role) => format!("peerbook_fills_total{{role=\"{role}\"}} {}", 100 + i),
+                None => format!("peerbook_{f}_total {}", 100 + i),
+            };
+            assert!(text.contains(&line), "no {line:?} in\n{text}");
         }
     }
 }

@@ -7,6 +7,11 @@
 //! which renders as `{"error":{"code":..,"message":..}}` — also axum's own
 //! refusals (bad JSON, wrong content type, body too large, bad path or
 //! query), which every handler takes as a `Result` and converts.
+//!
+//! What a client can make the API do is bounded ([`ApiLimits`], the `[api]`
+//! section): the size of a request body and the number of open event
+//! streams. Each refusal is counted ([`ApiCounters`]) and shown in
+//! `/metrics`.
 
 mod auth;
 pub mod book;
@@ -20,10 +25,15 @@ pub mod peers;
 pub mod status;
 pub mod trades;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -35,9 +45,39 @@ use crate::shutdown::Shutdown;
 
 pub use error::ApiError;
 
-/// The largest request body the API reads (an order is a few hundred
-/// bytes); a larger one is refused with 413 before it is read whole.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// What a client may make the API hold at once (`[api]` in the config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// The largest request body read; a larger one gets 413 before it is
+    /// read whole.
+    pub max_body_bytes: usize,
+    /// Most event streams open at once; one more gets 503.
+    pub max_event_streams: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+            max_event_streams: crate::config::DEFAULT_MAX_EVENT_STREAMS,
+        }
+    }
+}
+
+/// What the API refused because a limit bit, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ApiCounters {
+    /// Requests refused with 413: the body was over `max_body_bytes`.
+    pub body_too_large: AtomicU64,
+    /// Event streams refused with 503: `max_event_streams` were open.
+    pub event_streams_refused: AtomicU64,
+}
+
+impl ApiCounters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// What the handlers share.
 pub struct ApiState {
@@ -51,6 +91,9 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// Bearer token required on every route but `/` and `/metrics`, if set.
     pub token: Option<String>,
+    pub limits: ApiLimits,
+    /// Shared with the event hub, which counts the streams it refuses.
+    pub counters: Arc<ApiCounters>,
 }
 
 /// The whole API. Starts the event hub, which records events from now on.
@@ -76,9 +119,47 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(Extension(hub))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_body,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The 413 for a body over `limit` bytes.
+fn body_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "the body is larger than the {limit} bytes this node accepts \
+             (api.max_body_bytes)"
+        ),
+    )
+}
+
+/// Middleware: refuse a body announced larger than the limit before
+/// reading any of it, and name the limit (and count) when a handler found
+/// a body without a length to be too large while reading it.
+async fn limit_body(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let limit = state.limits.max_body_bytes;
+    let announced = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        ApiCounters::bump(&state.counters.body_too_large);
+        return body_too_large(limit).into_response();
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiCounters::bump(&state.counters.body_too_large);
+        return body_too_large(limit).into_response();
+    }
+    response
 }
 
 /// Serve `router` on `listener` until `shutdown` fires, then finish the

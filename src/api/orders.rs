@@ -5,6 +5,10 @@
 //! the fills it got. A repeated `client_id` returns the first order, never a
 //! second one. Decimals travel as strings (numbers are accepted too); every
 //! field is checked and a refused request changes nothing.
+//!
+//! `POST /api/v1/orders/batch` places and cancels many orders in one request
+//! (for programs that trade a lot: one round trip, one durable write for
+//! all): each item is answered on its own, as the single routes would.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -12,10 +16,11 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use futures::future::join_all;
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::engine_error::{engine_error, gone};
 use super::error::ApiError;
@@ -26,6 +31,7 @@ use crate::market::Side;
 pub fn routes() -> Router<Arc<ApiState>> {
     Router::new()
         .route("/api/v1/orders", get(list).post(place))
+        .route("/api/v1/orders/batch", post(batch))
         .route("/api/v1/orders/{*id}", delete(cancel).get(one))
 }
 
@@ -132,6 +138,119 @@ async fn place(
     result
         .map(|o| (StatusCode::CREATED, Json(o)))
         .map_err(|e| engine_error(e, false))
+}
+
+/// Most items (places and cancels together) in one batch.
+pub const MAX_BATCH_ITEMS: usize = 1_000;
+
+/// The body of `POST /api/v1/orders/batch`. Items are checked one by one,
+/// so a bad one refuses only itself.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    #[serde(default)]
+    place: Vec<serde_json::Value>,
+    #[serde(default)]
+    cancel: Vec<String>,
+}
+
+/// The answer to one item of a batch: the status the single route would
+/// have answered, and its body.
+#[derive(Serialize)]
+struct BatchItem {
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order: Option<OrderInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<BatchError>,
+}
+
+#[derive(Serialize)]
+struct BatchError {
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct BatchAnswer {
+    placed: Vec<BatchItem>,
+    cancelled: Vec<BatchItem>,
+}
+
+impl BatchItem {
+    fn of(result: Result<(StatusCode, OrderInfo), ApiError>) -> BatchItem {
+        match result {
+            Ok((status, order)) => BatchItem {
+                status: status.as_u16(),
+                order: Some(order),
+                error: None,
+            },
+            Err(e) => BatchItem {
+                status: e.status.as_u16(),
+                order: None,
+                error: Some(BatchError {
+                    code: e.code,
+                    message: e.message,
+                }),
+            },
+        }
+    }
+}
+
+async fn batch(
+    State(state): State<Arc<ApiState>>,
+    body: Result<Json<BatchBody>, JsonRejection>,
+) -> Result<Json<BatchAnswer>, ApiError> {
+    let Json(body) = body?;
+    let items = body.place.len() + body.cancel.len();
+    if items == 0 {
+        return Err(ApiError::bad_request(
+            "bad_body",
+            "a batch needs at least one item in `place` or `cancel`",
+        ));
+    }
+    if items > MAX_BATCH_ITEMS {
+        return Err(ApiError::bad_request(
+            "batch_too_large",
+            format!("a batch holds at most {MAX_BATCH_ITEMS} items, this one has {items}"),
+        ));
+    }
+    // Every command goes to the engine before any answer is awaited, so
+    // the whole batch shares the engine's group commit.
+    let places = body.place.into_iter().enumerate().map(|(i, v)| {
+        let state = state.clone();
+        async move {
+            let order = serde_json::from_value::<PlaceBody>(v)
+                .map_err(|e| ApiError::bad_request("bad_body", format!("place[{i}]: {e}")))?
+                .into_order()?;
+            let result = state
+                .engine
+                .command(Command::Place(order))
+                .await
+                .map_err(gone)?;
+            result
+                .map(|o| (StatusCode::CREATED, o))
+                .map_err(|e| engine_error(e, false))
+        }
+    });
+    let cancels = body.cancel.into_iter().map(|id| {
+        let state = state.clone();
+        async move {
+            let result = state
+                .engine
+                .command(Command::Cancel { id })
+                .await
+                .map_err(gone)?;
+            result
+                .map(|o| (StatusCode::OK, o))
+                .map_err(|e| engine_error(e, true))
+        }
+    });
+    let (placed, cancelled) = futures::join!(join_all(places), join_all(cancels));
+    Ok(Json(BatchAnswer {
+        placed: placed.into_iter().map(BatchItem::of).collect(),
+        cancelled: cancelled.into_iter().map(BatchItem::of).collect(),
+    }))
 }
 
 async fn cancel(

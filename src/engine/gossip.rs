@@ -152,12 +152,20 @@ impl Engine {
                 if !known && o.created_ms.saturating_add(self.cfg.max_clock_skew_ms) < self.now {
                     return false;
                 }
+                let created_ms = o.created_ms;
                 match self.markets[mkt].upsert(key, &source, o, max) {
                     replica::Applied::OverLimit => {
                         self.counters.owner_limit_hits += 1;
                         false
                     }
                     replica::Applied::Ignored => false,
+                    replica::Applied::New => {
+                        if self.replication_ms.len() < REPLICATION_SAMPLES {
+                            self.replication_ms
+                                .push(self.now.saturating_sub(created_ms));
+                        }
+                        true
+                    }
                     _ => true,
                 }
             }

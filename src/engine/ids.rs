@@ -5,7 +5,9 @@
 //! `<maker order id>/<maker fill sequence>`. Sequence numbers are durable, so
 //! ids are never reused, also across restarts.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 use std::str::FromStr;
 
 use libp2p::PeerId;
@@ -24,9 +26,35 @@ impl OrderId {
     }
 }
 
+/// How many peer ids' text forms each thread keeps.
+const PEER_TEXTS: usize = 16;
+
+thread_local! {
+    /// Recently written peer ids and their base58 text, newest last: a
+    /// node writes the ids of its own orders, and of a few peers', over and
+    /// over (every order it reports), and base58 is slow to encode.
+    static PEER_TEXT: RefCell<Vec<(PeerId, Rc<str>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The text form of `peer`, from the cache when it is there.
+fn peer_text(peer: &PeerId) -> Rc<str> {
+    PEER_TEXT.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(i) = cache.iter().rposition(|(p, _)| p == peer) {
+            return cache[i].1.clone();
+        }
+        let text: Rc<str> = peer.to_base58().into();
+        if cache.len() >= PEER_TEXTS {
+            cache.remove(0);
+        }
+        cache.push((*peer, text.clone()));
+        text
+    })
+}
+
 impl fmt::Display for OrderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.owner, self.seq)
+        write!(f, "{}/{}", peer_text(&self.owner), self.seq)
     }
 }
 

@@ -461,6 +461,10 @@ pub struct Engine {
     next_housekeeping: Millis,
     sync_rr: usize,
     counters: Counters,
+    /// How long orders new to this replica took to arrive by gossip (ms
+    /// from their creation on their owner's node), until the driver takes
+    /// them for its histogram.
+    replication_ms: Vec<u64>,
 }
 
 /// The owner key of this node in every replica.
@@ -470,6 +474,9 @@ const ME: u32 = 0;
 const SEQ_BLOCK: u64 = 1024;
 /// How many take ids refused on a status request are remembered.
 const DEAD_TAKES: usize = 100_000;
+/// Replication delays kept for the driver at most (it takes them after
+/// every input; the bound only matters for an engine nobody drains).
+const REPLICATION_SAMPLES: usize = 4_096;
 
 impl Engine {
     /// An engine for `me` trading `markets`, rebuilt from its durable state.
@@ -513,6 +520,7 @@ impl Engine {
             next_housekeeping: now,
             sync_rr: 0,
             counters: Counters::default(),
+            replication_ms: Vec::new(),
             cfg,
         };
         for spec in markets {
@@ -748,6 +756,13 @@ impl Engine {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The replication delays seen since the last call, in ms: for every
+    /// order that reached this replica by gossip, its arrival time less the
+    /// creation time its owner stamped on it.
+    pub fn take_replication_delays(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.replication_ms)
     }
 
     /// Why the node refuses durable changes right now, if it does.

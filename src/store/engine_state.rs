@@ -41,7 +41,13 @@ fn trade_key(t: &Trade) -> Vec<u8> {
 impl Store {
     /// Make every batch of writes durable, in one transaction, in order.
     pub fn apply(&self, batches: &[&[Op]]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let result = self.apply_once(batches);
+        self.explain(result)
+    }
+
+    fn apply_once(&self, batches: &[&[Op]]) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         {
             let mut orders = tx.open_table(ORDERS)?;
             let mut trades = tx.open_table(TRADES)?;
@@ -79,7 +85,8 @@ impl Store {
 
     /// Everything the engine is rebuilt from.
     pub fn load(&self) -> Result<Snapshot, StoreError> {
-        let tx = self.db.begin_read()?;
+        let db = self.db()?;
+        let tx = db.begin_read()?;
         let mut snap = Snapshot::default();
         for entry in tx.open_table(ORDERS)?.iter()? {
             let (k, v) = entry?;
@@ -107,7 +114,13 @@ impl Store {
 
     /// A tiny durable write, to learn whether the disk takes writes again.
     pub fn probe(&self) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let result = self.probe_once();
+        self.explain(result)
+    }
+
+    fn probe_once(&self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;
             let n = meta.get("probe")?.map(|v| v.value()).unwrap_or(0);
@@ -195,5 +208,18 @@ mod tests {
         assert_eq!(snap, expect);
         assert_eq!(snap.intents.len(), 1);
         assert_eq!(snap.reserved_seq, 1024);
+    }
+
+    #[test]
+    fn a_reopened_store_has_what_was_written_and_takes_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let other = store.clone();
+        store.apply(&[&[Op::PutOrder(order(1))]]).unwrap();
+        other.reopen().unwrap();
+        store.apply(&[&[Op::PutOrder(order(2))]]).unwrap();
+        store.probe().unwrap();
+        let snap = other.load().unwrap();
+        assert_eq!(snap.orders.keys().copied().collect::<Vec<_>>(), [1, 2]);
     }
 }

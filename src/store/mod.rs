@@ -10,8 +10,9 @@ mod codec;
 mod engine_state;
 mod peers;
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use redb::Database;
 
@@ -35,6 +36,19 @@ pub enum StoreError {
     Corrupt { what: String, detail: String },
     #[error("cannot encode {what}: {detail}")]
     Encode { what: &'static str, detail: String },
+    /// redb refuses everything after a failed write until the database is
+    /// reopened; this names the failure that started it.
+    #[error("the database refuses writes since a write failed ({first}); it is reopened once the disk takes writes again")]
+    Failed { first: String },
+    #[error("the database {path} is closed: reopening it after a failure failed")]
+    Closed { path: PathBuf },
+}
+
+impl StoreError {
+    /// redb's "an earlier I/O error happened, reopen me".
+    fn is_previous_io(&self) -> bool {
+        matches!(self, StoreError::Db(redb::Error::PreviousIo))
+    }
 }
 
 macro_rules! from_redb {
@@ -54,10 +68,30 @@ from_redb!(
 );
 
 /// A handle on the node's database; cheap to clone and shared by tasks.
+///
+/// After a failed write redb refuses every later operation until the
+/// database is reopened, so the handle can [`reopen`](Store::reopen) it
+/// in place (the engine does while it probes a failing disk). Every
+/// operation holds a read lock on the open database for its duration;
+/// reopening waits for them and closes the old database before opening
+/// the file again (a file is open once per process).
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<RwLock<Option<Database>>>,
     path: PathBuf,
+    /// The write failure that made redb refuse writes, until reopened.
+    first_failure: Arc<Mutex<Option<String>>>,
+}
+
+/// The open database, held for one operation.
+pub(crate) struct Open<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl Deref for Open<'_> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        // `Store::db` hands out an `Open` only over `Some`.
+        self.0.as_ref().expect("an open database")
+    }
 }
 
 impl Store {
@@ -69,11 +103,59 @@ impl Store {
             source,
         })?;
         let store = Store {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(Some(db))),
             path,
+            first_failure: Arc::default(),
         };
         store.init_tables()?;
         Ok(store)
+    }
+
+    /// The open database, for one operation.
+    pub(crate) fn db(&self) -> Result<Open<'_>, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(StoreError::Closed {
+                path: self.path.clone(),
+            });
+        }
+        Ok(Open(guard))
+    }
+
+    /// Close the database and open it again: what redb needs before it
+    /// takes writes after one failed. Waits for operations in progress.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // Close first: the file cannot be open twice.
+        *guard = None;
+        let db = Database::create(&self.path).map_err(|source| StoreError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        *guard = Some(db);
+        *self.failure() = None;
+        tracing::info!(path = %self.path.display(), "database reopened");
+        Ok(())
+    }
+
+    fn failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.first_failure.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Say why a write failed: the first failure as it was, and redb's
+    /// later "an earlier I/O error happened" as that first failure.
+    pub(crate) fn explain<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        result.map_err(|e| {
+            let mut first = self.failure();
+            match (&*first, e.is_previous_io()) {
+                (Some(f), true) => StoreError::Failed { first: f.clone() },
+                (None, _) => {
+                    *first = Some(e.to_string());
+                    e
+                }
+                (Some(_), false) => e,
+            }
+        })
     }
 
     /// Where the database lives.
@@ -83,7 +165,8 @@ impl Store {
 
     /// Create every table up front, so readers never meet a missing table.
     fn init_tables(&self) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         peers::init(&tx)?;
         engine_state::init(&tx)?;
         tx.commit()?;

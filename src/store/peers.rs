@@ -35,7 +35,13 @@ pub(super) fn init(tx: &WriteTransaction) -> Result<(), StoreError> {
 impl Store {
     /// Replace the saved peer list with `peers`, atomically.
     pub fn save_peers(&self, peers: &[StoredPeer]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let result = self.save_peers_once(peers);
+        self.explain(result)
+    }
+
+    fn save_peers_once(&self, peers: &[StoredPeer]) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         {
             let mut table = tx.open_table(PEERS)?;
             table.retain(|_, _| false)?;
@@ -55,7 +61,8 @@ impl Store {
     /// The saved peer list. A record that cannot be read is skipped with a
     /// warning rather than failing the start: a peer list is a hint.
     pub fn load_peers(&self) -> Result<Vec<StoredPeer>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let db = self.db()?;
+        let tx = db.begin_read()?;
         let table = tx.open_table(PEERS)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
