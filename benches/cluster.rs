@@ -287,7 +287,11 @@ async fn main() {
     for &r in &rates {
         let step = run_rate(&http, r, secs, seed).await;
         println!(
-            "  -> cpu {:.1} us per accepted item (all nodes), converged after {}",
+            "  -> {} replications (p50 {} ms), {} takes (p50 {} ms); cpu {:.1} us per accepted item (all nodes), converged after {}",
+            step.repl.count(),
+            ms(step.repl.quantile_ms(0.5)),
+            step.take.count(),
+            ms(step.take.quantile_ms(0.5)),
             step.cpu_us_per_item,
             step.converged
                 .map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64()))

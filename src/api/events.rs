@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -51,13 +51,26 @@ pub fn routes() -> Router<Arc<ApiState>> {
     Router::new().route("/api/v1/events", get(events))
 }
 
-/// One numbered event as clients receive it.
+/// An event's data, kept as it is until a client needs its JSON.
+trait Payload: Send + Sync + std::fmt::Debug {
+    fn to_json(&self) -> String;
+}
+
+impl<T: Serialize + Send + Sync + std::fmt::Debug> Payload for T {
+    fn to_json(&self) -> String {
+        json(self)
+    }
+}
+
+/// One numbered event as clients receive it. Its JSON is written once,
+/// when the first client is sent it: a node under load records thousands
+/// of events a second, mostly with nobody listening.
 #[derive(Debug)]
 struct Record {
     id: u64,
     kind: &'static str,
-    /// The event's JSON.
-    data: String,
+    payload: Box<dyn Payload>,
+    data: OnceLock<String>,
 }
 
 impl Record {
@@ -65,7 +78,7 @@ impl Record {
         SseEvent::default()
             .id(self.id.to_string())
             .event(self.kind)
-            .data(&self.data)
+            .data(self.data.get_or_init(|| self.payload.to_json()))
     }
 }
 
@@ -174,19 +187,13 @@ impl Hub {
     }
 
     /// Number, keep and send one event.
-    fn publish(&self, kind: &'static str, data: &impl Serialize) {
-        let data = match serde_json::to_string(data) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(kind, error = %e, "cannot encode an event; dropped");
-                return;
-            }
-        };
+    fn publish(&self, kind: &'static str, data: impl Payload + 'static) {
         let mut ring = self.ring();
         let record = Arc::new(Record {
             id: ring.next_id,
             kind,
-            data,
+            payload: Box::new(data),
+            data: OnceLock::new(),
         });
         ring.next_id += 1;
         if ring.records.len() == RING {
@@ -200,20 +207,20 @@ impl Hub {
 
     fn publish_engine(&self, ev: Event) {
         match ev {
-            Event::Order(o) if o.status == OrderStatus::Cancelled => self.publish("cancel", &o),
-            Event::Order(o) => self.publish("order", &o),
-            Event::Trade(t) => self.publish("fill", &t),
-            Event::Book { market } => self.publish("book", &BookChange { market }),
+            Event::Order(o) if o.status == OrderStatus::Cancelled => self.publish("cancel", o),
+            Event::Order(o) => self.publish("order", o),
+            Event::Trade(t) => self.publish("fill", t),
+            Event::Book { market } => self.publish("book", BookChange { market }),
             Event::Owner { peer, stale } => self.publish(
                 "peer",
-                &PeerChange {
+                PeerChange {
                     peer_id: peer.to_string(),
                     change: if stale { "stale" } else { "active" }.into(),
                 },
             ),
             Event::Peer { peer, connected } => self.publish(
                 "peer",
-                &PeerChange {
+                PeerChange {
                     peer_id: peer.to_string(),
                     change: if connected {
                         "connected"
@@ -413,7 +420,7 @@ async fn feed(hub: Arc<Hub>, state: Arc<ApiState>) {
                 }
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "the event stream fell behind the engine; clients are told to reload");
-                    hub.publish("reset", &Reset {
+                    hub.publish("reset", Reset {
                         reason: format!("the node skipped {n} events under load"),
                     });
                     true
@@ -443,7 +450,7 @@ async fn look(hub: &Hub, state: &ApiState, status: &mut Option<StatusChange>) ->
         degraded,
     };
     if status.as_ref() != Some(&current) {
-        hub.publish("status", &current);
+        hub.publish("status", current.clone());
         *status = Some(current);
     }
     true
@@ -473,7 +480,7 @@ mod tests {
 
     fn book(hub: &Hub, n: usize) {
         for _ in 0..n {
-            hub.publish("book", &BookChange { market: "M".into() });
+            hub.publish("book", BookChange { market: "M".into() });
         }
     }
 
