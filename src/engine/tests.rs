@@ -529,3 +529,49 @@ fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
     // What the maker says of its own order stands, as on every replica.
     assert_eq!(e.book("SIM", 5).unwrap().asks, vec![(d("90"), d("3"))]);
 }
+
+#[test]
+fn an_author_over_its_gossip_rate_is_dropped_and_counted_until_its_allowance_refills() {
+    let me = PeerId::random();
+    let peer = PeerId::random();
+    let now = sim::EPOCH_MS;
+    let cfg = EngineConfig {
+        max_gossip_per_peer_per_sec: 10,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(me, cfg, vec![spec()], Snapshot::default(), now);
+    let topic = e.markets[0].topic.clone();
+    let mut verdict = |at: u64, seq: u64| {
+        let g = crate::wire::Gossip {
+            v: crate::wire::WIRE_VERSION,
+            market: "SIM".into(),
+            sent_ms: at,
+            items: vec![Item::Cancel { seq }],
+        };
+        e.handle(
+            Input::Gossip {
+                source: peer,
+                propagation_source: peer,
+                message_id: seq.to_be_bytes().to_vec(),
+                topic: topic.clone(),
+                data: crate::wire::encode(&g),
+            },
+            at,
+        );
+        let mut v = None;
+        while let Some(a) = e.poll_action() {
+            if let Action::Validate { verdict, .. } = a {
+                v = Some(verdict);
+            }
+        }
+        (v.unwrap(), e.counters().gossip_rate_limited)
+    };
+    // A burst of the allowance passes, the rest of the same instant does not:
+    // dropped unforwarded (Ignore, no penalty for relays) and counted.
+    let verdicts: Vec<Verdict> = (1..=15).map(|seq| verdict(now, seq).0).collect();
+    assert_eq!(verdicts[..10], [Verdict::Accept; 10]);
+    assert_eq!(verdicts[10..], [Verdict::Ignore; 5]);
+    assert_eq!(verdict(now, 16), (Verdict::Ignore, 6));
+    // A second later the allowance has refilled.
+    assert_eq!(verdict(now + 1_000, 17), (Verdict::Accept, 6));
+}
