@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{connected_pair, eventually, NodeOpts};
+use common::{connected_pair, eventually, sample, NodeOpts};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -129,27 +129,16 @@ async fn a_batch_that_is_empty_too_large_or_not_json_is_refused_whole() {
 
 /// The count of a histogram in the Prometheus text of `/metrics`.
 fn histogram_count(metrics: &str, name: &str) -> u64 {
-    let prefix = format!("{name}_count ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-        .trim()
-        .parse()
-        .unwrap()
+    sample(metrics, &format!("{name}_count")).unwrap_or_else(|| panic!("no {name} in /metrics"))
+        as u64
 }
 
 #[tokio::test]
 async fn replication_and_take_latency_are_measured_in_metrics() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, b) = connected_pair(a.path(), b.path()).await;
-    let text = |n: &common::Node| {
-        let url = n.url("/metrics");
-        let http = n.http().clone();
-        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
-    };
     assert_eq!(
-        histogram_count(&text(&b).await, "peerbook_take_round_trip_seconds"),
+        histogram_count(&b.metrics().await, "peerbook_take_round_trip_seconds"),
         0
     );
     // One order first, to know gossip flows from A to B (an order that
@@ -164,7 +153,7 @@ async fn replication_and_take_latency_are_measured_in_metrics() {
         },
     )
     .await;
-    let before = histogram_count(&text(&b).await, "peerbook_replication_delay_seconds");
+    let before = histogram_count(&b.metrics().await, "peerbook_replication_delay_seconds");
 
     let resting: Vec<Value> = (0..20)
         .map(|i| order("sell", &format!("{}", 100 + i), "1"))
@@ -182,7 +171,7 @@ async fn replication_and_take_latency_are_measured_in_metrics() {
         "20 replication delays measured on B",
         || b.output(),
         || async {
-            let m = text(&b).await;
+            let m = b.metrics().await;
             (histogram_count(&m, "peerbook_replication_delay_seconds") >= before + 20).then_some(())
         },
     )
@@ -193,7 +182,7 @@ async fn replication_and_take_latency_are_measured_in_metrics() {
         .place(json!({"market": "BTC-USD", "side": "buy", "price": "99", "quantity": "1", "time_in_force": "ioc"}))
         .await;
     assert_eq!(taken["status"], "filled", "{taken}");
-    let after = text(&b).await;
+    let after = b.metrics().await;
     assert!(histogram_count(&after, "peerbook_take_round_trip_seconds") >= 1);
     assert!(
         after.contains("peerbook_take_round_trip_seconds_bucket{le=\"0.005\"}"),

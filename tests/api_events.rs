@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{Node, NodeOpts, DEADLINE};
+use common::{sample, Node, NodeOpts, DEADLINE};
 use serde_json::{json, Value};
 
 /// One server-sent event.
@@ -288,35 +288,13 @@ async fn peers_coming_and_going_and_fills_are_events() {
         .await;
 }
 
-async fn metrics(node: &Node) -> String {
-    let r = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert_eq!(r.status(), 200);
-    r.text().await.unwrap()
-}
-
-/// The value of a sample line `name{labels} value`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 #[tokio::test]
 async fn metrics_count_orders_books_and_event_streams_and_streams_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeOpts::new("metrics", dir.path()).start();
     node.ready().await;
 
-    let before = metrics(&node).await;
+    let before = node.metrics().await;
     for (name, kind) in [
         ("peerbook_orders_placed", "counter"),
         ("peerbook_fills", "counter"),
@@ -358,7 +336,7 @@ async fn metrics_count_orders_books_and_event_streams_and_streams_are_bounded() 
         )
         .await;
     assert_eq!(bad.status, 400);
-    let after = metrics(&node).await;
+    let after = node.metrics().await;
     assert_eq!(
         sample(&after, "peerbook_orders_placed_total"),
         Some(2.0),
@@ -384,7 +362,7 @@ async fn metrics_count_orders_books_and_event_streams_and_streams_are_bounded() 
         streams.push(Stream::open(&node, None).await);
     }
     assert_eq!(
-        sample(&metrics(&node).await, "peerbook_sse_clients"),
+        sample(&node.metrics().await, "peerbook_sse_clients"),
         Some(64.0)
     );
     let refused = node.get_json("/api/v1/events").await;
@@ -398,7 +376,7 @@ async fn metrics_count_orders_books_and_event_streams_and_streams_are_bounded() 
         "closed streams to be freed",
         || node.output(),
         || async {
-            (sample(&metrics(&node).await, "peerbook_sse_clients") == Some(0.0)).then_some(())
+            (sample(&node.metrics().await, "peerbook_sse_clients") == Some(0.0)).then_some(())
         },
     )
     .await;

@@ -8,30 +8,8 @@ mod common;
 #[path = "common/raw.rs"]
 mod raw;
 
-use common::{Node, NodeOpts};
+use common::{sample, NodeOpts};
 use serde_json::json;
-
-async fn metrics(node: &Node) -> String {
-    let r = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert_eq!(r.status(), 200);
-    r.text().await.unwrap()
-}
-
-/// The value of a sample line `name value`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
 
 /// An order, padded with whitespace (still valid JSON) to `pad` more bytes.
 fn order_body(pad: usize) -> Vec<u8> {
@@ -49,7 +27,7 @@ async fn each_api_limit_bites_says_which_and_is_counted() {
     node.ready().await;
     let addr = node.api_addr();
 
-    let before = metrics(&node).await;
+    let before = node.metrics().await;
     assert_eq!(
         sample(&before, "peerbook_api_body_too_large_total"),
         Some(0.0),
@@ -133,7 +111,7 @@ async fn each_api_limit_bites_says_which_and_is_counted() {
         "{e}"
     );
 
-    let after = metrics(&node).await;
+    let after = node.metrics().await;
     assert_eq!(
         sample(&after, "peerbook_api_body_too_large_total"),
         Some(3.0),
@@ -173,7 +151,7 @@ async fn each_api_limit_bites_says_which_and_is_counted() {
         message.contains('2') && message.contains("api.max_event_streams"),
         "{message}"
     );
-    let after = metrics(&node).await;
+    let after = node.metrics().await;
     assert_eq!(
         sample(&after, "peerbook_api_event_streams_refused_total"),
         Some(1.0),
@@ -237,7 +215,7 @@ async fn connections_are_bounded_and_idle_ones_closed() {
     let text = common::eventually(
         "the places to be free again",
         || node.output(),
-        || async { Some(metrics(&node).await) },
+        || async { Some(node.metrics().await) },
     )
     .await;
     assert!(

@@ -413,6 +413,18 @@ impl Node {
         self.request(reqwest::Method::GET, path, None, None).await
     }
 
+    /// The Prometheus text of `GET /metrics`; panics unless it answers 200.
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
     /// Place an order; panics unless the node answers 201.
     pub async fn place(&self, body: serde_json::Value) -> serde_json::Value {
         let a = self
@@ -466,4 +478,16 @@ pub fn spawn_captured(mut cmd: Command) -> (Child, Captured, Captured) {
     let stdout = Captured::collect(child.stdout.take().expect("stdout"));
     let stderr = Captured::collect(child.stderr.take().expect("stderr"));
     (child, stdout, stderr)
+}
+
+/// The value of a sample line `name value` (or `name{labels} value`, with
+/// the labels in `series`) of Prometheus text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
