@@ -80,53 +80,26 @@ async fn order_commands_print_tables_or_json_and_the_nodes_errors_with_exit_stat
         .expect("the order id");
     assert!(id.starts_with(&me), "{id}");
 
-    let placed: OrderInfo = json(
-        &cli(
-            &node,
-            &[
-                "order",
-                "place",
-                "--json",
-                "--market",
-                "BTC-USD",
-                "--side",
-                "sell",
-                "--price",
-                "101",
-                "--quantity",
-                "1",
-                "--tif",
-                "post-only",
-                "--client-id",
-                "c-1",
-            ],
-        ),
-        "place --json",
-    );
+    let place_c1 = [
+        "order",
+        "place",
+        "--json",
+        "--market",
+        "BTC-USD",
+        "--side",
+        "sell",
+        "--price",
+        "101",
+        "--quantity",
+        "1",
+        "--tif",
+        "post-only",
+        "--client-id",
+        "c-1",
+    ];
+    let placed: OrderInfo = json(&cli(&node, &place_c1), "place --json");
     assert_eq!(placed.client_id.as_deref(), Some("c-1"));
-    let again: OrderInfo = json(
-        &cli(
-            &node,
-            &[
-                "order",
-                "place",
-                "--json",
-                "--market",
-                "BTC-USD",
-                "--side",
-                "sell",
-                "--price",
-                "101",
-                "--quantity",
-                "1",
-                "--tif",
-                "post-only",
-                "--client-id",
-                "c-1",
-            ],
-        ),
-        "the same client id",
-    );
+    let again: OrderInfo = json(&cli(&node, &place_c1), "the same client id");
     assert_eq!(
         again.id, placed.id,
         "a repeated client id placed a second order"

@@ -82,15 +82,8 @@ pub struct Finished {
 }
 
 /// Run `cmd` to its end (killing it and failing the test after the deadline).
-pub fn run_to_exit(mut cmd: Command) -> Finished {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start peerbook");
-    let stdout = Captured::collect(child.stdout.take().expect("stdout"));
-    let stderr = Captured::collect(child.stderr.take().expect("stderr"));
+pub fn run_to_exit(cmd: Command) -> Finished {
+    let (mut child, stdout, stderr) = spawn_captured(cmd);
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -191,15 +184,7 @@ impl NodeOpts {
 
     /// Start the node (it may still be starting up when this returns).
     pub fn start(self) -> Node {
-        let mut child = self
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start peerbook");
-        let stdout = Captured::collect(child.stdout.take().expect("stdout"));
-        let stderr = Captured::collect(child.stderr.take().expect("stderr"));
+        let (child, stdout, stderr) = spawn_captured(self.command());
         Node {
             child: Some(child),
             stdout,
