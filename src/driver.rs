@@ -25,6 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::engine::Snapshot;
 use crate::engine::{
     Action, Command, CommandId, Engine, EngineConfig, EngineError, Event, Input, Op, OrderInfo,
     Proto, RequestFailure, Verdict,
@@ -32,7 +33,7 @@ use crate::engine::{
 use crate::market::MarketSpec;
 use crate::net::{Acceptance, InboundId, NetEvent, NetHandle, Protocol, RequestError};
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Milliseconds since the Unix epoch, the engine's clock.
 pub fn now_ms() -> u64 {
@@ -170,8 +171,12 @@ impl Latency {
 
 /// Why the engine task could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot load the node's orders and fills from its database: {0}")]
-pub struct LoadError(#[from] crate::store::StoreError);
+pub enum LoadError {
+    #[error("cannot load the node's orders and fills from its database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start the store writer thread: {0}")]
+    Writer(std::io::Error),
+}
 
 /// Load the durable state, build the engine and start its task.
 pub fn spawn(
@@ -192,11 +197,11 @@ pub fn spawn(
     );
     let (tx, api) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(4096);
-    let (writes, persisted) = spawn_writer(store.clone(), latency.store_commit.clone());
+    let (writes, persisted) =
+        spawn_writer(store.clone(), latency.store_commit.clone()).map_err(LoadError::Writer)?;
     let driver = Driver {
         engine,
         parts,
-        store,
         net,
         net_events,
         api,
@@ -207,6 +212,7 @@ pub fn spawn(
         events: events.clone(),
         shutdown,
         probing: None,
+        fresh_tickets: 0,
         latency,
         takes_sent: HashMap::new(),
     };
@@ -217,7 +223,6 @@ pub fn spawn(
 struct Driver {
     engine: Engine,
     parts: EngineParts,
-    store: Store,
     net: NetHandle,
     net_events: mpsc::Receiver<NetEvent>,
     api: mpsc::Receiver<ApiRequest>,
@@ -229,6 +234,9 @@ struct Driver {
     shutdown: Shutdown,
     /// While degraded: when to probe the disk next.
     probing: Option<Instant>,
+    /// Write tickets below this belong to an engine replaced after a
+    /// storage failure; their results are dropped.
+    fresh_tickets: u64,
     latency: Latency,
     /// When each take request in flight left, by tag.
     takes_sent: HashMap<u64, Instant>,
@@ -382,6 +390,10 @@ impl Driver {
     }
 
     fn on_persisted(&mut self, (ticket, result): (u64, Result<(), String>)) {
+        if ticket < self.fresh_tickets {
+            // A write of the engine replaced after a storage failure.
+            return;
+        }
         let input = match result {
             Ok(()) => Input::Persisted { ticket },
             Err(error) => {
@@ -433,7 +445,7 @@ impl Driver {
                 }
                 Action::Respond { req, data } => self.net.respond(InboundId(req), data).await,
                 Action::Persist { ticket, ops } => {
-                    if self.writes.send((ticket, ops)).is_err() {
+                    if self.writes.send(ToWriter::Write(ticket, ops)).is_err() {
                         let error = "the store writer stopped".to_string();
                         self.engine
                             .handle(Input::PersistFailed { ticket, error }, now_ms());
@@ -459,15 +471,16 @@ impl Driver {
             return;
         }
         // redb takes no write after a failed one until it is reopened, so
-        // every probe reopens the database first.
-        let store = self.store.clone();
-        let probe = tokio::task::spawn_blocking(move || {
-            store
-                .reopen()
-                .and_then(|()| store.probe())
-                .and_then(|()| store.load())
-        })
-        .await;
+        // every probe reopens the database first; it goes through the
+        // writer, after every write already queued, so what it loads is
+        // all the disk will hold.
+        let (reply, answer) = oneshot::channel();
+        if self.writes.send(ToWriter::Recover(reply)).is_err() {
+            tracing::error!("the store writer stopped; the node cannot recover its storage");
+            self.probing = Some(Instant::now() + PROBE_EVERY);
+            return;
+        }
+        let probe = answer.await;
         let snapshot = match probe {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -475,8 +488,8 @@ impl Driver {
                 self.probing = Some(Instant::now() + PROBE_EVERY);
                 return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "storage probe failed");
+            Err(_) => {
+                tracing::error!("the store writer stopped during a storage probe");
                 self.probing = Some(Instant::now() + PROBE_EVERY);
                 return;
             }
@@ -488,13 +501,17 @@ impl Driver {
                 "the node restarted its engine after a storage failure".into(),
             )));
         }
-        self.engine = Engine::new(
-            self.parts.me,
-            self.parts.config.clone(),
-            self.parts.markets.clone(),
-            snapshot,
-            now_ms(),
+        let old = std::mem::replace(
+            &mut self.engine,
+            Engine::new(
+                self.parts.me,
+                self.parts.config.clone(),
+                self.parts.markets.clone(),
+                snapshot,
+                now_ms(),
+            ),
         );
+        self.fresh_tickets = self.engine.continue_numbering(&old);
         for p in self.net.peers().await.into_iter().filter(|p| p.connected) {
             self.engine
                 .handle(Input::PeerConnected(p.peer_id), now_ms());
@@ -502,42 +519,83 @@ impl Driver {
     }
 }
 
-/// A batch of writes for the store writer, with its ticket.
-type WriteTx = std::sync::mpsc::Sender<(u64, Vec<Op>)>;
+/// What the store writer is asked, in order.
+enum ToWriter {
+    /// A batch of writes, with its ticket.
+    Write(u64, Vec<Op>),
+    /// After every write sent before: reopen the database, make a tiny
+    /// durable write and load what is durable.
+    Recover(oneshot::Sender<Result<Snapshot, StoreError>>),
+}
+
+type WriteTx = std::sync::mpsc::Sender<ToWriter>;
 /// Tickets whose writes finished, and how.
 type DoneRx = mpsc::UnboundedReceiver<(u64, Result<(), String>)>;
 
 /// The store writer: a thread that makes batches durable, several at once.
-fn spawn_writer(store: Store, commit_time: Histogram) -> (WriteTx, DoneRx) {
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, Vec<Op>)>();
+///
+/// After a failed write it writes nothing more until a `Recover` succeeds:
+/// the engine answered everything queued behind the failure as refused, so
+/// none of it may reach the disk later and come back after a restart.
+fn spawn_writer(store: Store, commit_time: Histogram) -> std::io::Result<(WriteTx, DoneRx)> {
+    let (tx, rx) = std::sync::mpsc::channel::<ToWriter>();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let spawned = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("peerbook-store".into())
         .spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut group = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    group.push(more);
-                    if group.len() >= 1024 {
-                        break;
+            let mut failed: Option<String> = None;
+            let mut next = rx.recv().ok();
+            while let Some(msg) = next.take() {
+                let (ticket, ops) = match msg {
+                    ToWriter::Recover(reply) => {
+                        let result = store
+                            .reopen()
+                            .and_then(|()| store.probe())
+                            .and_then(|()| store.load());
+                        if result.is_ok() {
+                            failed = None;
+                        }
+                        let _ = reply.send(result);
+                        next = rx.recv().ok();
+                        continue;
+                    }
+                    ToWriter::Write(ticket, ops) => (ticket, ops),
+                };
+                let mut group = vec![(ticket, ops)];
+                while group.len() < 1024 {
+                    match rx.try_recv() {
+                        Ok(ToWriter::Write(t, ops)) => group.push((t, ops)),
+                        Ok(recover) => {
+                            next = Some(recover);
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
-                let batches: Vec<&[Op]> = group.iter().map(|(_, ops)| ops.as_slice()).collect();
-                let started = std::time::Instant::now();
-                let result = store.apply(&batches).map_err(|e| e.to_string());
-                commit_time.observe(started.elapsed().as_secs_f64());
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "a write to the database failed");
-                }
+                let result = match &failed {
+                    Some(first) => Err(format!("not written: an earlier write failed ({first})")),
+                    None => {
+                        let batches: Vec<&[Op]> =
+                            group.iter().map(|(_, ops)| ops.as_slice()).collect();
+                        let started = std::time::Instant::now();
+                        let result = store.apply(&batches).map_err(|e| e.to_string());
+                        commit_time.observe(started.elapsed().as_secs_f64());
+                        if let Err(e) = &result {
+                            tracing::error!(error = %e, "a write to the database failed");
+                            failed = Some(e.clone());
+                        }
+                        result
+                    }
+                };
                 for (ticket, _) in &group {
                     if done_tx.send((*ticket, result.clone())).is_err() {
                         return;
                     }
                 }
+                if next.is_none() {
+                    next = rx.recv().ok();
+                }
             }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the store writer thread; every write will fail");
-    }
-    (tx, done_rx)
+        })?;
+    Ok((tx, done_rx))
 }

@@ -765,6 +765,16 @@ impl Engine {
         std::mem::take(&mut self.replication_ms)
     }
 
+    /// Carry on the request tags and write tickets of `old`, the engine
+    /// this one replaces after a storage failure: answers and write
+    /// results still on their way to `old` must never be taken for this
+    /// engine's own. Tickets below the returned one are `old`'s.
+    pub fn continue_numbering(&mut self, old: &Engine) -> u64 {
+        self.next_tag = self.next_tag.max(old.next_tag);
+        self.next_ticket = self.next_ticket.max(old.next_ticket);
+        self.next_ticket
+    }
+
     /// Why the node refuses durable changes right now, if it does.
     pub fn degraded(&self) -> Option<&str> {
         self.degraded.as_deref()
