@@ -15,7 +15,7 @@ use libp2p::PeerId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::market::{Price, Qty, Side};
+use crate::market::{Price, Qty, Side, MAX_UNITS};
 
 /// Version of every envelope this node writes. A message with a newer version
 /// is ignored (not penalised), so nodes can be upgraded one at a time.
@@ -91,6 +91,20 @@ pub struct OrderState {
     pub created_ms: u64,
 }
 
+impl OrderState {
+    /// Why the order's price or quantities cannot be, if they cannot
+    /// (whoever sent it, by gossip or in a sync answer).
+    pub fn out_of_range(&self) -> Option<&'static str> {
+        if self.price.0 == 0 || self.price.0 > MAX_UNITS {
+            return Some("order price out of range");
+        }
+        if self.qty.is_zero() || self.qty.0 > MAX_UNITS || self.remaining > self.qty {
+            return Some("order quantity out of range");
+        }
+        None
+    }
+}
+
 /// A fill of the source's order `maker_seq`, as the maker decided it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FillMsg {
@@ -111,6 +125,20 @@ pub struct FillMsg {
     /// Which of the taker order's takes this answers.
     pub take_n: u32,
     pub ts_ms: u64,
+}
+
+impl FillMsg {
+    /// Whether the fill's numbers can be (whoever sent it, by gossip or in
+    /// a sync answer).
+    pub fn in_range(&self) -> bool {
+        !self.qty.is_zero()
+            && self.qty.0 <= MAX_UNITS
+            && self.price.0 != 0
+            && self.price.0 <= MAX_UNITS
+            && self.maker_remaining.0 <= MAX_UNITS
+            && self.fill_seq != 0
+            && self.mseq != 0
+    }
 }
 
 /// An owner's summary of its open orders on one market.

@@ -14,7 +14,6 @@
 //! own orders, so nobody can speak for another owner.
 
 use super::*;
-use crate::market::MAX_UNITS;
 use crate::wire::{self, FillMsg, Gossip, Heartbeat, WIRE_VERSION};
 
 /// Gossip sent longer ago than this can only be a replay, and is rejected
@@ -101,11 +100,8 @@ impl Engine {
         for item in &g.items {
             match item {
                 Item::Order(o) => {
-                    if o.price.0 == 0 || o.price.0 > MAX_UNITS {
-                        return Err("order price out of range");
-                    }
-                    if o.qty.is_zero() || o.qty.0 > MAX_UNITS || o.remaining > o.qty {
-                        return Err("order quantity out of range");
+                    if let Some(why) = o.out_of_range() {
+                        return Err(why);
                     }
                     if o.remaining.is_zero() && o.ver == 0 {
                         return Err("new order with nothing to fill");
@@ -119,14 +115,7 @@ impl Engine {
                 }
                 Item::Cancel { .. } => {}
                 Item::Fill(f) => {
-                    if f.qty.is_zero()
-                        || f.qty.0 > MAX_UNITS
-                        || f.price.0 == 0
-                        || f.price.0 > MAX_UNITS
-                        || f.maker_remaining.0 > MAX_UNITS
-                        || f.fill_seq == 0
-                        || f.mseq == 0
-                    {
+                    if !f.in_range() {
                         return Err("fill out of range");
                     }
                 }

@@ -341,15 +341,10 @@ impl Engine {
         }
     }
 
-    /// Check one synced order the way gossip orders are checked.
+    /// Check one synced order the way gossip orders are checked (and, in
+    /// a book, it must still have something to fill).
     fn sane(o: &OrderState) -> bool {
-        use crate::market::MAX_UNITS;
-        o.price.0 > 0
-            && o.price.0 <= MAX_UNITS
-            && !o.qty.is_zero()
-            && o.qty.0 <= MAX_UNITS
-            && !o.remaining.is_zero()
-            && o.remaining <= o.qty
+        o.out_of_range().is_none() && !o.remaining.is_zero()
     }
 
     fn on_book_page(&mut self, mkt: usize, peer: PeerId, page: BookPage) {
@@ -367,7 +362,7 @@ impl Engine {
             }
         }
         for (maker, f) in page.fills {
-            if maker != self.me {
+            if maker != self.me && f.in_range() {
                 let key = self.peer_key(maker);
                 self.apply_fill(mkt, key, maker, &f);
             }
@@ -442,7 +437,7 @@ impl Engine {
         }
         let key = self.peer_key(owner);
         let last = page.fills.last().map(|f| f.mseq);
-        for f in &page.fills {
+        for f in page.fills.iter().filter(|f| f.in_range()) {
             self.apply_fill(mkt, key, owner, f);
         }
         if peer == owner {
