@@ -25,27 +25,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code();
-            eprintln!("error: {}", one_line(&anyhow::Error::from(e)));
+            eprintln!("error: {}", peerbook::net::error_chain(&e));
             ExitCode::from(code)
         }
     }
-}
-
-/// An error and its causes, each said once (many errors repeat their
-/// source's text in their own message).
-fn one_line(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
 }
 
 /// The log filter when `RUST_LOG` is not set. Kademlia warns at start that

@@ -201,11 +201,11 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
     if !api_task.is_finished() {
         let _ = api_task.await;
     }
+    let _ = engine_task.await;
     net.shutdown().await;
     if !net_done {
         let _ = net_task.await;
     }
-    let _ = engine_task.await;
     let _ = printer.await;
     tracing::info!("stopped");
     outcome

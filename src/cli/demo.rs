@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::client::{ApiArgs, Client, ClientError};
-use super::format::{short_id, side, word};
+use super::format::{short_id, word};
 use super::order::{cancel, place, PlaceArgs};
 use crate::api::status::Status;
 use crate::driver::now_ms;
@@ -325,7 +325,7 @@ impl Bot {
         };
         let what = format!(
             "place  {:<4} {} @ {} {}",
-            side(args.side),
+            args.side.as_str(),
             args.quantity,
             units(price, self.tick),
             args.tif.as_deref().unwrap_or("")

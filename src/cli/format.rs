@@ -3,16 +3,8 @@
 //! JSON instead, for scripts).
 
 use crate::engine::{OrderInfo, TradeInfo};
-use crate::market::Side;
 
 use super::client::{print_aligned, print_table};
-
-pub fn side(s: Side) -> &'static str {
-    match s {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
-}
 
 /// A serde enum as the API spells it (`"post-only"`, `"open"`).
 pub fn word<T: serde::Serialize>(v: &T) -> String {
@@ -64,7 +56,7 @@ pub fn print_order(o: &OrderInfo) {
             "side".into(),
             format!(
                 "{} {} ({})",
-                side(o.side),
+                o.side.as_str(),
                 word(&o.kind),
                 word(&o.time_in_force)
             ),
@@ -114,7 +106,7 @@ pub fn print_orders(orders: &[OrderInfo]) {
         rows.push(vec![
             o.id.clone(),
             o.market.clone(),
-            side(o.side).into(),
+            o.side.as_str().into(),
             format!("{}/{}", word(&o.kind), word(&o.time_in_force)),
             o.price.map_or_else(|| "-".to_string(), |p| p.to_string()),
             o.quantity.to_string(),
@@ -135,7 +127,7 @@ pub fn print_trades(trades: &[TradeInfo]) {
         rows.push(vec![
             time(t.ts_ms),
             t.market.clone(),
-            side(t.side).into(),
+            t.side.as_str().into(),
             t.price.to_string(),
             t.quantity.to_string(),
             t.id.clone(),

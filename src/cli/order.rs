@@ -125,7 +125,7 @@ fn check_status(s: &str) -> Result<String, String> {
 pub async fn place(client: &Client, a: &PlaceArgs) -> Result<OrderInfo, ClientError> {
     let body = PlaceRequest {
         market: &a.market,
-        side: super::format::side(a.side),
+        side: a.side.as_str(),
         kind: &a.kind,
         price: a.price.map(|p| p.to_string()),
         quantity: a.quantity.to_string(),

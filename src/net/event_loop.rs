@@ -41,10 +41,11 @@ use super::dialer::{Dialer, FailedDial, PlannedDial};
 use super::discovery::{dialable_listen_addrs, plain_addrs, speaks_kad, split_peer_id};
 use super::handle::Command;
 use super::metrics::NetMetrics;
-use super::peers::{self, now_ms, LastSeen};
+use super::peers::{self, LastSeen};
 use super::{
     Acceptance, InboundId, NetError, NetEvent, NetStatus, PeerInfo, Protocol, RequestError,
 };
+use crate::driver::now_ms;
 
 /// How often the loop does its housekeeping (due dials, random walks).
 const TICK: Duration = Duration::from_secs(1);
@@ -979,7 +980,7 @@ pub(crate) fn describe_dial_error(e: &DialError) -> String {
 
 /// An error and its sources on one line, skipping empty texts and sources
 /// that repeat what was said (libp2p nests the same io::Error several times).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = next {

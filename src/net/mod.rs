@@ -39,6 +39,7 @@ use crate::store::{Store, StoreError};
 pub use behaviour::{SYNC_PROTOCOL, TAKE_PROTOCOL};
 pub use codec::{BytesCodec, FrameTooLarge};
 pub use config::{NetConfig, NetTuning};
+pub use event_loop::error_chain;
 pub use handle::NetHandle;
 
 /// The two request-response protocols of the engine.

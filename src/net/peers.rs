@@ -9,7 +9,6 @@
 //! a list of dead peers would only slow every start.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use libp2p::peer_store::memory_store::MemoryStore;
 use libp2p::PeerId;
@@ -20,14 +19,6 @@ use super::discovery::{is_unspecified, plain_addrs};
 
 /// Most addresses saved per peer (the peer store keeps eight per peer too).
 const MAX_ADDRS_PER_PEER: usize = 8;
-
-/// Milliseconds since the Unix epoch, as the store records them.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// When the node last had a connection to each peer it has known.
 #[derive(Debug, Default)]
