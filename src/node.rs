@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::Multiaddr;
 use prometheus_client::registry::Registry;
@@ -154,12 +154,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         markets: market_names,
         registry: Arc::new(registry),
         token: config.api.token.clone(),
-        limits: api::ApiLimits {
-            max_body_bytes: config.api.max_body_bytes,
-            max_event_streams: config.api.max_event_streams,
-            max_connections: config.api.max_connections,
-            idle_timeout: Duration::from_secs(config.api.idle_timeout_secs),
-        },
+        limits: api::ApiLimits::from(&config.api),
         counters: Arc::default(),
     });
     let api_listener = api::BoundedListener::new(

@@ -61,13 +61,13 @@ pub struct ApiLimits {
     pub idle_timeout: std::time::Duration,
 }
 
-impl Default for ApiLimits {
-    fn default() -> Self {
+impl From<&crate::config::ApiConfig> for ApiLimits {
+    fn from(c: &crate::config::ApiConfig) -> Self {
         ApiLimits {
-            max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
-            max_event_streams: crate::config::DEFAULT_MAX_EVENT_STREAMS,
-            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
-            idle_timeout: std::time::Duration::from_secs(crate::config::DEFAULT_IDLE_TIMEOUT_SECS),
+            max_body_bytes: c.max_body_bytes,
+            max_event_streams: c.max_event_streams,
+            max_connections: c.max_connections,
+            idle_timeout: std::time::Duration::from_secs(c.idle_timeout_secs),
         }
     }
 }

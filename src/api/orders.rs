@@ -7,7 +7,7 @@
 //! field is checked and a refused request changes nothing.
 //!
 //! `POST /api/v1/orders/batch` places and cancels many orders in one request
-//! (for programs that trade a lot: one round trip, one durable write for
+//! (for programs that trade a lot: one round trip, and group commits shared by
 //! all): each item is answered on its own, as the single routes would.
 
 use std::str::FromStr;
@@ -222,7 +222,7 @@ async fn batch(
         ));
     }
     // Every command goes to the engine before any answer is awaited, so
-    // the whole batch shares the engine's group commit.
+    // the whole batch shares the engine's group commits.
     let places = body.place.into_iter().enumerate().map(|(i, v)| {
         let state = state.clone();
         async move {

@@ -47,7 +47,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, supe
             )
         })
         .await
-        .map_err(|e| super::ApiError::unavailable(e.to_string()))?;
+        .map_err(super::engine_error::gone)?;
     let listen_addrs = net
         .listen_addrs
         .into_iter()
