@@ -79,13 +79,21 @@ struct Step {
     cpu_us_per_item: f64,
 }
 
-/// The replication, take and commit histograms, summed over the nodes.
-async fn histograms(http: &reqwest::Client, nodes: &[NodeProc]) -> [Buckets; 3] {
-    let mut out: [Buckets; 3] = Default::default();
+/// Every node's `/metrics` text, read once per look.
+async fn scrape(http: &reqwest::Client, nodes: &[NodeProc]) -> Vec<String> {
+    let mut texts = Vec::new();
     for n in nodes {
-        let m = n.metrics(http).await;
+        texts.push(n.metrics(http).await);
+    }
+    texts
+}
+
+/// The replication, take and commit histograms, summed over the nodes.
+fn histograms(texts: &[String]) -> [Buckets; 3] {
+    let mut out: [Buckets; 3] = Default::default();
+    for m in texts {
         for (sum, name) in out.iter_mut().zip([REPLICATION, TAKE, COMMIT]) {
-            *sum = sum.plus(&Buckets::parse(&m, name));
+            *sum = sum.plus(&Buckets::parse(m, name));
         }
     }
     out
@@ -107,7 +115,7 @@ async fn run_rate(http: &reqwest::Client, rate: u64, secs: f64, seed: u64) -> St
             .is_some(),
         "the cluster did not agree on its first orders"
     );
-    let [repl0, take0, commit0] = histograms(http, &nodes).await;
+    let [repl0, take0, commit0] = histograms(&scrape(http, &nodes).await);
     let cpu0: Vec<f64> = nodes.iter().map(|n| n.cpu_seconds()).collect();
     let started = Instant::now();
     let tally = load::offer(http, &nodes, rate, secs, seed).await;
@@ -125,20 +133,15 @@ async fn run_rate(http: &reqwest::Client, rate: u64, secs: f64, seed: u64) -> St
         .collect();
     println!("  node1 CPU by thread: {}", threads.join(", "));
     let converged = node::converge(http, &nodes, Duration::from_secs(60)).await;
-    let [repl1, take1, commit1] = histograms(http, &nodes).await;
-    let mut counters = Vec::new();
-    for name in COUNTERS {
-        let mut total = 0.0;
-        for n in &nodes {
-            let m = n.metrics(http).await;
-            total += m
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{name} ")))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0);
-        }
-        counters.push(format!("{} {total}", name.trim_start_matches("peerbook_")));
-    }
+    let after = scrape(http, &nodes).await;
+    let [repl1, take1, commit1] = histograms(&after);
+    let counters: Vec<String> = COUNTERS
+        .iter()
+        .map(|name| {
+            let total: f64 = after.iter().filter_map(|m| hist::sample(m, name)).sum();
+            format!("{} {total}", name.trim_start_matches("peerbook_"))
+        })
+        .collect();
     println!("  counters (all nodes): {}", counters.join(", "));
     let commit = commit1.minus(&commit0);
     println!(

@@ -86,3 +86,10 @@ impl Buckets {
         Some(lower * 1000.0)
     }
 }
+
+/// The value of a sample line `name value` of Prometheus text.
+pub fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -23,7 +23,7 @@ const TICK: Duration = Duration::from_millis(10);
 /// Most batches unanswered per node.
 const MAX_IN_FLIGHT: u64 = 8;
 /// Most items per batch (the API's limit).
-const MAX_BATCH: u64 = 1_000;
+const MAX_BATCH: u64 = peerbook::api::orders::MAX_BATCH_ITEMS as u64;
 /// Orders per batch when filling a book.
 const FILL_BATCH: u64 = 500;
 /// The market's middle, in ticks of 0.01: resting bids lie below it,

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use peerbook::api::peers::Peer;
+use peerbook::api::status::Status;
 use serde::Deserialize;
 
 /// How long a node may take to come up, and a cluster to connect.
@@ -28,17 +30,6 @@ pub struct NodeProc {
     pub peer_id: String,
     dir: PathBuf,
     child: Child,
-}
-
-#[derive(Deserialize)]
-struct Status {
-    peer_id: String,
-    listen_addrs: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Peer {
-    connected: bool,
 }
 
 /// The part of `GET /api/v1/book/{market}` the benchmark needs.
@@ -161,37 +152,20 @@ impl NodeProc {
 
     /// CPU time (user + system) the process has used, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // The fields after the command name, which is in parentheses.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-        // utime and stime are fields 14 and 15 of the whole line.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        match (ticks(11), ticks(12)) {
-            (Some(u), Some(s)) if hz > 0.0 => (u + s) / hz,
-            _ => 0.0,
-        }
+        stat_cpu(&format!("/proc/{}/stat", self.child.id())).map_or(0.0, |(_, secs)| secs)
     }
 
     /// CPU time by thread name (tokio workers, the store writer, …), in
     /// seconds: where a node spends its time.
     pub fn cpu_by_thread(&self) -> Vec<(String, f64)> {
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         let mut by: Vec<(String, f64)> = Vec::new();
         let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
         for task in tasks.into_iter().flatten().flatten() {
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            let Some((head, rest)) = stat.rsplit_once(')') else {
+            let Some((name, secs)) = stat_cpu(&task.path().join("stat").to_string_lossy()) else {
                 continue;
             };
-            let name = head.split_once('(').map_or("?", |(_, n)| n);
             // Numbered threads of one pool count as one.
             let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            let secs = (t(11) + t(12)) / hz;
             match by.iter_mut().find(|(n, _)| n == name) {
                 Some(e) => e.1 += secs,
                 None => by.push((name.to_string(), secs)),
@@ -223,6 +197,22 @@ impl Drop for NodeProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A process's or thread's name and CPU time (user + system, seconds)
+/// from its `/proc/.../stat`.
+fn stat_cpu(path: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(').map_or("?", |(_, n)| n).to_string();
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) if hz > 0.0 => Some((name, (u + s) / hz)),
+        _ => None,
     }
 }
 
