@@ -119,6 +119,29 @@ pub struct Trade {
     pub ts_ms: u64,
 }
 
+impl Trade {
+    /// The trade a maker's fill of its own order states (the fill's
+    /// source is the maker).
+    pub fn of_fill(maker: libp2p::PeerId, market: &str, f: &crate::wire::FillMsg) -> Trade {
+        Trade {
+            id: TradeId {
+                maker: OrderId::new(maker, f.maker_seq),
+                fill_seq: f.fill_seq,
+            },
+            market: market.to_string(),
+            maker_side: f.maker_side,
+            price: f.price,
+            qty: f.qty,
+            taker: OrderId::new(f.taker, f.taker_seq),
+            take_n: f.take_n,
+            mseq: f.mseq,
+            maker_remaining: f.maker_remaining,
+            maker_ver: f.maker_ver,
+            ts_ms: f.ts_ms,
+        }
+    }
+}
+
 /// A take this node sent and has no answer for yet: it may or may not have
 /// been filled, so its quantity stays reserved until the maker says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

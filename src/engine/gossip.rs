@@ -169,22 +169,7 @@ impl Engine {
 
     /// A maker's fill, from gossip or sync.
     pub(super) fn apply_fill(&mut self, mkt: usize, key: u32, maker: PeerId, f: &FillMsg) -> bool {
-        let trade = Trade {
-            id: TradeId {
-                maker: OrderId::new(maker, f.maker_seq),
-                fill_seq: f.fill_seq,
-            },
-            market: self.markets[mkt].spec.name.clone(),
-            maker_side: f.maker_side,
-            price: f.price,
-            qty: f.qty,
-            taker: OrderId::new(f.taker, f.taker_seq),
-            take_n: f.take_n,
-            mseq: f.mseq,
-            maker_remaining: f.maker_remaining,
-            maker_ver: f.maker_ver,
-            ts_ms: f.ts_ms,
-        };
+        let trade = Trade::of_fill(maker, &self.markets[mkt].spec.name, f);
         if f.taker == self.me && !self.took_part(&trade) {
             // The maker names one of our orders as its taker, and we never
             // asked it to fill: no trade of ours, no take of ours in flight
@@ -337,11 +322,8 @@ impl Engine {
 
     /// Our heartbeat on a market: closes the stream so far.
     pub(super) fn push_heartbeat(&mut self, mkt: usize) {
+        let watermark = self.watermark(mkt);
         let ms = &self.mstate[mkt];
-        let watermark = ms
-            .unpublished
-            .first()
-            .map_or(self.next_seq.saturating_sub(1), |s| s.saturating_sub(1));
         let hb = Heartbeat {
             open: ms.pub_open,
             digest: ms.pub_digest.to_bytes(),

@@ -100,14 +100,16 @@ impl Engine {
         let key = self.peer_key(peer);
         let (now, rate) = (self.now, self.cfg.max_syncs_per_peer_per_sec);
         let allowed = self.peers[key as usize].syncs.take(now, rate);
-        let resp = match wire::decode::<SyncRequest>(data, MAX_MESSAGE_BYTES) {
-            _ if !allowed => {
+        // Over its rate, a peer's request is not even decoded.
+        let decoded = allowed.then(|| wire::decode::<SyncRequest>(data, MAX_MESSAGE_BYTES));
+        let resp = match decoded {
+            None => {
                 self.counters.syncs_rate_limited += 1;
                 SyncResponse::Refused(SyncRefusal::Busy)
             }
-            Err(_) => SyncResponse::Refused(SyncRefusal::BadRequest),
-            Ok(r) if r.v != WIRE_VERSION => SyncResponse::Refused(SyncRefusal::BadRequest),
-            Ok(r) => match self.by_name.get(&r.market).copied() {
+            Some(Err(_)) => SyncResponse::Refused(SyncRefusal::BadRequest),
+            Some(Ok(r)) if r.v != WIRE_VERSION => SyncResponse::Refused(SyncRefusal::BadRequest),
+            Some(Ok(r)) => match self.by_name.get(&r.market).copied() {
                 None => SyncResponse::Refused(SyncRefusal::UnknownMarket),
                 Some(mkt) => self.answer_sync(mkt, r.what),
             },
@@ -132,7 +134,7 @@ impl Engine {
             .collect()
     }
 
-    fn watermark(&self, mkt: usize) -> u64 {
+    pub(super) fn watermark(&self, mkt: usize) -> u64 {
         self.mstate[mkt]
             .unpublished
             .first()

@@ -176,9 +176,9 @@ impl Engine {
     /// Whether an order at `price` would meet any open order on the other
     /// side (post-only check).
     fn would_take(&self, mkt: usize, side: Side, price: Option<Price>) -> bool {
-        let best = self.markets[mkt].book.iter_side(side.opposite()).next();
+        let best = self.markets[mkt].book.best(side.opposite());
         match (best, price) {
-            (Some(v), Some(l)) => side.crosses(l, v.price),
+            (Some((p, _)), Some(l)) => side.crosses(l, p),
             (Some(_), None) => true,
             (None, _) => false,
         }
@@ -611,22 +611,9 @@ impl Engine {
 
     /// Record a fill of our order as taker.
     fn taker_fill(&mut self, sent: &Sent, f: &FillMsg) {
-        let trade = Trade {
-            id: TradeId {
-                maker: sent.maker,
-                fill_seq: f.fill_seq,
-            },
-            market: self.markets[sent.mkt].spec.name.clone(),
-            maker_side: f.maker_side,
-            price: f.price,
-            qty: f.qty,
-            taker: OrderId::new(self.me, sent.seq),
-            take_n: sent.n,
-            mseq: f.mseq,
-            maker_remaining: f.maker_remaining,
-            maker_ver: f.maker_ver,
-            ts_ms: f.ts_ms,
-        };
+        // `fill_matches` checked the fill names this take: its maker order,
+        // our order and the take's number.
+        let trade = Trade::of_fill(sent.maker.owner, &self.markets[sent.mkt].spec.name, f);
         self.unask(sent.mkt, sent.maker_key, sent.qty);
         let Some(own) = self.own.get_mut(&sent.seq) else {
             return;
