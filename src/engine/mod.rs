@@ -552,7 +552,7 @@ impl Engine {
         let max_seq = snap.orders.keys().next_back().copied().unwrap_or(0);
         self.next_seq = (max_seq + 1).max(snap.reserved_seq).max(1);
         let mut trades: Vec<Trade> = snap.trades.into_values().collect();
-        trades.sort_by_key(|t| (t.market.clone(), t.mseq, t.ts_ms));
+        trades.sort_by(|a, b| (&a.market, a.mseq, a.ts_ms).cmp(&(&b.market, b.mseq, b.ts_ms)));
         for t in trades {
             let Some(&mkt) = self.by_name.get(&t.market) else {
                 continue;
@@ -1078,22 +1078,19 @@ impl Engine {
 
     /// Every owner this node has heard of, with its staleness.
     pub fn owners(&self) -> Vec<OwnerInfo> {
+        // A peer's place in `peers` is its owner key.
         self.peers
             .iter()
+            .enumerate()
             .skip(1)
-            .map(|p| OwnerInfo {
+            .map(|(key, p)| OwnerInfo {
                 peer_id: p.id.to_string(),
                 stale: p.stale,
                 last_heard_ms: p.last_heard,
                 open_orders: self
                     .markets
                     .iter()
-                    .map(|r| {
-                        self.peer_keys
-                            .get(&p.id)
-                            .and_then(|k| r.owners.get(k))
-                            .map_or(0, |o| o.live.len())
-                    })
+                    .map(|r| r.owners.get(&(key as u32)).map_or(0, |o| o.live.len()))
                     .sum(),
             })
             .collect()

@@ -357,6 +357,7 @@ impl Replica {
         let mut out: Vec<Trade> = all
             .into_iter()
             .filter(|t| t.mseq >= from)
+            .take(limit.saturating_add(1))
             .cloned()
             .collect();
         let more = out.len() > limit;

@@ -14,7 +14,10 @@ pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<
     })
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    what: impl std::fmt::Display,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     cbor4ii::serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         what: what.to_string(),
         detail: e.to_string(),

@@ -90,7 +90,7 @@ impl Store {
         let mut snap = Snapshot::default();
         for entry in tx.open_table(ORDERS)?.iter()? {
             let (k, v) = entry?;
-            let o: OwnOrder = decode(&format!("own order {}", k.value()), v.value())?;
+            let o: OwnOrder = decode(format_args!("own order {}", k.value()), v.value())?;
             snap.orders.insert(o.seq, o);
         }
         for entry in tx.open_table(TRADES)?.iter()? {
@@ -101,7 +101,7 @@ impl Store {
         for entry in tx.open_table(INTENTS)?.iter()? {
             let (k, v) = entry?;
             let (seq, n) = k.value();
-            let i: TakeIntent = decode(&format!("take intent {seq}/{n}"), v.value())?;
+            let i: TakeIntent = decode(format_args!("take intent {seq}/{n}"), v.value())?;
             snap.intents.insert((seq, n), i);
         }
         snap.reserved_seq = tx
