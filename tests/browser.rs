@@ -5,8 +5,8 @@
 //! a refused order shows the node's error in place; a node that needs a
 //! token gets it from the page and then streams.
 //!
-//! chromedriver is required: without it these tests fail and say how to
-//! install it (`.ci/run` does), they do not skip.
+//! chromedriver is required: without it these tests fail and name the
+//! command that installs it (`scripts/test`), they do not skip.
 
 mod common;
 
@@ -54,8 +54,8 @@ async fn start_driver() -> Driver {
     let Some(exe) = find_on_path("chromedriver") else {
         panic!(
             "chromedriver is not installed, and the browser tests need it with chromium.\n\
-             On Debian/Ubuntu: sudo apt-get install -y chromium chromium-driver\n\
-             (.ci/run installs them before it runs the tests)"
+             Run the whole suite with `scripts/test` (as root it installs them), or\n\
+             install them yourself: sudo apt-get install -y chromium chromium-driver"
         );
     };
     let port = TcpListener::bind("127.0.0.1:0")
