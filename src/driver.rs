@@ -17,7 +17,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use libp2p::gossipsub::MessageId;
 use libp2p::PeerId;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
@@ -27,11 +26,11 @@ use tokio::time::Instant;
 
 use crate::engine::Snapshot;
 use crate::engine::{
-    Action, Command, CommandId, Engine, EngineConfig, EngineError, Event, Input, Op, OrderInfo,
-    Proto, RequestFailure, Verdict,
+    Action, Command, CommandId, Engine, EngineConfig, EngineError, Event, Input, NetAction,
+    NetInput, Op, OrderInfo, Proto, RequestTag,
 };
 use crate::market::MarketSpec;
-use crate::net::{Acceptance, InboundId, NetEvent, NetHandle, Protocol, RequestError};
+use crate::net::NetHandle;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 
@@ -183,7 +182,7 @@ pub fn spawn(
     parts: EngineParts,
     store: Store,
     net: NetHandle,
-    net_events: mpsc::Receiver<NetEvent>,
+    net_events: mpsc::Receiver<NetInput>,
     latency: Latency,
     shutdown: Shutdown,
 ) -> Result<(EngineHandle, JoinHandle<()>), LoadError> {
@@ -224,7 +223,7 @@ struct Driver {
     engine: Engine,
     parts: EngineParts,
     net: NetHandle,
-    net_events: mpsc::Receiver<NetEvent>,
+    net_events: mpsc::Receiver<NetInput>,
     api: mpsc::Receiver<ApiRequest>,
     writes: WriteTx,
     persisted: DoneRx,
@@ -239,7 +238,7 @@ struct Driver {
     fresh_tickets: u64,
     latency: Latency,
     /// When each take request in flight left, by tag.
-    takes_sent: HashMap<u64, Instant>,
+    takes_sent: HashMap<RequestTag, Instant>,
 }
 
 impl Driver {
@@ -305,70 +304,27 @@ impl Driver {
         at
     }
 
-    fn on_net(&mut self, ev: NetEvent) {
-        let input = match ev {
-            NetEvent::Gossip {
-                propagation_source,
-                source,
-                message_id,
-                topic,
-                data,
-            } => Input::Gossip {
-                source,
-                propagation_source,
-                message_id: message_id.0,
-                topic,
-                data,
-            },
-            NetEvent::Request {
-                peer,
-                protocol,
-                id,
-                data,
-            } => Input::Request {
-                peer,
-                proto: match protocol {
-                    Protocol::Take => Proto::Take,
-                    Protocol::Sync => Proto::Sync,
-                },
-                req: id.0,
-                data,
-            },
-            NetEvent::Response { tag, result } => {
-                if let Some(sent) = self.takes_sent.remove(&tag) {
+    fn on_net(&mut self, input: NetInput) {
+        match &input {
+            NetInput::Response { tag, result } => {
+                if let Some(sent) = self.takes_sent.remove(tag) {
                     if result.is_ok() {
                         self.latency
                             .take_round_trip
                             .observe(sent.elapsed().as_secs_f64());
                     }
                 }
-                Input::Response {
-                    tag,
-                    result: result.map_err(|e| match e {
-                        // The request never left: nothing can have happened.
-                        RequestError::DialFailure | RequestError::UnsupportedProtocols => {
-                            RequestFailure::NotSent
-                        }
-                        _ => RequestFailure::Lost,
-                    }),
-                }
             }
-            NetEvent::PeerConnected { peer } => {
+            NetInput::PeerConnected(peer) | NetInput::PeerDisconnected(peer) => {
+                let connected = matches!(input, NetInput::PeerConnected(_));
                 let _ = self.events.send(Event::Peer {
-                    peer,
-                    connected: true,
+                    peer: *peer,
+                    connected,
                 });
-                Input::PeerConnected(peer)
             }
-            NetEvent::PeerDisconnected { peer } => {
-                let _ = self.events.send(Event::Peer {
-                    peer,
-                    connected: false,
-                });
-                Input::PeerDisconnected(peer)
-            }
-        };
-        self.engine.handle(input, now_ms());
+            _ => {}
+        }
+        self.engine.handle(input.into(), now_ms());
     }
 
     fn on_api(&mut self, req: ApiRequest) {
@@ -413,37 +369,17 @@ impl Driver {
         }
         while let Some(action) = self.engine.poll_action() {
             match action {
-                Action::Publish { topic, data } => self.net.publish(topic, data).await,
-                Action::Validate {
-                    message_id,
-                    propagation_source,
-                    verdict,
-                } => {
-                    let acceptance = match verdict {
-                        Verdict::Accept => Acceptance::Accept,
-                        Verdict::Reject => Acceptance::Reject,
-                        Verdict::Ignore => Acceptance::Ignore,
-                    };
-                    self.net
-                        .report_validation(MessageId(message_id), propagation_source, acceptance)
-                        .await;
+                Action::Net(action) => {
+                    if let NetAction::Request {
+                        proto: Proto::Take,
+                        tag,
+                        ..
+                    } = &action
+                    {
+                        self.takes_sent.insert(*tag, Instant::now());
+                    }
+                    self.net.carry_out(action).await;
                 }
-                Action::Request {
-                    peer,
-                    proto,
-                    tag,
-                    data,
-                } => {
-                    let protocol = match proto {
-                        Proto::Take => {
-                            self.takes_sent.insert(tag, Instant::now());
-                            Protocol::Take
-                        }
-                        Proto::Sync => Protocol::Sync,
-                    };
-                    self.net.request(peer, protocol, tag, data).await;
-                }
-                Action::Respond { req, data } => self.net.respond(InboundId(req), data).await,
                 Action::Persist { ticket, ops } => {
                     if self.writes.send(ToWriter::Write(ticket, ops)).is_err() {
                         let error = "the store writer stopped".to_string();
@@ -514,7 +450,7 @@ impl Driver {
         self.fresh_tickets = self.engine.continue_numbering(&old);
         for p in self.net.peers().await.into_iter().filter(|p| p.connected) {
             self.engine
-                .handle(Input::PeerConnected(p.peer_id), now_ms());
+                .handle(NetInput::PeerConnected(p.peer_id).into(), now_ms());
         }
     }
 }

@@ -10,7 +10,7 @@ use common::{eventually, DEADLINE};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use peerbook::net::{
-    self, gossip, Acceptance, NetConfig, NetEvent, NetHandle, Protocol, RequestError,
+    self, gossip, NetConfig, NetHandle, NetInput, Proto, RequestFailure, RequestTag, Verdict,
 };
 use peerbook::store::Store;
 use prometheus_client::registry::Registry;
@@ -23,7 +23,7 @@ const TOPIC: &str = "peerbook/test/market/X";
 struct Instance {
     handle: NetHandle,
     registry: Registry,
-    events: Option<mpsc::Receiver<NetEvent>>,
+    events: Option<mpsc::Receiver<NetInput>>,
     task: JoinHandle<()>,
     addr: Multiaddr,
     _dir: TempDir,
@@ -45,7 +45,7 @@ impl Instance {
             .unwrap_or(0.0)
     }
 
-    fn take_events(&mut self) -> mpsc::Receiver<NetEvent> {
+    fn take_events(&mut self) -> mpsc::Receiver<NetInput> {
         self.events.take().expect("events taken once")
     }
 
@@ -99,14 +99,14 @@ async fn connect(from: &Instance, to: &Instance) {
 
 /// Report `verdict` for every gossip message and pass (source, data) on.
 fn judge(
-    mut events: mpsc::Receiver<NetEvent>,
+    mut events: mpsc::Receiver<NetInput>,
     handle: NetHandle,
-    verdict: Acceptance,
+    verdict: Verdict,
 ) -> mpsc::UnboundedReceiver<(PeerId, String, Vec<u8>)> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            if let NetEvent::Gossip {
+            if let NetInput::Gossip {
                 propagation_source,
                 source,
                 message_id,
@@ -133,9 +133,9 @@ async fn gossip_published_on_one_node_reaches_every_other_node_with_its_author()
     connect(&b, &a).await;
     connect(&c, &b).await;
 
-    let _a_gossip = judge(a.take_events(), a.handle.clone(), Acceptance::Accept);
-    let mut at_b = judge(b.take_events(), b.handle.clone(), Acceptance::Accept);
-    let mut at_c = judge(c.take_events(), c.handle.clone(), Acceptance::Accept);
+    let _a_gossip = judge(a.take_events(), a.handle.clone(), Verdict::Accept);
+    let mut at_b = judge(b.take_events(), b.handle.clone(), Verdict::Accept);
+    let mut at_c = judge(c.take_events(), c.handle.clone(), Verdict::Accept);
 
     // Publish until both have received something: the first publications may
     // go out before the subscriptions have been exchanged.
@@ -177,8 +177,8 @@ async fn a_peer_whose_gossip_keeps_being_rejected_is_graylisted() {
     let mut a = start(|_| {}).await;
     let mut b = start(|_| {}).await;
     connect(&b, &a).await;
-    let _a_gossip = judge(a.take_events(), a.handle.clone(), Acceptance::Accept);
-    let mut rejected = judge(b.take_events(), b.handle.clone(), Acceptance::Reject);
+    let _a_gossip = judge(a.take_events(), a.handle.clone(), Verdict::Accept);
+    let mut rejected = judge(b.take_events(), b.handle.clone(), Verdict::Reject);
 
     let a_id = a.id();
     let graylist = gossip::thresholds().graylist_threshold;
@@ -227,16 +227,16 @@ async fn a_request_gets_its_response_under_the_requesters_tag() {
     let a_id = a.id();
     tokio::spawn(async move {
         while let Some(event) = b_events.recv().await {
-            if let NetEvent::Request {
+            if let NetInput::Request {
                 peer,
-                protocol,
+                proto,
                 id,
                 mut data,
             } = event
             {
                 assert_eq!(peer, a_id);
                 data.reverse();
-                data.extend_from_slice(if protocol == Protocol::Take {
+                data.extend_from_slice(if proto == Proto::Take {
                     b"/take"
                 } else {
                     b"/sync"
@@ -248,18 +248,18 @@ async fn a_request_gets_its_response_under_the_requesters_tag() {
 
     let mut a_events = a.take_events();
     a.handle
-        .request(b.id(), Protocol::Take, 7, b"abc".to_vec())
+        .request(b.id(), Proto::Take, RequestTag(7), b"abc".to_vec())
         .await;
     a.handle
-        .request(b.id(), Protocol::Sync, 8, b"xyz".to_vec())
+        .request(b.id(), Proto::Sync, RequestTag(8), b"xyz".to_vec())
         .await;
     // Larger than B accepts: B refuses it before reading it.
     a.handle
-        .request(b.id(), Protocol::Take, 9, vec![0; 4096])
+        .request(b.id(), Proto::Take, RequestTag(9), vec![0; 4096])
         .await;
     // Larger than A may send at all: refused at once.
     a.handle
-        .request(b.id(), Protocol::Take, 10, vec![0; 100 * 1024])
+        .request(b.id(), Proto::Take, RequestTag(10), vec![0; 100 * 1024])
         .await;
 
     let mut responses = std::collections::BTreeMap::new();
@@ -270,14 +270,18 @@ async fn a_request_gets_its_response_under_the_requesters_tag() {
             "responses so far: {responses:?}"
         );
         let event = tokio::time::timeout(Duration::from_secs(1), a_events.recv()).await;
-        if let Ok(Some(NetEvent::Response { tag, result })) = event {
+        if let Ok(Some(NetInput::Response { tag, result })) = event {
             responses.insert(tag, result);
         }
     }
-    assert_eq!(responses[&7], Ok(b"cba/take".to_vec()));
-    assert_eq!(responses[&8], Ok(b"zyx/sync".to_vec()));
-    assert!(responses[&9].is_err(), "{:?}", responses[&9]);
-    assert_eq!(responses[&10], Err(RequestError::TooLarge));
+    assert_eq!(responses[&RequestTag(7)], Ok(b"cba/take".to_vec()));
+    assert_eq!(responses[&RequestTag(8)], Ok(b"zyx/sync".to_vec()));
+    assert!(
+        responses[&RequestTag(9)].is_err(),
+        "{:?}",
+        responses[&RequestTag(9)]
+    );
+    assert_eq!(responses[&RequestTag(10)], Err(RequestFailure::TooLarge));
     a.stop().await;
     b.stop().await;
 }
@@ -291,7 +295,7 @@ async fn an_engine_that_does_not_read_never_blocks_the_network_and_excess_gossip
     })
     .await;
     connect(&a, &b).await;
-    let _a_gossip = judge(a.take_events(), a.handle.clone(), Acceptance::Accept);
+    let _a_gossip = judge(a.take_events(), a.handle.clone(), Verdict::Accept);
     // B's engine is stuck: it holds the receiver and never reads it.
     let mut b_events = b.take_events();
 
@@ -322,7 +326,7 @@ async fn an_engine_that_does_not_read_never_blocks_the_network_and_excess_gossip
     while let Ok(Some(event)) =
         tokio::time::timeout(Duration::from_millis(500), b_events.recv()).await
     {
-        if let NetEvent::Gossip { data, .. } = event {
+        if let NetInput::Gossip { data, .. } = event {
             assert!(data.starts_with(b"flood "));
             kept += 1;
         }

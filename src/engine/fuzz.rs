@@ -76,7 +76,7 @@ impl Target {
         );
         let peers = [peer(2), peer(3)];
         for p in peers {
-            engine.handle(Input::PeerConnected(p), now);
+            engine.handle(NetInput::PeerConnected(p).into(), now);
         }
         let mut t = Target {
             engine,
@@ -158,38 +158,46 @@ impl Target {
             let from = self.peers[usize::from(who & 1)];
             let topic = self.engine.markets[0].topic.clone();
             match op % 8 {
-                0 => self.input(Input::Gossip {
-                    source: from,
-                    propagation_source: from,
-                    message_id: payload.iter().take(8).copied().collect(),
-                    topic,
-                    data: payload.to_vec(),
-                }),
+                0 => self.input(
+                    NetInput::Gossip {
+                        source: from,
+                        propagation_source: from,
+                        message_id: libp2p::gossipsub::MessageId(
+                            payload.iter().take(8).copied().collect(),
+                        ),
+                        topic,
+                        data: payload.to_vec(),
+                    }
+                    .into(),
+                ),
                 1 | 2 => {
-                    let req = self.next_req;
+                    let id = InboundId(self.next_req);
                     self.next_req += 1;
                     let proto = if op % 8 == 1 {
                         Proto::Take
                     } else {
                         Proto::Sync
                     };
-                    self.input(Input::Request {
-                        peer: from,
-                        proto,
-                        req,
-                        data: payload.to_vec(),
-                    })
+                    self.input(
+                        NetInput::Request {
+                            peer: from,
+                            proto,
+                            id,
+                            data: payload.to_vec(),
+                        }
+                        .into(),
+                    )
                 }
                 3 => {
                     // An answer (or a failure) to one of our own requests.
                     let tag = self.engine.pending.keys().nth(usize::from(who)).copied();
                     if let Some(tag) = tag {
                         let result = match payload.first() {
-                            Some(0) => Err(RequestFailure::Lost),
-                            Some(1) => Err(RequestFailure::NotSent),
+                            Some(0) => Err(RequestFailure::Timeout),
+                            Some(1) => Err(RequestFailure::DialFailure),
                             _ => Ok(payload.to_vec()),
                         };
-                        self.input(Input::Response { tag, result });
+                        self.input(NetInput::Response { tag, result }.into());
                     }
                 }
                 4 => {
@@ -226,11 +234,11 @@ impl Target {
                 }
                 _ => {
                     let ev = if who & 2 == 0 {
-                        Input::PeerDisconnected(from)
+                        NetInput::PeerDisconnected(from)
                     } else {
-                        Input::PeerConnected(from)
+                        NetInput::PeerConnected(from)
                     };
-                    self.input(ev)
+                    self.input(ev.into())
                 }
             }
         }

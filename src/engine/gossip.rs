@@ -306,10 +306,13 @@ impl Engine {
             items,
         };
         self.counters.gossip_sent += 1;
-        self.actions.push_back(Action::Publish {
-            topic: self.markets[mkt].topic.clone(),
-            data: wire::encode(&g),
-        });
+        self.actions.push_back(
+            NetAction::Publish {
+                topic: self.markets[mkt].topic.clone(),
+                data: wire::encode(&g),
+            }
+            .into(),
+        );
     }
 
     pub(super) fn flush_due(&mut self) {

@@ -11,20 +11,23 @@ use super::*;
 use crate::wire::{self, FillMsg, Refusal, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION};
 
 impl Engine {
-    pub(super) fn on_take_request(&mut self, peer: PeerId, req: u64, data: &[u8]) {
-        match self.serve_take(peer, req, data) {
+    pub(super) fn on_take_request(&mut self, peer: PeerId, id: InboundId, data: &[u8]) {
+        match self.serve_take(peer, id, data) {
             Ok(()) => {}
             Err(r) => {
                 self.counters.takes_refused_as_maker += 1;
-                self.actions.push_back(Action::Respond {
-                    req,
-                    data: wire::encode(&TakeResponse::Refused(r)),
-                });
+                self.actions.push_back(
+                    NetAction::Respond {
+                        id,
+                        data: wire::encode(&TakeResponse::Refused(r)),
+                    }
+                    .into(),
+                );
             }
         }
     }
 
-    fn serve_take(&mut self, peer: PeerId, req: u64, data: &[u8]) -> Result<(), Refusal> {
+    fn serve_take(&mut self, peer: PeerId, id: InboundId, data: &[u8]) -> Result<(), Refusal> {
         let t: TakeRequest =
             wire::decode(data, MAX_MESSAGE_BYTES).map_err(|_| Refusal::BadRequest)?;
         if t.v != WIRE_VERSION {
@@ -61,7 +64,8 @@ impl Engine {
             if self.held_trade(&tid) {
                 return Err(Refusal::Busy);
             }
-            self.actions.push_back(Action::Respond { req, data });
+            self.actions
+                .push_back(NetAction::Respond { id, data }.into());
             return Ok(());
         }
         let (side, limit, qty) = match t.kind {
@@ -75,10 +79,13 @@ impl Engine {
                 if let Some(h) = self.holds.remove(&take) {
                     self.drop_hold(&h);
                 }
-                self.actions.push_back(Action::Respond {
-                    req,
-                    data: wire::encode(&TakeResponse::Released),
-                });
+                self.actions.push_back(
+                    NetAction::Respond {
+                        id,
+                        data: wire::encode(&TakeResponse::Released),
+                    }
+                    .into(),
+                );
                 return Ok(());
             }
             TakeKind::Commit => {
@@ -98,7 +105,7 @@ impl Engine {
                 if q.is_zero() {
                     return Err(Refusal::NoQuantity);
                 }
-                self.maker_fill(mkt, h.seq, take, q, req, key);
+                self.maker_fill(mkt, h.seq, take, q, id, key);
                 return Ok(());
             }
             TakeKind::Fill { side, limit, qty } | TakeKind::Hold { side, limit, qty } => {
@@ -131,19 +138,19 @@ impl Engine {
             return Err(Refusal::Price);
         }
         if matches!(t.kind, TakeKind::Hold { .. }) {
-            return self.grant_hold(take, t.maker_seq, qty, req, key);
+            return self.grant_hold(take, t.maker_seq, qty, id, key);
         }
         let q = qty.min(own.free());
         if q.is_zero() {
             return Err(Refusal::NoQuantity);
         }
-        self.maker_fill(mkt, t.maker_seq, take, q, req, key);
+        self.maker_fill(mkt, t.maker_seq, take, q, id, key);
         Ok(())
     }
 
-    /// Fill `q` of our order `seq` for `take`, answering request `req` once
+    /// Fill `q` of our order `seq` for `take`, answering request `id` once
     /// the fill is durable.
-    fn maker_fill(&mut self, mkt: usize, seq: u64, take: TakeId, q: Qty, req: u64, peer: u32) {
+    fn maker_fill(&mut self, mkt: usize, seq: u64, take: TakeId, q: Qty, id: InboundId, peer: u32) {
         let now = self.now;
         let ms = &mut self.mstate[mkt];
         ms.mseq += 1;
@@ -188,7 +195,7 @@ impl Engine {
             p.open_takes += 1;
         }
         self.tx_held.push(Held::TakeAnswer {
-            req,
+            id,
             peer,
             ok: wire::encode(&TakeResponse::Filled(fill.clone())),
             fail: wire::encode(&TakeResponse::Refused(Refusal::Storage)),
@@ -209,7 +216,7 @@ impl Engine {
         take: TakeId,
         seq: u64,
         qty: Qty,
-        req: u64,
+        id: InboundId,
         peer: u32,
     ) -> Result<(), Refusal> {
         let q = match self.holds.get(&take) {
@@ -237,10 +244,13 @@ impl Engine {
                 q
             }
         };
-        self.actions.push_back(Action::Respond {
-            req,
-            data: wire::encode(&TakeResponse::Held { qty: q }),
-        });
+        self.actions.push_back(
+            NetAction::Respond {
+                id,
+                data: wire::encode(&TakeResponse::Held { qty: q }),
+            }
+            .into(),
+        );
         Ok(())
     }
 

@@ -20,6 +20,7 @@ mod durable;
 pub mod fuzz;
 mod gossip;
 mod ids;
+mod io;
 mod maker;
 mod replica;
 pub mod sim;
@@ -30,12 +31,15 @@ mod views;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use libp2p::PeerId;
-use rust_decimal::Decimal;
 
 pub use config::EngineConfig;
 pub use digest::Digest;
 pub use durable::{Op, OrderKind, OrderStatus, OwnOrder, Snapshot, TakeIntent, Tif, Trade};
 pub use ids::{BadId, OrderId, TakeId, TradeId};
+pub use io::{
+    Action, Command, CommandId, EngineError, Event, InboundId, Input, NetAction, NetInput,
+    PlaceOrder, Proto, RequestFailure, RequestTag, Verdict,
+};
 pub use views::{BookInfo, Counters, MarketInfo, OrderInfo, OwnerInfo, TradeInfo};
 
 use crate::book::OrderKey;
@@ -53,164 +57,6 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// Largest sync answer the engine decodes.
 pub const MAX_SYNC_BYTES: usize = 16 << 20;
 
-/// The driver's handle on a command, echoed in its `Reply`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CommandId(pub u64);
-
-/// A new order, as the API or CLI gives it (decimals; checked here).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlaceOrder {
-    pub market: String,
-    pub side: Side,
-    pub kind: OrderKind,
-    pub price: Option<Decimal>,
-    pub quantity: Decimal,
-    pub tif: Tif,
-    pub client_id: Option<String>,
-}
-
-/// What a user asks of its node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    Place(PlaceOrder),
-    Cancel { id: String },
-}
-
-/// Why a command was refused. Each maps to one HTTP status.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    #[error("unknown market {0:?}")]
-    UnknownMarket(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("order {0} not found")]
-    NotFound(String),
-    #[error("order {0} belongs to another node; only its owner may cancel it")]
-    NotOwner(String),
-    #[error("order {0} is already {1}")]
-    AlreadyDone(String, &'static str),
-    #[error("cannot make the change durable: {0}")]
-    Storage(String),
-}
-
-/// Which request-response protocol a request travels on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Proto {
-    Take,
-    Sync,
-}
-
-/// The engine's verdict on a gossip message, for gossipsub.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Valid: apply and forward.
-    Accept,
-    /// Invalid: drop and penalise the peer that sent it.
-    Reject,
-    /// Not for us (a newer version, our own echo): drop quietly.
-    Ignore,
-}
-
-/// How a request failed, as far as the requester can tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RequestFailure {
-    /// It never reached the peer (dial failure, protocol not supported).
-    NotSent,
-    /// It may or may not have been processed (timeout, connection lost).
-    Lost,
-}
-
-/// Something that happened to the node.
-#[derive(Clone, Debug)]
-pub enum Input {
-    Command {
-        id: CommandId,
-        cmd: Command,
-    },
-    Gossip {
-        source: PeerId,
-        propagation_source: PeerId,
-        message_id: Vec<u8>,
-        topic: String,
-        data: Vec<u8>,
-    },
-    Request {
-        peer: PeerId,
-        proto: Proto,
-        req: u64,
-        data: Vec<u8>,
-    },
-    Response {
-        tag: u64,
-        result: Result<Vec<u8>, RequestFailure>,
-    },
-    PeerConnected(PeerId),
-    PeerDisconnected(PeerId),
-    Persisted {
-        ticket: u64,
-    },
-    PersistFailed {
-        ticket: u64,
-        error: String,
-    },
-    Tick,
-}
-
-/// Something the driver must do.
-#[derive(Clone, Debug)]
-pub enum Action {
-    Publish {
-        topic: String,
-        data: Vec<u8>,
-    },
-    Validate {
-        message_id: Vec<u8>,
-        propagation_source: PeerId,
-        verdict: Verdict,
-    },
-    Request {
-        peer: PeerId,
-        proto: Proto,
-        tag: u64,
-        data: Vec<u8>,
-    },
-    Respond {
-        req: u64,
-        data: Vec<u8>,
-    },
-    /// Make these writes durable, then answer `Input::Persisted`.
-    Persist {
-        ticket: u64,
-        ops: Vec<Op>,
-    },
-    Reply {
-        id: CommandId,
-        result: Result<OrderInfo, EngineError>,
-    },
-    Event(Event),
-}
-
-/// A change worth telling the user about (server-sent events).
-#[derive(Clone, Debug)]
-pub enum Event {
-    Order(OrderInfo),
-    Trade(TradeInfo),
-    Owner {
-        peer: PeerId,
-        stale: bool,
-    },
-    Book {
-        market: String,
-    },
-    /// A connection to a peer opened or closed. The driver sends it (the
-    /// engine does not see connections come and go), so clients of the
-    /// event stream see every change, even one shorter than a poll.
-    Peer {
-        peer: PeerId,
-        connected: bool,
-    },
-}
-
 /// An effect held back until the writes it depends on are durable.
 #[derive(Clone, Debug)]
 enum Held {
@@ -220,7 +66,7 @@ enum Held {
     /// The answer to a take from peer `peer`, and what to answer instead if
     /// the write fails.
     TakeAnswer {
-        req: u64,
+        id: InboundId,
         peer: u32,
         ok: Vec<u8>,
         fail: Vec<u8>,
@@ -445,7 +291,7 @@ pub struct Engine {
     holds: HashMap<TakeId, Hold>,
     dead_takes: HashSet<TakeId>,
     dead_order: VecDeque<TakeId>,
-    pending: BTreeMap<u64, Pending>,
+    pending: BTreeMap<RequestTag, Pending>,
     /// Quantity asked of each maker order and not answered (in flight or
     /// in doubt), so two orders of ours never ask for the same lots.
     asked: HashMap<(usize, OrderKey), Qty>,
@@ -679,48 +525,7 @@ impl Engine {
                 Command::Place(p) => self.place(id, p),
                 Command::Cancel { id: order } => self.cancel(id, &order),
             },
-            Input::Gossip {
-                source,
-                propagation_source,
-                message_id,
-                topic,
-                data,
-            } => {
-                let verdict = self.on_gossip(source, &topic, &data);
-                match verdict {
-                    Verdict::Accept => {}
-                    Verdict::Reject => self.counters.gossip_rejected += 1,
-                    Verdict::Ignore => self.counters.gossip_ignored += 1,
-                }
-                self.actions.push_back(Action::Validate {
-                    message_id,
-                    propagation_source,
-                    verdict,
-                });
-            }
-            Input::Request {
-                peer,
-                proto,
-                req,
-                data,
-            } => match proto {
-                Proto::Take => self.on_take_request(peer, req, &data),
-                Proto::Sync => self.on_sync_request(peer, req, &data),
-            },
-            Input::Response { tag, result } => match self.pending.remove(&tag) {
-                Some(Pending::Take(sent)) => self.on_take_response(sent, result),
-                Some(Pending::Sync { mkt, peer, what }) => {
-                    self.on_sync_response(mkt, peer, what, result)
-                }
-                None => {}
-            },
-            Input::PeerConnected(peer) => self.on_connected(peer),
-            Input::PeerDisconnected(peer) => {
-                self.connected.remove(&peer);
-                if let Some(&k) = self.peer_keys.get(&peer) {
-                    self.peers[k as usize].connected = false;
-                }
-            }
+            Input::Net(net) => self.on_net(net),
             Input::Persisted { ticket } => {
                 if let Some(held) = self.held.remove(&ticket) {
                     for h in held {
@@ -737,6 +542,56 @@ impl Engine {
         }
         self.flush_due();
         self.commit_tx();
+    }
+
+    fn on_net(&mut self, input: NetInput) {
+        match input {
+            NetInput::Gossip {
+                source,
+                propagation_source,
+                message_id,
+                topic,
+                data,
+            } => {
+                let verdict = self.on_gossip(source, &topic, &data);
+                match verdict {
+                    Verdict::Accept => {}
+                    Verdict::Reject => self.counters.gossip_rejected += 1,
+                    Verdict::Ignore => self.counters.gossip_ignored += 1,
+                }
+                self.actions.push_back(
+                    NetAction::Validate {
+                        message_id,
+                        propagation_source,
+                        verdict,
+                    }
+                    .into(),
+                );
+            }
+            NetInput::Request {
+                peer,
+                proto,
+                id,
+                data,
+            } => match proto {
+                Proto::Take => self.on_take_request(peer, id, &data),
+                Proto::Sync => self.on_sync_request(peer, id, &data),
+            },
+            NetInput::Response { tag, result } => match self.pending.remove(&tag) {
+                Some(Pending::Take(sent)) => self.on_take_response(sent, result),
+                Some(Pending::Sync { mkt, peer, what }) => {
+                    self.on_sync_response(mkt, peer, what, result)
+                }
+                None => {}
+            },
+            NetInput::PeerConnected(peer) => self.on_connected(peer),
+            NetInput::PeerDisconnected(peer) => {
+                self.connected.remove(&peer);
+                if let Some(&k) = self.peer_keys.get(&peer) {
+                    self.peers[k as usize].connected = false;
+                }
+            }
+        }
     }
 
     /// The next thing the driver must do, if any.
@@ -813,9 +668,10 @@ impl Engine {
     fn release(&mut self, h: Held) {
         match h {
             Held::Act(a) => self.actions.push_back(a),
-            Held::TakeAnswer { req, peer, ok, .. } => {
+            Held::TakeAnswer { id, peer, ok, .. } => {
                 self.take_done(peer);
-                self.actions.push_back(Action::Respond { req, data: ok })
+                self.actions
+                    .push_back(NetAction::Respond { id, data: ok }.into())
             }
             Held::Gossip(mkt, item) => self.stream(mkt, item),
         }
@@ -834,11 +690,10 @@ impl Engine {
                         id,
                         result: Err(EngineError::Storage(error.clone())),
                     }),
-                    Held::TakeAnswer {
-                        req, peer, fail, ..
-                    } => {
+                    Held::TakeAnswer { id, peer, fail, .. } => {
                         self.take_done(peer);
-                        self.actions.push_back(Action::Respond { req, data: fail })
+                        self.actions
+                            .push_back(NetAction::Respond { id, data: fail }.into())
                     }
                     _ => {}
                 }
@@ -922,10 +777,10 @@ impl Engine {
         self.start_book_syncs();
     }
 
-    fn next_tag(&mut self) -> u64 {
+    fn next_tag(&mut self) -> RequestTag {
         let t = self.next_tag;
         self.next_tag += 1;
-        t
+        RequestTag(t)
     }
 
     // ------------------------------------------------------------ timers

@@ -95,13 +95,13 @@ enum Ev {
         from: usize,
         from_epoch: u64,
         proto: Proto,
-        tag: u64,
+        tag: RequestTag,
         data: Vec<u8>,
     },
     Response {
         to: usize,
         epoch: u64,
-        tag: u64,
+        tag: RequestTag,
         result: Result<Vec<u8>, RequestFailure>,
     },
     Commit {
@@ -126,9 +126,9 @@ pub struct SimNode {
     last_commit: Millis,
     seen: HashSet<[u8; 32]>,
     validating: HashMap<Vec<u8>, (String, Vec<u8>, PeerId)>,
-    inbound: HashMap<u64, (usize, u64, u64)>,
+    inbound: HashMap<InboundId, (usize, u64, RequestTag)>,
     next_req: u64,
-    open_tags: HashSet<u64>,
+    open_tags: HashSet<RequestTag>,
     tick_at: Option<Millis>,
 }
 
@@ -268,8 +268,8 @@ impl Sim {
         }
         if self.is_up(a) && self.is_up(b) {
             let (pa, pb) = (self.nodes[a].id, self.nodes[b].id);
-            self.input(a, Input::PeerConnected(pb));
-            self.input(b, Input::PeerConnected(pa));
+            self.input(a, NetInput::PeerConnected(pb).into());
+            self.input(b, NetInput::PeerConnected(pa).into());
         }
     }
 
@@ -280,8 +280,8 @@ impl Sim {
         }
         if self.is_up(a) && self.is_up(b) {
             let (pa, pb) = (self.nodes[a].id, self.nodes[b].id);
-            self.input(a, Input::PeerDisconnected(pb));
-            self.input(b, Input::PeerDisconnected(pa));
+            self.input(a, NetInput::PeerDisconnected(pb).into());
+            self.input(b, NetInput::PeerDisconnected(pa).into());
         }
     }
 
@@ -300,7 +300,7 @@ impl Sim {
         let pid = n.id;
         for b in 0..self.nodes.len() {
             if b != i && self.linked(i, b) && self.is_up(b) {
-                self.input(b, Input::PeerDisconnected(pid));
+                self.input(b, NetInput::PeerDisconnected(pid).into());
             }
         }
     }
@@ -324,8 +324,8 @@ impl Sim {
         for b in 0..self.nodes.len() {
             if b != i && self.linked(i, b) && self.is_up(b) {
                 let (pa, pb) = (self.nodes[i].id, self.nodes[b].id);
-                self.input(i, Input::PeerConnected(pb));
-                self.input(b, Input::PeerConnected(pa));
+                self.input(i, NetInput::PeerConnected(pb).into());
+                self.input(b, NetInput::PeerConnected(pa).into());
             }
         }
     }
@@ -382,7 +382,34 @@ impl Sim {
 
     fn act(&mut self, i: usize, a: Action) {
         match a {
-            Action::Publish { topic, data } => {
+            Action::Net(n) => self.act_net(i, n),
+            Action::Persist { ticket, ops } => {
+                // Group commit, as the driver's store writer does: a batch
+                // issued while a commit is pending completes with it.
+                let d = self.rng.range(0, self.net.max_commit);
+                let at = self.nodes[i].last_commit.max(self.now + d);
+                self.nodes[i].last_commit = at;
+                let epoch = self.nodes[i].epoch;
+                self.schedule(
+                    at,
+                    Ev::Commit {
+                        node: i,
+                        epoch,
+                        ticket,
+                        ops,
+                    },
+                );
+            }
+            Action::Reply { id, result } => {
+                self.replies.insert(id.0, result);
+            }
+            Action::Event(_) => {}
+        }
+    }
+
+    fn act_net(&mut self, i: usize, a: NetAction) {
+        match a {
+            NetAction::Publish { topic, data } => {
                 // Like the node's gossipsub: the id hashes the signed source
                 // and the data, so equal bytes from two publishers differ.
                 let source = self.nodes[i].id;
@@ -390,11 +417,12 @@ impl Sim {
                 self.nodes[i].seen.insert(msg_id);
                 self.send_gossip(i, source, msg_id, topic, data, None);
             }
-            Action::Validate {
+            NetAction::Validate {
                 message_id,
                 verdict,
                 ..
             } => {
+                let message_id = message_id.0;
                 let Some((topic, data, source)) = self.nodes[i].validating.remove(&message_id)
                 else {
                     return;
@@ -409,7 +437,7 @@ impl Sim {
                     Verdict::Ignore => {}
                 }
             }
-            Action::Request {
+            NetAction::Request {
                 peer,
                 proto,
                 tag,
@@ -443,7 +471,7 @@ impl Sim {
                                 to: i,
                                 epoch,
                                 tag,
-                                result: Err(RequestFailure::Lost),
+                                result: Err(RequestFailure::Timeout),
                             },
                         );
                     }
@@ -453,13 +481,13 @@ impl Sim {
                             to: i,
                             epoch,
                             tag,
-                            result: Err(RequestFailure::NotSent),
+                            result: Err(RequestFailure::DialFailure),
                         },
                     ),
                 }
             }
-            Action::Respond { req, data } => {
-                let Some((from, from_epoch, tag)) = self.nodes[i].inbound.remove(&req) else {
+            NetAction::Respond { id, data } => {
+                let Some((from, from_epoch, tag)) = self.nodes[i].inbound.remove(&id) else {
                     return;
                 };
                 if self.reachable(i, from)
@@ -478,27 +506,6 @@ impl Sim {
                     );
                 }
             }
-            Action::Persist { ticket, ops } => {
-                // Group commit, as the driver's store writer does: a batch
-                // issued while a commit is pending completes with it.
-                let d = self.rng.range(0, self.net.max_commit);
-                let at = self.nodes[i].last_commit.max(self.now + d);
-                self.nodes[i].last_commit = at;
-                let epoch = self.nodes[i].epoch;
-                self.schedule(
-                    at,
-                    Ev::Commit {
-                        node: i,
-                        epoch,
-                        ticket,
-                        ops,
-                    },
-                );
-            }
-            Action::Reply { id, result } => {
-                self.replies.insert(id.0, result);
-            }
-            Action::Event(_) => {}
         }
     }
 
@@ -578,13 +585,14 @@ impl Sim {
                 let prop = self.nodes[from].id;
                 self.input(
                     to,
-                    Input::Gossip {
+                    NetInput::Gossip {
                         source,
                         propagation_source: prop,
-                        message_id: mid,
+                        message_id: libp2p::gossipsub::MessageId(mid),
                         topic,
                         data,
-                    },
+                    }
+                    .into(),
                 );
             }
             Ev::Request {
@@ -602,18 +610,19 @@ impl Sim {
                 {
                     return;
                 }
-                let req = self.nodes[to].next_req;
+                let id = InboundId(self.nodes[to].next_req);
                 self.nodes[to].next_req += 1;
-                self.nodes[to].inbound.insert(req, (from, from_epoch, tag));
+                self.nodes[to].inbound.insert(id, (from, from_epoch, tag));
                 let peer = self.nodes[from].id;
                 self.input(
                     to,
-                    Input::Request {
+                    NetInput::Request {
                         peer,
                         proto,
-                        req,
+                        id,
                         data,
-                    },
+                    }
+                    .into(),
                 );
             }
             Ev::Response {
@@ -625,7 +634,7 @@ impl Sim {
                 if self.nodes[to].epoch != epoch || !self.nodes[to].open_tags.remove(&tag) {
                     return;
                 }
-                self.input(to, Input::Response { tag, result });
+                self.input(to, NetInput::Response { tag, result }.into());
             }
             Ev::Commit {
                 node,

@@ -28,12 +28,15 @@ impl Engine {
         };
         self.pending.insert(tag, Pending::Sync { mkt, peer, what });
         self.counters.sync_requests += 1;
-        self.actions.push_back(Action::Request {
-            peer,
-            proto: Proto::Sync,
-            tag,
-            data: wire::encode(&req),
-        });
+        self.actions.push_back(
+            NetAction::Request {
+                peer,
+                proto: Proto::Sync,
+                tag,
+                data: wire::encode(&req),
+            }
+            .into(),
+        );
     }
 
     /// A connected peer to ask, taking turns.
@@ -96,7 +99,7 @@ impl Engine {
 
     // ------------------------------------------------------------ answering
 
-    pub(super) fn on_sync_request(&mut self, peer: PeerId, req: u64, data: &[u8]) {
+    pub(super) fn on_sync_request(&mut self, peer: PeerId, id: InboundId, data: &[u8]) {
         let key = self.peer_key(peer);
         let (now, rate) = (self.now, self.cfg.max_syncs_per_peer_per_sec);
         let allowed = self.peers[key as usize].syncs.take(now, rate);
@@ -116,10 +119,13 @@ impl Engine {
         };
         tracing::trace!(%peer, "answering sync");
         self.counters.sync_answers += 1;
-        self.actions.push_back(Action::Respond {
-            req,
-            data: wire::encode(&resp),
-        });
+        self.actions.push_back(
+            NetAction::Respond {
+                id,
+                data: wire::encode(&resp),
+            }
+            .into(),
+        );
     }
 
     /// Up to `limit` of our published open orders on a market with

@@ -363,12 +363,15 @@ impl Engine {
             }
         }
         self.counters.takes_sent += 1;
-        self.hold(Action::Request {
-            peer: maker.owner,
-            proto: Proto::Take,
-            tag,
-            data: wire::encode(&req),
-        });
+        self.hold(
+            NetAction::Request {
+                peer: maker.owner,
+                proto: Proto::Take,
+                tag,
+                data: wire::encode(&req),
+            }
+            .into(),
+        );
     }
 
     pub(super) fn on_take_response(&mut self, sent: Sent, result: Result<Vec<u8>, RequestFailure>) {
@@ -414,11 +417,11 @@ impl Engine {
                 self.release_take(&sent, true);
             }
             // The request never reached the maker: nothing can have filled.
-            Err(RequestFailure::NotSent) => {
+            Err(e) if !e.maybe_delivered() => {
                 self.counters.takes_refused += 1;
                 self.release_take(&sent, true);
             }
-            Err(RequestFailure::Lost) => self.doubt(&sent),
+            Err(_) => self.doubt(&sent),
             Ok(_) => {
                 tracing::warn!(maker = %sent.maker, "maker answered a take with nonsense; it stays in doubt");
                 self.doubt(&sent);
@@ -590,12 +593,15 @@ impl Engine {
                 take_n: h.n,
                 kind: TakeKind::Release,
             };
-            self.actions.push_back(Action::Request {
-                peer: h.maker.owner,
-                proto: Proto::Take,
-                tag,
-                data: wire::encode(&req),
-            });
+            self.actions.push_back(
+                NetAction::Request {
+                    peer: h.maker.owner,
+                    proto: Proto::Take,
+                    tag,
+                    data: wire::encode(&req),
+                }
+                .into(),
+            );
         }
         self.counters.fok_aborted += 1;
         let (status, reason) = match stop {
@@ -707,12 +713,15 @@ impl Engine {
                     kind: SentKind::Status,
                 }),
             );
-            self.actions.push_back(Action::Request {
-                peer: maker.owner,
-                proto: Proto::Take,
-                tag,
-                data: wire::encode(&req),
-            });
+            self.actions.push_back(
+                NetAction::Request {
+                    peer: maker.owner,
+                    proto: Proto::Take,
+                    tag,
+                    data: wire::encode(&req),
+                }
+                .into(),
+            );
         }
     }
 

@@ -404,18 +404,19 @@ fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
             items: vec![Item::Cancel { seq }],
         };
         e.handle(
-            Input::Gossip {
+            NetInput::Gossip {
                 source: peer,
                 propagation_source: peer,
-                message_id: vec![seq as u8],
+                message_id: libp2p::gossipsub::MessageId(vec![seq as u8]),
                 topic: topic.clone(),
                 data: crate::wire::encode(&g),
-            },
+            }
+            .into(),
             now,
         );
         let mut v = None;
         while let Some(a) = e.poll_action() {
-            if let Action::Validate { verdict, .. } = a {
+            if let Action::Net(NetAction::Validate { verdict, .. }) = a {
                 v = Some(verdict);
             }
         }
@@ -448,7 +449,7 @@ fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
         while let Some(a) = e.poll_action() {
             match a {
                 Action::Persist { ticket, .. } => e.handle(Input::Persisted { ticket }, now),
-                Action::Validate { verdict, .. } => verdicts.push(verdict),
+                Action::Net(NetAction::Validate { verdict, .. }) => verdicts.push(verdict),
                 _ => {}
             }
         }
@@ -472,17 +473,20 @@ fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
     let mine = e.orders(None, None, 10).unwrap().remove(0);
     let my_seq: u64 = mine.id.rsplit('/').next().unwrap().parse().unwrap();
     let topic = e.markets[0].topic.clone();
-    let gossip = |items: Vec<Item>| Input::Gossip {
-        source: maker,
-        propagation_source: maker,
-        message_id: vec![items.len() as u8],
-        topic: topic.clone(),
-        data: crate::wire::encode(&crate::wire::Gossip {
-            v: crate::wire::WIRE_VERSION,
-            market: "SIM".into(),
-            sent_ms: now,
-            items,
-        }),
+    let gossip = |items: Vec<Item>| -> Input {
+        NetInput::Gossip {
+            source: maker,
+            propagation_source: maker,
+            message_id: libp2p::gossipsub::MessageId(vec![items.len() as u8]),
+            topic: topic.clone(),
+            data: crate::wire::encode(&crate::wire::Gossip {
+                v: crate::wire::WIRE_VERSION,
+                market: "SIM".into(),
+                sent_ms: now,
+                items,
+            }),
+        }
+        .into()
     };
     let order = crate::wire::OrderState {
         seq: 5,
@@ -549,18 +553,19 @@ fn an_author_over_its_gossip_rate_is_dropped_and_counted_until_its_allowance_ref
             items: vec![Item::Cancel { seq }],
         };
         e.handle(
-            Input::Gossip {
+            NetInput::Gossip {
                 source: peer,
                 propagation_source: peer,
-                message_id: seq.to_be_bytes().to_vec(),
+                message_id: libp2p::gossipsub::MessageId(seq.to_be_bytes().to_vec()),
                 topic: topic.clone(),
                 data: crate::wire::encode(&g),
-            },
+            }
+            .into(),
             at,
         );
         let mut v = None;
         while let Some(a) = e.poll_action() {
-            if let Action::Validate { verdict, .. } = a {
+            if let Action::Net(NetAction::Validate { verdict, .. }) = a {
                 v = Some(verdict);
             }
         }

@@ -19,7 +19,7 @@ use super::codec::BytesCodec;
 use super::config::NetConfig;
 use super::discovery;
 use super::gossip::{self, Gossipsub};
-use super::NetError;
+use super::{NetError, Proto};
 
 pub const TAKE_PROTOCOL_NAME: &str = "/peerbook/take/1";
 pub const SYNC_PROTOCOL_NAME: &str = "/peerbook/sync/1";
@@ -27,6 +27,14 @@ pub const SYNC_PROTOCOL_NAME: &str = "/peerbook/sync/1";
 pub const TAKE_PROTOCOL: StreamProtocol = StreamProtocol::new(TAKE_PROTOCOL_NAME);
 /// Protocol of the sync requests (book and fills pulled from a peer).
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new(SYNC_PROTOCOL_NAME);
+/// The protocol name a request travels on, for logs.
+pub fn proto_name(proto: Proto) -> &'static str {
+    match proto {
+        Proto::Take => TAKE_PROTOCOL_NAME,
+        Proto::Sync => SYNC_PROTOCOL_NAME,
+    }
+}
+
 /// What identify announces as our protocol family.
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "/peerbook/1.0.0";
 

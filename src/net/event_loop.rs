@@ -1,5 +1,5 @@
 //! The network task: one loop that owns the swarm, turns swarm events into
-//! [`NetEvent`]s for the engine and [`Command`]s from handles into swarm
+//! [`NetInput`]s for the engine and [`Command`]s from handles into swarm
 //! calls, dials bootstrap and lost peers, walks the DHT while short of peers
 //! and saves the peer store.
 //!
@@ -34,6 +34,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::store::{Store, StoredPeer};
 
+use super::behaviour::proto_name;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::codec::{BytesCodec, FrameTooLarge};
 use super::config::{NetConfig, NetTuning};
@@ -43,7 +44,7 @@ use super::handle::Command;
 use super::metrics::NetMetrics;
 use super::peers::{self, LastSeen};
 use super::{
-    Acceptance, InboundId, NetError, NetEvent, NetStatus, PeerInfo, Protocol, RequestError,
+    InboundId, NetError, NetInput, NetStatus, PeerInfo, Proto, RequestFailure, RequestTag, Verdict,
 };
 use crate::driver::now_ms;
 
@@ -52,7 +53,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// An inbound request waiting for the engine's response.
 struct PendingInbound {
-    protocol: Protocol,
+    proto: Proto,
     request_id: InboundRequestId,
     channel: ResponseChannel<Vec<u8>>,
 }
@@ -63,9 +64,9 @@ pub(crate) struct EventLoop {
     tuning: NetTuning,
     store: Store,
     commands: mpsc::Receiver<Command>,
-    events: mpsc::Sender<NetEvent>,
+    events: mpsc::Sender<NetInput>,
     /// Events waiting for room in `events` (see the module docs).
-    backlog: VecDeque<NetEvent>,
+    backlog: VecDeque<NetInput>,
     /// The engine dropped its receiver: gossip is ignored from now on.
     engine_gone: bool,
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
@@ -77,9 +78,9 @@ pub(crate) struct EventLoop {
     connections: HashMap<ConnectionId, (PeerId, Multiaddr)>,
     last_seen: LastSeen,
     next_inbound: u64,
-    inbound: HashMap<u64, PendingInbound>,
-    inbound_index: HashMap<(Protocol, InboundRequestId), u64>,
-    outbound: HashMap<(Protocol, OutboundRequestId), u64>,
+    inbound: HashMap<InboundId, PendingInbound>,
+    inbound_index: HashMap<(Proto, InboundRequestId), InboundId>,
+    outbound: HashMap<(Proto, OutboundRequestId), RequestTag>,
     saving: Option<JoinHandle<()>>,
     last_walk: Instant,
 }
@@ -92,7 +93,7 @@ impl EventLoop {
         store: Store,
         saved: Vec<StoredPeer>,
         commands: mpsc::Receiver<Command>,
-        events: mpsc::Sender<NetEvent>,
+        events: mpsc::Sender<NetInput>,
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
         metrics: NetMetrics,
         registry: &mut prometheus_client::registry::Registry,
@@ -197,7 +198,7 @@ impl EventLoop {
     // ---- events to the engine ------------------------------------------
 
     /// Hand an event to the engine without ever waiting for it.
-    fn emit(&mut self, event: NetEvent) {
+    fn emit(&mut self, event: NetInput) {
         if self.engine_gone {
             self.shed(event);
             return;
@@ -216,8 +217,8 @@ impl EventLoop {
         }
     }
 
-    fn enqueue(&mut self, event: NetEvent) {
-        let sheddable = matches!(event, NetEvent::Gossip { .. } | NetEvent::Request { .. });
+    fn enqueue(&mut self, event: NetInput) {
+        let sheddable = matches!(event, NetInput::Gossip { .. } | NetInput::Request { .. });
         if sheddable && self.backlog.len() >= self.tuning.event_buffer_max {
             self.metrics.events_shed.inc();
             if self.metrics.events_shed.get() % 1000 == 1 {
@@ -235,9 +236,9 @@ impl EventLoop {
     }
 
     /// Drop an event nobody will handle, leaving nothing pending behind it.
-    fn shed(&mut self, event: NetEvent) {
+    fn shed(&mut self, event: NetInput) {
         match event {
-            NetEvent::Gossip {
+            NetInput::Gossip {
                 message_id,
                 propagation_source,
                 ..
@@ -251,9 +252,9 @@ impl EventLoop {
                         gossipsub::MessageAcceptance::Ignore,
                     );
             }
-            NetEvent::Request { id, .. } => {
-                if let Some(p) = self.inbound.remove(&id.0) {
-                    self.inbound_index.remove(&(p.protocol, p.request_id));
+            NetInput::Request { id, .. } => {
+                if let Some(p) = self.inbound.remove(&id) {
+                    self.inbound_index.remove(&(p.proto, p.request_id));
                 }
             }
             _ => {}
@@ -345,7 +346,7 @@ impl EventLoop {
                         peers = self.connected.len(),
                         "peer connected"
                     );
-                    self.emit(NetEvent::PeerConnected { peer: peer_id });
+                    self.emit(NetInput::PeerConnected(peer_id));
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -378,7 +379,7 @@ impl EventLoop {
                     if !matches!(cause, Some(ConnectionError::KeepAliveTimeout)) {
                         self.dialer.peer_lost(peer_id, Instant::now());
                     }
-                    self.emit(NetEvent::PeerDisconnected { peer: peer_id });
+                    self.emit(NetInput::PeerDisconnected(peer_id));
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -453,8 +454,8 @@ impl EventLoop {
                 self.libp2p_metrics.record(&event);
                 self.on_gossipsub(event);
             }
-            BehaviourEvent::Take(event) => self.on_request_response(Protocol::Take, event),
-            BehaviourEvent::Sync(event) => self.on_request_response(Protocol::Sync, event),
+            BehaviourEvent::Take(event) => self.on_request_response(Proto::Take, event),
+            BehaviourEvent::Sync(event) => self.on_request_response(Proto::Sync, event),
         }
     }
 
@@ -572,7 +573,7 @@ impl EventLoop {
                         );
                     return;
                 };
-                self.emit(NetEvent::Gossip {
+                self.emit(NetInput::Gossip {
                     propagation_source,
                     source,
                     message_id,
@@ -600,7 +601,7 @@ impl EventLoop {
 
     fn on_request_response(
         &mut self,
-        protocol: Protocol,
+        proto: Proto,
         event: request_response::Event<Vec<u8>, Vec<u8>>,
     ) {
         match event {
@@ -610,21 +611,21 @@ impl EventLoop {
                     request,
                     channel,
                 } => {
-                    let id = self.next_inbound;
+                    let id = InboundId(self.next_inbound);
                     self.next_inbound += 1;
                     self.inbound.insert(
                         id,
                         PendingInbound {
-                            protocol,
+                            proto,
                             request_id,
                             channel,
                         },
                     );
-                    self.inbound_index.insert((protocol, request_id), id);
-                    self.emit(NetEvent::Request {
+                    self.inbound_index.insert((proto, request_id), id);
+                    self.emit(NetInput::Request {
                         peer,
-                        protocol,
-                        id: InboundId(id),
+                        proto,
+                        id,
                         data: request,
                     });
                 }
@@ -632,8 +633,8 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(tag) = self.outbound.remove(&(protocol, request_id)) {
-                        self.emit(NetEvent::Response {
+                    if let Some(tag) = self.outbound.remove(&(proto, request_id)) {
+                        self.emit(NetInput::Response {
                             tag,
                             result: Ok(response),
                         });
@@ -646,9 +647,9 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                tracing::debug!(%peer, protocol = protocol.name(), %error, "request failed");
-                if let Some(tag) = self.outbound.remove(&(protocol, request_id)) {
-                    self.emit(NetEvent::Response {
+                tracing::debug!(%peer, protocol = proto_name(proto), %error, "request failed");
+                if let Some(tag) = self.outbound.remove(&(proto, request_id)) {
+                    self.emit(NetInput::Response {
                         tag,
                         result: Err(request_error(error)),
                     });
@@ -660,8 +661,8 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                tracing::debug!(%peer, protocol = protocol.name(), %error, "inbound request failed");
-                if let Some(id) = self.inbound_index.remove(&(protocol, request_id)) {
+                tracing::debug!(%peer, protocol = proto_name(proto), %error, "inbound request failed");
+                if let Some(id) = self.inbound_index.remove(&(proto, request_id)) {
                     self.inbound.remove(&id);
                 }
             }
@@ -671,10 +672,10 @@ impl EventLoop {
 
     // ---- commands ------------------------------------------------------
 
-    fn rr(&mut self, protocol: Protocol) -> &mut request_response::Behaviour<BytesCodec> {
-        match protocol {
-            Protocol::Take => &mut self.swarm.behaviour_mut().take,
-            Protocol::Sync => &mut self.swarm.behaviour_mut().sync,
+    fn rr(&mut self, proto: Proto) -> &mut request_response::Behaviour<BytesCodec> {
+        match proto {
+            Proto::Take => &mut self.swarm.behaviour_mut().take,
+            Proto::Sync => &mut self.swarm.behaviour_mut().sync,
         }
     }
 
@@ -701,7 +702,7 @@ impl EventLoop {
             Command::ReportValidation {
                 message_id,
                 propagation_source,
-                acceptance,
+                verdict,
             } => {
                 let found = self
                     .swarm
@@ -710,40 +711,40 @@ impl EventLoop {
                     .report_message_validation_result(
                         &message_id,
                         &propagation_source,
-                        acceptance.into(),
+                        verdict.into(),
                     );
                 if !found {
                     tracing::debug!(%message_id, "verdict for a message gossipsub no longer holds");
                 }
-                if acceptance == Acceptance::Reject {
+                if verdict == Verdict::Reject {
                     tracing::debug!(peer = %propagation_source, %message_id, "gossip rejected");
                 }
             }
             Command::Request {
                 peer,
-                protocol,
+                proto,
                 tag,
                 data,
             } => {
                 if data.len() > self.tuning.request_max_bytes {
                     tracing::warn!(
                         %peer,
-                        protocol = protocol.name(),
+                        protocol = proto_name(proto),
                         size = data.len(),
                         max = self.tuning.request_max_bytes,
                         "request too large; not sent"
                     );
-                    self.emit(NetEvent::Response {
+                    self.emit(NetInput::Response {
                         tag,
-                        result: Err(RequestError::TooLarge),
+                        result: Err(RequestFailure::TooLarge),
                     });
                     return;
                 }
-                let request_id = self.rr(protocol).send_request(&peer, data);
-                self.outbound.insert((protocol, request_id), tag);
+                let request_id = self.rr(proto).send_request(&peer, data);
+                self.outbound.insert((proto, request_id), tag);
             }
             Command::Respond { id, data } => {
-                let Some(pending) = self.inbound.remove(&id.0) else {
+                let Some(pending) = self.inbound.remove(&id) else {
                     tracing::debug!(
                         id = id.0,
                         "response to a request that is gone (timed out or peer left)"
@@ -751,10 +752,10 @@ impl EventLoop {
                     return;
                 };
                 self.inbound_index
-                    .remove(&(pending.protocol, pending.request_id));
+                    .remove(&(pending.proto, pending.request_id));
                 if data.len() > self.tuning.response_max_bytes {
                     tracing::error!(
-                        protocol = pending.protocol.name(),
+                        protocol = proto_name(pending.proto),
                         size = data.len(),
                         max = self.tuning.response_max_bytes,
                         "response too large; dropped (the requester sees a failure)"
@@ -762,7 +763,7 @@ impl EventLoop {
                     return;
                 }
                 if self
-                    .rr(pending.protocol)
+                    .rr(pending.proto)
                     .send_response(pending.channel, data)
                     .is_err()
                 {
@@ -857,7 +858,7 @@ impl EventLoop {
         let before = self.inbound.len();
         self.inbound.retain(|_, p| p.channel.is_open());
         if self.inbound.len() != before {
-            let live: HashSet<u64> = self.inbound.keys().copied().collect();
+            let live: HashSet<InboundId> = self.inbound.keys().copied().collect();
             self.inbound_index.retain(|_, id| live.contains(id));
         }
     }
@@ -948,18 +949,18 @@ impl EventLoop {
     }
 }
 
-fn request_error(e: request_response::OutboundFailure) -> RequestError {
+fn request_error(e: request_response::OutboundFailure) -> RequestFailure {
     match e {
-        request_response::OutboundFailure::DialFailure => RequestError::DialFailure,
-        request_response::OutboundFailure::Timeout => RequestError::Timeout,
-        request_response::OutboundFailure::ConnectionClosed => RequestError::ConnectionClosed,
+        request_response::OutboundFailure::DialFailure => RequestFailure::DialFailure,
+        request_response::OutboundFailure::Timeout => RequestFailure::Timeout,
+        request_response::OutboundFailure::ConnectionClosed => RequestFailure::ConnectionClosed,
         request_response::OutboundFailure::UnsupportedProtocols => {
-            RequestError::UnsupportedProtocols
+            RequestFailure::UnsupportedProtocol
         }
         request_response::OutboundFailure::Io(e) if FrameTooLarge::is_in(&e) => {
-            RequestError::TooLarge
+            RequestFailure::TooLarge
         }
-        request_response::OutboundFailure::Io(e) => RequestError::Io(e.to_string()),
+        request_response::OutboundFailure::Io(e) => RequestFailure::Io(e.to_string()),
     }
 }
 

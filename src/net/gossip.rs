@@ -155,6 +155,16 @@ pub fn build(
     Ok(behaviour)
 }
 
+impl From<super::Verdict> for gossipsub::MessageAcceptance {
+    fn from(v: super::Verdict) -> Self {
+        match v {
+            super::Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+            super::Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+            super::Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

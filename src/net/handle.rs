@@ -9,7 +9,7 @@
 use libp2p::{gossipsub, Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Acceptance, InboundId, NetError, NetStatus, PeerInfo, Protocol};
+use super::{InboundId, NetAction, NetError, NetStatus, PeerInfo, Proto, RequestTag, Verdict};
 
 /// What the event loop is asked to do.
 #[derive(Debug)]
@@ -21,12 +21,12 @@ pub(crate) enum Command {
     ReportValidation {
         message_id: gossipsub::MessageId,
         propagation_source: PeerId,
-        acceptance: Acceptance,
+        verdict: Verdict,
     },
     Request {
         peer: PeerId,
-        protocol: Protocol,
-        tag: u64,
+        proto: Proto,
+        tag: RequestTag,
         data: Vec<u8>,
     },
     Respond {
@@ -95,31 +95,53 @@ impl NetHandle {
         self.send(Command::Publish { topic, data }).await;
     }
 
-    /// The engine's verdict on a [`super::NetEvent::Gossip`] message.
+    /// The engine's verdict on a [`super::NetInput::Gossip`] message.
     pub async fn report_validation(
         &self,
         message_id: gossipsub::MessageId,
         propagation_source: PeerId,
-        acceptance: Acceptance,
+        verdict: Verdict,
     ) {
         self.send(Command::ReportValidation {
             message_id,
             propagation_source,
-            acceptance,
+            verdict,
         })
         .await;
     }
 
-    /// Send a request; the answer arrives as [`super::NetEvent::Response`]
+    /// Send a request; the answer arrives as [`super::NetInput::Response`]
     /// with the same `tag`.
-    pub async fn request(&self, peer: PeerId, protocol: Protocol, tag: u64, data: Vec<u8>) {
+    pub async fn request(&self, peer: PeerId, proto: Proto, tag: RequestTag, data: Vec<u8>) {
         self.send(Command::Request {
             peer,
-            protocol,
+            proto,
             tag,
             data,
         })
         .await;
+    }
+
+    /// Carry out what the engine asked of the network.
+    pub async fn carry_out(&self, action: NetAction) {
+        match action {
+            NetAction::Publish { topic, data } => self.publish(topic, data).await,
+            NetAction::Validate {
+                message_id,
+                propagation_source,
+                verdict,
+            } => {
+                self.report_validation(message_id, propagation_source, verdict)
+                    .await
+            }
+            NetAction::Request {
+                peer,
+                proto,
+                tag,
+                data,
+            } => self.request(peer, proto, tag, data).await,
+            NetAction::Respond { id, data } => self.respond(id, data).await,
+        }
     }
 
     /// Answer an inbound request. If the requester is gone, the network logs

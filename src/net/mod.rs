@@ -1,9 +1,10 @@
 //! The network layer: a libp2p swarm owned by one task, driven through a
-//! cloneable [`NetHandle`] and reporting what happens as [`NetEvent`]s.
+//! cloneable [`NetHandle`] and reporting what happens as [`NetInput`]s.
 //!
 //! The shape is rust-libp2p's file-sharing example: [`spawn`] builds the
 //! swarm and returns a handle (methods send a command over a channel, with a
-//! oneshot for any reply), a receiver of events, and the join handle of the
+//! oneshot for any reply), a receiver of [`NetInput`]s (the engine's own
+//! type: nothing translates between the two), and the join handle of the
 //! [`event_loop::EventLoop`] task that owns the swarm. Nothing else touches
 //! the swarm. The layer moves bytes only: the engine encodes and decodes
 //! every gossip message, request and response itself.
@@ -30,7 +31,7 @@ mod metrics;
 pub mod peers;
 
 use libp2p::identity::Keypair;
-use libp2p::{gossipsub, noise, tcp, yamux, Multiaddr, PeerId, SwarmBuilder};
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, SwarmBuilder};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -42,100 +43,10 @@ pub use config::{NetConfig, NetTuning};
 pub use event_loop::error_chain;
 pub use handle::NetHandle;
 
-/// The two request-response protocols of the engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// `/peerbook/take/1`: a taker asks a maker to fill its resting order.
-    Take,
-    /// `/peerbook/sync/1`: a node pulls a market's book and fills from a peer.
-    Sync,
-}
-
-impl Protocol {
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Take => behaviour::TAKE_PROTOCOL_NAME,
-            Protocol::Sync => behaviour::SYNC_PROTOCOL_NAME,
-        }
-    }
-}
-
-/// The net-assigned handle of an inbound request waiting for its response.
-///
-/// The engine answers with [`NetHandle::respond`]; the libp2p response
-/// channel itself stays inside the event loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct InboundId(pub u64);
-
-/// The engine's verdict on a gossip message (gossipsub's `MessageAcceptance`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Acceptance {
-    /// Valid: forward it to the mesh.
-    Accept,
-    /// Invalid: drop it and penalise the peer that sent it.
-    Reject,
-    /// Not forwarded, no penalty (e.g. a message we cannot judge).
-    Ignore,
-}
-
-impl From<Acceptance> for gossipsub::MessageAcceptance {
-    fn from(a: Acceptance) -> Self {
-        match a {
-            Acceptance::Accept => gossipsub::MessageAcceptance::Accept,
-            Acceptance::Reject => gossipsub::MessageAcceptance::Reject,
-            Acceptance::Ignore => gossipsub::MessageAcceptance::Ignore,
-        }
-    }
-}
-
-/// Why an outbound request got no response.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
-    #[error("the peer could not be dialled")]
-    DialFailure,
-    #[error("no response in time")]
-    Timeout,
-    #[error("the connection closed before the response came")]
-    ConnectionClosed,
-    #[error("the peer does not speak this protocol")]
-    UnsupportedProtocols,
-    #[error("the request or its response exceeds the size limit")]
-    TooLarge,
-    #[error("i/o error: {0}")]
-    Io(String),
-}
-
-/// What the network reports to the engine.
-#[derive(Debug)]
-pub enum NetEvent {
-    /// A gossip message, not yet forwarded: the engine must answer with
-    /// [`NetHandle::report_validation`].
-    Gossip {
-        /// The peer that sent it to us.
-        propagation_source: PeerId,
-        /// Its author, whose signature gossipsub has checked.
-        source: PeerId,
-        message_id: gossipsub::MessageId,
-        topic: String,
-        data: Vec<u8>,
-    },
-    /// An inbound request; answer with [`NetHandle::respond`].
-    Request {
-        peer: PeerId,
-        protocol: Protocol,
-        id: InboundId,
-        data: Vec<u8>,
-    },
-    /// The answer to [`NetHandle::request`], carrying the requester's tag.
-    Response {
-        tag: u64,
-        result: Result<Vec<u8>, RequestError>,
-    },
-    /// The first connection to a peer was established.
-    PeerConnected { peer: PeerId },
-    /// The last connection to a peer closed.
-    PeerDisconnected { peer: PeerId },
-}
+/// The seam's vocabulary: the network speaks the engine's own types.
+pub use crate::engine::{
+    InboundId, NetAction, NetInput, Proto, RequestFailure, RequestTag, Verdict,
+};
 
 /// A peer the node knows, connected or not.
 #[derive(Clone, Debug, PartialEq)]
@@ -188,7 +99,7 @@ pub fn spawn(
     keypair: Keypair,
     store: Store,
     registry: &mut prometheus_client::registry::Registry,
-) -> Result<(NetHandle, mpsc::Receiver<NetEvent>, JoinHandle<()>), NetError> {
+) -> Result<(NetHandle, mpsc::Receiver<NetInput>, JoinHandle<()>), NetError> {
     let local = keypair.public().to_peer_id();
     let behaviour = behaviour::Behaviour::new(&keypair, &cfg, registry)?;
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
