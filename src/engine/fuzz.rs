@@ -124,21 +124,11 @@ impl Target {
     /// No own order filled, with what is asked and unanswered, past its
     /// quantity; the replica's book keeps its invariants.
     pub fn check(&self) {
-        for o in self.engine.own.values() {
-            assert!(
-                o.rec.filled + o.reserved + o.holding <= o.rec.qty,
-                "own order {} filled {} + reserved {} + holding {} > {}",
-                o.rec.seq,
-                o.rec.filled.0,
-                o.reserved.0,
-                o.holding.0,
-                o.rec.qty.0
-            );
+        if let Err(e) = self.engine.check_own_quantities() {
+            panic!("own order {e}");
         }
-        for r in &self.engine.markets {
-            if let Err(e) = r.book.check_invariants() {
-                panic!("replica book broken: {e}");
-            }
+        if let Err(e) = self.engine.check_books() {
+            panic!("replica book broken: {e}");
         }
     }
 
@@ -156,7 +146,7 @@ impl Target {
             let (payload, tail) = rest.split_at(n);
             rest = tail;
             let from = self.peers[usize::from(who & 1)];
-            let topic = self.engine.markets[0].topic.clone();
+            let topic = self.engine.topic(0);
             match op % 8 {
                 0 => self.input(
                     NetInput::Gossip {
@@ -190,7 +180,7 @@ impl Target {
                 }
                 3 => {
                     // An answer (or a failure) to one of our own requests.
-                    let tag = self.engine.pending.keys().nth(usize::from(who)).copied();
+                    let tag = self.engine.pending_tags().nth(usize::from(who));
                     if let Some(tag) = tag {
                         let result = match payload.first() {
                             Some(0) => Err(RequestFailure::Timeout),
@@ -226,9 +216,9 @@ impl Target {
                     }))
                 }
                 6 => {
-                    let ids: Vec<u64> = self.engine.own.keys().copied().collect();
+                    let ids: Vec<u64> = self.engine.own_seqs();
                     if let Some(seq) = ids.get(usize::from(who) % ids.len().max(1)) {
-                        let id = OrderId::new(self.engine.me, *seq).to_string();
+                        let id = OrderId::new(self.engine.local_peer_id(), *seq).to_string();
                         self.command(Command::Cancel { id });
                     }
                 }

@@ -13,6 +13,7 @@
 //! wire version is ignored. Everything in it is about the signed source's
 //! own orders, so nobody can speak for another owner.
 
+use super::peers::Budget;
 use super::*;
 use crate::wire::{self, FillMsg, Gossip, Heartbeat, WIRE_VERSION};
 
@@ -29,18 +30,15 @@ impl Engine {
         if source == self.me {
             return Verdict::Ignore;
         }
-        let Some(&mkt) = self.by_topic.get(topic) else {
+        let Some(mkt) = self.markets.by_topic(topic) else {
             return Verdict::Reject;
         };
-        if !self.peer_keys.contains_key(&source)
-            && self.peers.len() >= self.cfg.max_owners.saturating_mul(2)
-        {
+        let Some(key) = self.peers.admit(source, self.now) else {
             self.counters.owners_limit_hits += 1;
             return Verdict::Ignore;
-        }
-        let key = self.peer_key(source);
+        };
         let (now, rate) = (self.now, self.cfg.max_gossip_per_peer_per_sec);
-        if !self.peers[key as usize].gossip.take(now, rate) {
+        if !self.peers.spend(key, Budget::Gossip, now, rate) {
             self.counters.gossip_rate_limited += 1;
             return Verdict::Ignore;
         }
@@ -74,7 +72,7 @@ impl Engine {
             changed |= self.apply_item(mkt, key, source, item);
         }
         if changed {
-            self.mstate[mkt].book_changed = true;
+            self.markets[mkt].book_changed = true;
             self.check_crossing(mkt);
         }
         Verdict::Accept
@@ -85,7 +83,7 @@ impl Engine {
         if g.v == 0 {
             return Err("version 0");
         }
-        if g.market != self.markets[mkt].spec.name {
+        if g.market != self.markets[mkt].name() {
             return Err("market does not match the topic");
         }
         if g.sent_ms > self.now.saturating_add(skew) {
@@ -128,7 +126,7 @@ impl Engine {
     /// Apply one item from `source`; whether the book changed.
     fn apply_item(&mut self, mkt: usize, key: u32, source: PeerId, item: Item) -> bool {
         let max = self.cfg.max_orders_per_owner;
-        let r = &self.markets[mkt];
+        let r = &self.markets[mkt].replica;
         if !r.owners.contains_key(&key) && r.owners.len() >= self.cfg.max_owners {
             self.counters.owners_limit_hits += 1;
             return false;
@@ -137,12 +135,12 @@ impl Engine {
             Item::Order(o) => {
                 // An order we never saw, created long ago, comes by sync
                 // only: a stamp from the past must not buy time priority.
-                let known = self.markets[mkt].get_by_id(key, o.seq).is_some();
+                let known = self.markets[mkt].replica.get_by_id(key, o.seq).is_some();
                 if !known && o.created_ms.saturating_add(self.cfg.max_clock_skew_ms) < self.now {
                     return false;
                 }
                 let created_ms = o.created_ms;
-                match self.markets[mkt].upsert(key, &source, o, max) {
+                match self.markets[mkt].replica.upsert(key, &source, o, max) {
                     replica::Applied::OverLimit => {
                         self.counters.owner_limit_hits += 1;
                         false
@@ -158,7 +156,7 @@ impl Engine {
                     _ => true,
                 }
             }
-            Item::Cancel { seq } => self.markets[mkt].remove(key, &source, seq, true),
+            Item::Cancel { seq } => self.markets[mkt].replica.remove(key, &source, seq, true),
             Item::Fill(f) => self.apply_fill(mkt, key, source, &f),
             Item::Heartbeat(hb) => {
                 self.on_heartbeat(mkt, key, source, hb);
@@ -169,7 +167,7 @@ impl Engine {
 
     /// A maker's fill, from gossip or sync.
     pub(super) fn apply_fill(&mut self, mkt: usize, key: u32, maker: PeerId, f: &FillMsg) -> bool {
-        let trade = Trade::of_fill(maker, &self.markets[mkt].spec.name, f);
+        let trade = Trade::of_fill(maker, self.markets[mkt].name(), f);
         if f.taker == self.me && !self.took_part(&trade) {
             // The maker names one of our orders as its taker, and we never
             // asked it to fill: no trade of ours, no take of ours in flight
@@ -178,20 +176,23 @@ impl Engine {
             // is not recorded: our log shows only trades we took part in. Not
             // rejected either: honest relays cannot tell, and forward it.
             tracing::info!(%maker, taker_seq = f.taker_seq, "a fill naming our order as taker that we never took; not recorded");
-            self.markets[mkt].apply_maker_side(key, &maker, &trade);
+            self.markets[mkt]
+                .replica
+                .apply_maker_side(key, &maker, &trade);
             return false;
         }
-        let new = self.markets[mkt].apply_trade(key, &maker, &trade);
+        let r = &mut self.markets[mkt].replica;
+        let new = r.apply_trade(key, &maker, &trade);
         if new {
-            let info = views::trade(&self.markets[mkt].spec, &trade);
+            let info = views::trade(&r.spec, &trade);
             self.actions.push_back(Action::Event(Event::Trade(info)));
         }
         if f.taker == self.me {
             // The fill of a take we never got an answer for.
             let d = (f.taker_seq, f.take_n);
             let matches = self
-                .doubts
-                .get(&d)
+                .takes
+                .in_doubt(d)
                 .is_some_and(|d| d.maker == trade.id.maker && f.qty <= d.qty);
             if matches {
                 self.resolve_doubt(d, Some(f.clone()));
@@ -204,19 +205,17 @@ impl Engine {
     /// a trade of ours, or the answer to a take in flight or in doubt.
     fn took_part(&self, t: &Trade) -> bool {
         let (seq, n) = (t.taker.seq, t.take_n);
-        self.own_trades.contains_key(&t.id)
+        self.own.has_trade(&t.id)
             || self
-                .doubts
-                .get(&(seq, n))
+                .takes
+                .in_doubt((seq, n))
                 .is_some_and(|d| d.maker == t.id.maker)
-            || self.pending.values().any(|p| {
-                matches!(p, Pending::Take(s) if s.seq == seq && s.n == n && s.maker == t.id.maker)
-            })
+            || self.outbound.take_in_flight(seq, n, t.id.maker)
     }
 
     fn on_heartbeat(&mut self, mkt: usize, key: u32, source: PeerId, hb: Heartbeat) {
-        let syncing_book = matches!(self.mstate[mkt].book_sync, BookSync::Running { .. });
-        let rep = self.markets[mkt].owner(key);
+        let syncing_book = matches!(self.markets[mkt].book_sync, BookSync::Running { .. });
+        let rep = self.markets[mkt].replica.owner(key);
         if Digest::from_bytes(hb.digest) == rep.digest {
             rep.mismatches = 0;
             rep.raise_floor(hb.watermark);
@@ -242,73 +241,62 @@ impl Engine {
 
     /// Put one of our items in the market's gossip stream.
     pub(super) fn stream(&mut self, mkt: usize, item: Item) {
-        let ms = &mut self.mstate[mkt];
+        let m = &mut self.markets[mkt];
         match &item {
             Item::Order(st) => {
-                if let Some(own) = self.own.get_mut(&st.seq) {
-                    match own.published.take() {
-                        Some(old) => ms.pub_digest.remove(Digest::of_order(&self.me, &old)),
-                        None => ms.pub_open += 1,
-                    }
-                    ms.unpublished.remove(&st.seq);
-                    if st.remaining.is_zero() {
-                        ms.pub_open = ms.pub_open.saturating_sub(1);
-                    } else {
-                        ms.pub_digest.add(Digest::of_order(&self.me, st));
-                        own.published = Some(st.clone());
-                    }
+                if let Some(own) = self.own.get_mut(st.seq) {
+                    let new = (!st.remaining.is_zero()).then(|| st.clone());
+                    m.stream
+                        .republish(&self.me, own.published.as_ref(), new.as_ref());
+                    m.unpublished.remove(&st.seq);
+                    own.published = new;
                 }
             }
             Item::Cancel { seq } => {
-                if let Some(old) = self.own.get_mut(seq).and_then(|o| o.published.take()) {
-                    ms.pub_digest.remove(Digest::of_order(&self.me, &old));
-                    ms.pub_open = ms.pub_open.saturating_sub(1);
+                if let Some(old) = self.own.get_mut(*seq).and_then(|o| o.published.take()) {
+                    m.stream.republish(&self.me, Some(&old), None);
                 }
             }
             Item::Fill(f) => {
-                ms.pub_fills = ms.pub_fills.max(f.mseq);
-                if let Some(own) = self.own.get_mut(&f.maker_seq) {
+                m.stream.fills = m.stream.fills.max(f.mseq);
+                if let Some(own) = self.own.get_mut(f.maker_seq) {
                     if let Some(old) = own.published.take() {
-                        ms.pub_digest.remove(Digest::of_order(&self.me, &old));
-                        if f.maker_remaining.is_zero() {
-                            ms.pub_open = ms.pub_open.saturating_sub(1);
-                        } else {
-                            let mut st = old;
+                        let new = (!f.maker_remaining.is_zero()).then(|| {
+                            let mut st = old.clone();
                             st.remaining = f.maker_remaining;
                             st.ver = f.maker_ver;
-                            ms.pub_digest.add(Digest::of_order(&self.me, &st));
-                            own.published = Some(st);
-                        }
+                            st
+                        });
+                        m.stream.republish(&self.me, Some(&old), new.as_ref());
+                        own.published = new;
                     }
                 }
             }
             Item::Heartbeat(_) => {}
         }
-        ms.outbox.push(item);
-        if ms.outbox.len() >= self.cfg.max_batch_items.max(1) {
+        let full = m
+            .stream
+            .push(item, self.now, self.cfg.flush_ms, self.cfg.max_batch_items);
+        if full {
             self.flush(mkt);
-        } else if ms.flush_at.is_none() {
-            ms.flush_at = Some(self.now + self.cfg.flush_ms);
         }
     }
 
     pub(super) fn flush(&mut self, mkt: usize) {
-        let ms = &mut self.mstate[mkt];
-        ms.flush_at = None;
-        if ms.outbox.is_empty() {
+        let m = &mut self.markets[mkt];
+        let Some(items) = m.stream.take_batch() else {
             return;
-        }
-        let items = std::mem::take(&mut ms.outbox);
+        };
         let g = Gossip {
             v: WIRE_VERSION,
-            market: self.markets[mkt].spec.name.clone(),
+            market: m.name().to_string(),
             sent_ms: self.now,
             items,
         };
         self.counters.gossip_sent += 1;
         self.actions.push_back(
             NetAction::Publish {
-                topic: self.markets[mkt].topic.clone(),
+                topic: m.replica.topic.clone(),
                 data: wire::encode(&g),
             }
             .into(),
@@ -316,8 +304,12 @@ impl Engine {
     }
 
     pub(super) fn flush_due(&mut self) {
-        for mkt in 0..self.mstate.len() {
-            if self.mstate[mkt].flush_at.is_some_and(|t| t <= self.now) {
+        for mkt in 0..self.markets.len() {
+            if self.markets[mkt]
+                .stream
+                .flush_at()
+                .is_some_and(|t| t <= self.now)
+            {
                 self.flush(mkt);
             }
         }
@@ -325,13 +317,12 @@ impl Engine {
 
     /// Our heartbeat on a market: closes the stream so far.
     pub(super) fn push_heartbeat(&mut self, mkt: usize) {
-        let watermark = self.watermark(mkt);
-        let ms = &self.mstate[mkt];
+        let m = &self.markets[mkt];
         let hb = Heartbeat {
-            open: ms.pub_open,
-            digest: ms.pub_digest.to_bytes(),
-            watermark,
-            fills: ms.pub_fills,
+            open: m.stream.open,
+            digest: m.stream.digest.to_bytes(),
+            watermark: m.watermark(self.own.last_seq()),
+            fills: m.stream.fills,
         };
         self.stream(mkt, Item::Heartbeat(hb));
         self.flush(mkt);

@@ -7,6 +7,9 @@
 //! fill is durable. A take id that was filled before gets the same answer
 //! again, never a second fill; a status request never fills.
 
+use super::peers::Budget;
+use super::served::Hold;
+use super::tx::Held;
 use super::*;
 use crate::wire::{self, FillMsg, Refusal, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION};
 
@@ -33,19 +36,27 @@ impl Engine {
         if t.v != WIRE_VERSION {
             return Err(Refusal::BadRequest);
         }
-        let mkt = *self.by_name.get(&t.market).ok_or(Refusal::UnknownMarket)?;
+        let mkt = self
+            .markets
+            .by_name(&t.market)
+            .ok_or(Refusal::UnknownMarket)?;
         if peer == self.me {
             return Err(Refusal::SelfTrade);
         }
-        let key = self.peer_key(peer);
+        let Some(key) = self.peers.admit(peer, self.now) else {
+            // The peer table is full: a stranger's take waits for room.
+            self.counters.owners_limit_hits += 1;
+            return Err(Refusal::Busy);
+        };
         self.heard(key);
         let (now, rate, open_max) = (
             self.now,
             self.cfg.max_takes_per_peer_per_sec,
             self.cfg.max_open_takes_per_peer,
         );
-        let p = &mut self.peers[key as usize];
-        if !p.takes.take(now, rate) || p.open_takes >= open_max {
+        if !self.peers.spend(key, Budget::Takes, now, rate)
+            || self.peers.open_takes(key) >= open_max
+        {
             self.counters.takes_rate_limited += 1;
             return Err(Refusal::Busy);
         }
@@ -53,15 +64,11 @@ impl Engine {
             taker: OrderId::new(peer, t.taker_seq),
             n: t.take_n,
         };
-        if let Some(tid) = self.filled_takes.get(&take).copied() {
+        if let Some(tid) = self.served.filled(&take) {
             // Asked again: the same answer, once it is durable.
-            let fill = self
-                .own_trades
-                .get(&tid)
-                .map(fill_msg)
-                .ok_or(Refusal::Busy)?;
+            let fill = self.own.trade(&tid).map(fill_msg).ok_or(Refusal::Busy)?;
             let data = wire::encode(&TakeResponse::Filled(fill));
-            if self.held_trade(&tid) {
+            if self.tx.writes_trade(&tid) {
                 return Err(Refusal::Busy);
             }
             self.actions
@@ -72,11 +79,11 @@ impl Engine {
             TakeKind::Status => {
                 // Never filled, and now never will be: a late copy of the
                 // original request is refused too.
-                self.mark_dead(take);
+                self.served.mark_dead(take);
                 return Err(Refusal::NotFilled);
             }
             TakeKind::Release => {
-                if let Some(h) = self.holds.remove(&take) {
+                if let Some(h) = self.served.take_hold(&take) {
                     self.drop_hold(&h);
                 }
                 self.actions.push_back(
@@ -89,15 +96,15 @@ impl Engine {
                 return Ok(());
             }
             TakeKind::Commit => {
-                let h = self.holds.remove(&take).ok_or(Refusal::NoHold)?;
+                let h = self.served.take_hold(&take).ok_or(Refusal::NoHold)?;
                 self.drop_hold(&h);
                 if h.seq != t.maker_seq {
                     return Err(Refusal::BadRequest);
                 }
-                if self.degraded.is_some() {
+                if self.tx.degraded().is_some() {
                     return Err(Refusal::Storage);
                 }
-                let own = self.own.get(&h.seq).ok_or(Refusal::UnknownOrder)?;
+                let own = self.own.get(h.seq).ok_or(Refusal::UnknownOrder)?;
                 if own.rec.status != OrderStatus::Open {
                     return Err(Refusal::Done);
                 }
@@ -112,16 +119,16 @@ impl Engine {
                 (side, limit, qty)
             }
         };
-        if self.dead_takes.contains(&take) {
+        if self.served.is_dead(&take) {
             return Err(Refusal::NotFilled);
         }
-        if self.degraded.is_some() {
+        if self.tx.degraded().is_some() {
             return Err(Refusal::Storage);
         }
         if qty.is_zero() || qty.0 > crate::market::MAX_UNITS {
             return Err(Refusal::BadRequest);
         }
-        let own = self.own.get(&t.maker_seq).ok_or(Refusal::UnknownOrder)?;
+        let own = self.own.get(t.maker_seq).ok_or(Refusal::UnknownOrder)?;
         if own.mkt != mkt {
             return Err(Refusal::UnknownOrder);
         }
@@ -152,10 +159,10 @@ impl Engine {
     /// the fill is durable.
     fn maker_fill(&mut self, mkt: usize, seq: u64, take: TakeId, q: Qty, id: InboundId, peer: u32) {
         let now = self.now;
-        let ms = &mut self.mstate[mkt];
-        ms.mseq += 1;
-        let mseq = ms.mseq;
-        let Some(own) = self.own.get_mut(&seq) else {
+        let m = &mut self.markets[mkt];
+        m.mseq += 1;
+        let mseq = m.mseq;
+        let Some(own) = self.own.get_mut(seq) else {
             return;
         };
         own.rec.filled += q;
@@ -164,7 +171,7 @@ impl Engine {
         own.rec.updated_ms = now;
         if own.rec.remaining().is_zero() {
             own.rec.status = OrderStatus::Filled;
-            self.mstate[mkt].unpublished.remove(&seq);
+            m.unpublished.remove(&seq);
         }
         let trade = Trade {
             id: TradeId {
@@ -183,29 +190,28 @@ impl Engine {
             ts_ms: now,
         };
         own.trades.push(trade.id);
-        self.mstate[mkt].my_fills.push(trade.id);
-        self.mstate[mkt].book_changed = true;
-        self.filled_takes.insert(take, trade.id);
-        self.markets[mkt].apply_trade(ME, &self.me, &trade);
+        m.my_fills.push(trade.id);
+        m.book_changed = true;
+        m.replica.apply_trade(ME, &self.me, &trade);
+        self.served.record_fill(take, trade.id);
         self.counters.fills_maker += 1;
-        self.tx_ops.push(Op::PutTrade(trade.clone()));
-        self.dirty(seq);
+        self.tx.op(Op::PutTrade(trade.clone()));
+        self.tx.dirty(seq);
         let fill = fill_msg(&trade);
-        if let Some(p) = self.peers.get_mut(peer as usize) {
-            p.open_takes += 1;
-        }
-        self.tx_held.push(Held::TakeAnswer {
+        self.peers.take_opened(peer);
+        self.tx.hold(Held::TakeAnswer {
             id,
             peer,
             ok: wire::encode(&TakeResponse::Filled(fill.clone())),
             fail: wire::encode(&TakeResponse::Refused(Refusal::Storage)),
         });
-        self.tx_held.push(Held::Gossip(mkt, Item::Fill(fill)));
-        let tinfo = views::trade(&self.markets[mkt].spec, &trade);
-        self.own_trades.insert(trade.id, trade);
+        self.tx.hold(Held::Gossip(mkt, Item::Fill(fill)));
+        let tinfo = views::trade(&self.markets[mkt].replica.spec, &trade);
+        self.own.record_trade(trade);
         self.hold(Action::Event(Event::Trade(tinfo)));
-        let oinfo = self.own_info(&self.own[&seq]);
-        self.hold(Action::Event(Event::Order(oinfo)));
+        if let Some(oinfo) = self.own.get(seq).map(|o| self.own_info(o)) {
+            self.hold(Action::Event(Event::Order(oinfo)));
+        }
     }
 
     /// Set aside up to `qty` of order `seq` for a fill-or-kill taker, until
@@ -219,20 +225,18 @@ impl Engine {
         id: InboundId,
         peer: u32,
     ) -> Result<(), Refusal> {
-        let q = match self.holds.get(&take) {
+        let q = match self.served.hold(&take) {
             Some(h) => h.qty,
             None => {
-                let own = self.own.get_mut(&seq).ok_or(Refusal::UnknownOrder)?;
+                let own = self.own.get_mut(seq).ok_or(Refusal::UnknownOrder)?;
                 let q = qty.min(own.free());
                 if q.is_zero() {
                     return Err(Refusal::NoQuantity);
                 }
-                own.holding += q;
-                if let Some(p) = self.peers.get_mut(peer as usize) {
-                    p.open_takes += 1;
-                }
+                own.set_aside(q);
+                self.peers.take_opened(peer);
                 let until = self.now + self.cfg.fok_hold_ms;
-                self.holds.insert(
+                self.served.grant(
                     take,
                     Hold {
                         seq,
@@ -256,49 +260,16 @@ impl Engine {
 
     /// A hold is gone (committed, released or run out): its quantity is free.
     fn drop_hold(&mut self, h: &Hold) {
-        if let Some(o) = self.own.get_mut(&h.seq) {
-            o.holding = o.holding.saturating_sub(h.qty);
+        if let Some(o) = self.own.get_mut(h.seq) {
+            o.give_back(h.qty);
         }
-        self.take_done(h.peer);
+        self.peers.take_closed(h.peer);
     }
 
     /// Let go of the holds whose time ran out.
     pub(super) fn expire_holds(&mut self) {
-        let now = self.now;
-        let gone: Vec<TakeId> = self
-            .holds
-            .iter()
-            .filter(|(_, h)| h.until <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in gone {
-            if let Some(h) = self.holds.remove(&k) {
-                self.drop_hold(&h);
-            }
-        }
-    }
-
-    /// Whether the trade's write is still waiting to be durable.
-    fn held_trade(&self, id: &TradeId) -> bool {
-        let in_tx = self
-            .tx_ops
-            .iter()
-            .any(|op| matches!(op, Op::PutTrade(t) if t.id == *id));
-        in_tx
-            || self.held.values().flatten().any(|h| {
-                matches!(h, Held::Gossip(_, Item::Fill(f))
-                    if f.maker_seq == id.maker.seq && f.fill_seq == id.fill_seq)
-            })
-    }
-
-    fn mark_dead(&mut self, take: TakeId) {
-        if self.dead_takes.insert(take) {
-            self.dead_order.push_back(take);
-            while self.dead_order.len() > DEAD_TAKES {
-                if let Some(old) = self.dead_order.pop_front() {
-                    self.dead_takes.remove(&old);
-                }
-            }
+        for h in self.served.expired(self.now) {
+            self.drop_hold(&h);
         }
     }
 }

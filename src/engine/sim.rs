@@ -717,16 +717,10 @@ impl Sim {
                 trades.insert(t.id, t.clone());
             }
             if let Some(e) = &n.engine {
-                for o in e.own.values() {
-                    // Filled plus what is asked and unanswered never passes
-                    // the quantity: the taker side can never overfill.
-                    if o.rec.filled + o.reserved + o.holding > o.rec.qty {
-                        return Err(format!(
-                            "{}/{} in memory filled {} + reserved {} + holding {} > {}",
-                            n.id, o.rec.seq, o.rec.filled.0, o.reserved.0, o.holding.0, o.rec.qty.0
-                        ));
-                    }
-                }
+                // Filled plus what is asked and unanswered never passes the
+                // quantity: the taker side can never overfill.
+                e.check_own_quantities()
+                    .map_err(|why| format!("{}/{why}", n.id))?;
             }
         }
         let mut per_order: HashMap<OrderId, u64> = HashMap::new();
@@ -807,7 +801,7 @@ impl Sim {
                             self.nodes
                                 .iter()
                                 .filter_map(|n| n.engine.as_ref())
-                                .map(|e| format!("{}:\n{}", e.me, e.explain_top(m)))
+                                .map(|e| format!("{}:\n{}", e.local_peer_id(), e.explain_top(m)))
                                 .collect::<String>()
                         ));
                     }
@@ -832,86 +826,5 @@ impl Sim {
             }
         }
         Ok(())
-    }
-}
-
-impl Engine {
-    /// The best orders of both sides with their owners, for test failures.
-    pub fn explain_top(&self, market: &str) -> String {
-        let Ok(mkt) = self.market_idx(market) else {
-            return String::new();
-        };
-        let r = &self.markets[mkt];
-        let mut out = format!(
-            "  pending {:?}\n  doubts {:?}\n  peers {:?}\n",
-            self.pending.values().collect::<Vec<_>>(),
-            self.doubts,
-            self.peers
-                .iter()
-                .map(|p| (p.id.to_string()[46..].to_string(), p.stale, p.connected))
-                .collect::<Vec<_>>()
-        );
-        for side in [Side::Buy, Side::Sell] {
-            for v in r.book.iter_side(side).take(3) {
-                let seq = r.get(v.id).map_or(0, |o| o.state.seq);
-                let own = if v.owner == ME {
-                    self.own.get(&seq).map(|o| {
-                        format!(
-                            "{:?} taking={:?} reserved={:?} tried={:?}",
-                            o.rec.status, o.taking, o.reserved, o.tried
-                        )
-                    })
-                } else {
-                    None
-                };
-                out += &format!(
-                    "  {side} {} x{} owner#{} seq {} prio {} stale={} {}\n",
-                    v.price.0,
-                    v.remaining.0,
-                    v.owner,
-                    seq,
-                    v.priority,
-                    self.is_stale(v.owner),
-                    own.unwrap_or_default()
-                );
-            }
-        }
-        out
-    }
-}
-
-impl Engine {
-    /// What this engine knows of each owner's fills, for test failures.
-    pub fn explain_fills(&self, market: &str) -> String {
-        let Ok(mkt) = self.market_idx(market) else {
-            return String::new();
-        };
-        let r = &self.markets[mkt];
-        let ms = &self.mstate[mkt];
-        let mut out = format!(
-            "{} now {} next_hb {} outbox {} flush_at {:?} {:?} mseq {} pub_fills {} my_fills {} trades {}:",
-            self.me,
-            self.now % 100_000,
-            ms.next_hb % 100_000,
-            ms.outbox.len(),
-            ms.flush_at,
-            self.peers.iter().map(|p| (p.id.to_string()[46..].to_string(), p.stale, p.last_heard % 100_000)).collect::<Vec<_>>(),
-            ms.mseq,
-            ms.pub_fills,
-            ms.my_fills.len(),
-            r.recent_trades().count()
-        );
-        for (k, o) in &r.owners {
-            out += &format!(
-                " [#{k}={} known {} ahead {:?} gaps {} syncing {} hb {:?}]",
-                &self.peer_id(*k).to_string()[46..],
-                o.fills_known,
-                o.fills_ahead,
-                o.fill_gaps,
-                o.fills_syncing,
-                o.last_hb.as_ref().map(|h| h.fills)
-            );
-        }
-        out
     }
 }

@@ -9,6 +9,8 @@
 //! when it matches the digest the owner signed. Missing fills are pulled the
 //! same way. Answers are bounded in size; every page is its own request.
 
+use super::peers::Budget;
+use super::requests::Pending;
 use super::*;
 use crate::wire::{
     self, BookPage, FillsPage, OwnerOrders, OwnerPage, SyncRefusal, SyncRequest, SyncResponse,
@@ -20,13 +22,12 @@ const BOOK_SYNC_FILLS: usize = 1_000;
 
 impl Engine {
     fn send_sync(&mut self, mkt: usize, peer: PeerId, what: SyncWhat) {
-        let tag = self.next_tag();
         let req = SyncRequest {
             v: WIRE_VERSION,
-            market: self.markets[mkt].spec.name.clone(),
+            market: self.markets[mkt].name().to_string(),
             what: what.clone(),
         };
-        self.pending.insert(tag, Pending::Sync { mkt, peer, what });
+        let tag = self.outbound.send(Pending::Sync { mkt, peer, what });
         self.counters.sync_requests += 1;
         self.actions.push_back(
             NetAction::Request {
@@ -39,29 +40,14 @@ impl Engine {
         );
     }
 
-    /// A connected peer to ask, taking turns.
-    fn pick_peer(&mut self, prefer: Option<PeerId>) -> Option<PeerId> {
-        if let Some(p) = prefer.filter(|p| self.connected.contains(p)) {
-            return Some(p);
-        }
-        if self.connected.is_empty() {
-            return None;
-        }
-        self.sync_rr = self.sync_rr.wrapping_add(1);
-        self.connected
-            .iter()
-            .nth(self.sync_rr % self.connected.len())
-            .copied()
-    }
-
     pub(super) fn start_book_syncs(&mut self) {
-        for mkt in 0..self.mstate.len() {
-            if self.mstate[mkt].book_sync == BookSync::Needed {
-                let Some(peer) = self.pick_peer(None) else {
+        for mkt in 0..self.markets.len() {
+            if self.markets[mkt].book_sync == BookSync::Needed {
+                let Some(peer) = self.peers.pick(None) else {
                     return;
                 };
-                tracing::info!(%peer, market = %self.markets[mkt].spec.name, "pulling the book");
-                self.mstate[mkt].book_sync = BookSync::Running { peer };
+                tracing::info!(%peer, market = %self.markets[mkt].name(), "pulling the book");
+                self.markets[mkt].book_sync = BookSync::Running { peer };
                 self.send_sync(mkt, peer, SyncWhat::Book { after: None });
             }
         }
@@ -71,20 +57,20 @@ impl Engine {
     /// it if need be) and a connected peer in turns, so an owner we cannot
     /// reach does not stall the repair.
     fn owner_source(&mut self, mkt: usize, key: u32, owner: PeerId) -> Option<PeerId> {
-        let rep = self.markets[mkt].owner(key);
+        let rep = self.markets[mkt].replica.owner(key);
         rep.sync_attempts = rep.sync_attempts.wrapping_add(1);
-        if rep.sync_attempts % 2 == 1 || self.connected.contains(&owner) {
+        if rep.sync_attempts % 2 == 1 || self.peers.is_connected(&owner) {
             return Some(owner);
         }
-        self.pick_peer(None)
+        self.peers.pick(None)
     }
 
     pub(super) fn start_owner_sync(&mut self, mkt: usize, key: u32, owner: PeerId, after: u64) {
         let Some(peer) = self.owner_source(mkt, key, owner) else {
             return;
         };
-        tracing::debug!(%owner, %peer, market = %self.markets[mkt].spec.name, "owner digest differs; pulling its orders");
-        self.markets[mkt].owner(key).syncing = true;
+        tracing::debug!(%owner, %peer, market = %self.markets[mkt].name(), "owner digest differs; pulling its orders");
+        self.markets[mkt].replica.owner(key).syncing = true;
         self.counters.owner_syncs += 1;
         self.send_sync(mkt, peer, SyncWhat::Owner { owner, after });
     }
@@ -93,16 +79,20 @@ impl Engine {
         let Some(peer) = self.owner_source(mkt, key, owner) else {
             return;
         };
-        self.markets[mkt].owner(key).fills_syncing = true;
+        self.markets[mkt].replica.owner(key).fills_syncing = true;
         self.send_sync(mkt, peer, SyncWhat::Fills { owner, from });
     }
 
     // ------------------------------------------------------------ answering
 
     pub(super) fn on_sync_request(&mut self, peer: PeerId, id: InboundId, data: &[u8]) {
-        let key = self.peer_key(peer);
         let (now, rate) = (self.now, self.cfg.max_syncs_per_peer_per_sec);
-        let allowed = self.peers[key as usize].syncs.take(now, rate);
+        // A stranger beyond the peer table's cap is refused like a peer over
+        // its rate.
+        let allowed = self
+            .peers
+            .admit(peer, now)
+            .is_some_and(|key| self.peers.spend(key, Budget::Syncs, now, rate));
         // Over its rate, a peer's request is not even decoded.
         let decoded = allowed.then(|| wire::decode::<SyncRequest>(data, MAX_MESSAGE_BYTES));
         let resp = match decoded {
@@ -112,7 +102,7 @@ impl Engine {
             }
             Some(Err(_)) => SyncResponse::Refused(SyncRefusal::BadRequest),
             Some(Ok(r)) if r.v != WIRE_VERSION => SyncResponse::Refused(SyncRefusal::BadRequest),
-            Some(Ok(r)) => match self.by_name.get(&r.market).copied() {
+            Some(Ok(r)) => match self.markets.by_name(&r.market) {
                 None => SyncResponse::Refused(SyncRefusal::UnknownMarket),
                 Some(mkt) => self.answer_sync(mkt, r.what),
             },
@@ -132,31 +122,24 @@ impl Engine {
     /// `seq > after`, ascending.
     fn my_published(&self, mkt: usize, after: u64, limit: usize) -> Vec<OrderState> {
         self.own
-            .range(after.saturating_add(1)..)
-            .map(|(_, o)| o)
+            .after(after)
             .filter(|o| o.mkt == mkt)
             .filter_map(|o| o.published.clone())
             .take(limit)
             .collect()
     }
 
-    pub(super) fn watermark(&self, mkt: usize) -> u64 {
-        self.mstate[mkt]
-            .unpublished
-            .first()
-            .map_or(self.next_seq.saturating_sub(1), |s| s.saturating_sub(1))
-    }
-
     fn answer_sync(&self, mkt: usize, what: SyncWhat) -> SyncResponse {
         let page = self.cfg.sync_page_orders.max(1);
-        let r = &self.markets[mkt];
+        let m = &self.markets[mkt];
+        let r = &m.replica;
         match what {
             SyncWhat::Book { after } => {
                 let mut owners: Vec<(PeerId, u32)> = r
                     .owners
                     .iter()
                     .filter(|(_, o)| !o.live.is_empty())
-                    .map(|(k, _)| (self.peer_id(*k), *k))
+                    .map(|(k, _)| (self.peers.id(*k), *k))
                     .collect();
                 owners.sort();
                 let mut out = Vec::new();
@@ -218,7 +201,7 @@ impl Engine {
             }
             SyncWhat::Owner { owner, after } => {
                 if owner == self.me {
-                    let wm = self.watermark(mkt);
+                    let wm = m.watermark(self.own.last_seq());
                     let mut orders: Vec<OrderState> = self
                         .my_published(mkt, after, page + 1)
                         .into_iter()
@@ -239,7 +222,7 @@ impl Engine {
                         more,
                     })
                 } else {
-                    let Some(&key) = self.peer_keys.get(&owner) else {
+                    let Some(key) = self.peers.key(&owner) else {
                         return SyncResponse::Owner(OwnerPage {
                             owner,
                             after,
@@ -264,12 +247,11 @@ impl Engine {
             }
             SyncWhat::Fills { owner, from } => {
                 if owner == self.me {
-                    let ms = &self.mstate[mkt];
-                    let published = ms.pub_fills;
-                    let fills: Vec<wire::FillMsg> = ms
+                    let published = m.stream.fills;
+                    let fills: Vec<wire::FillMsg> = m
                         .my_fills
                         .iter()
-                        .filter_map(|id| self.own_trades.get(id))
+                        .filter_map(|id| self.own.trade(id))
                         .filter(|t| t.mseq >= from && t.mseq <= published)
                         .take(page + 1)
                         .map(maker::fill_msg)
@@ -277,10 +259,10 @@ impl Engine {
                     let more = fills.len() > page;
                     let mut fills = fills;
                     fills.truncate(page);
-                    let oldest = ms
+                    let oldest = m
                         .my_fills
                         .first()
-                        .and_then(|id| self.own_trades.get(id))
+                        .and_then(|id| self.own.trade(id))
                         .map_or(1, |t| t.mseq);
                     SyncResponse::Fills(FillsPage {
                         owner,
@@ -289,7 +271,7 @@ impl Engine {
                         more,
                     })
                 } else {
-                    let key = self.peer_keys.get(&owner).copied();
+                    let key = self.peers.key(&owner);
                     let (trades, oldest, more) = match key {
                         Some(k) => r.owner_trades(k, from, page),
                         None => (Vec::new(), from, false),
@@ -324,7 +306,7 @@ impl Engine {
             }
             (SyncWhat::Book { .. }, _) => {
                 tracing::debug!(%peer, "book sync failed; will ask another peer");
-                self.mstate[mkt].book_sync = BookSync::Needed;
+                self.markets[mkt].book_sync = BookSync::Needed;
             }
             (SyncWhat::Owner { owner, .. }, Some(SyncResponse::Owner(page)))
                 if page.owner == owner =>
@@ -332,8 +314,8 @@ impl Engine {
                 self.on_owner_page(mkt, peer, page)
             }
             (SyncWhat::Owner { owner, .. }, _) => {
-                if let Some(&k) = self.peer_keys.get(&owner) {
-                    self.markets[mkt].owner(k).syncing = false;
+                if let Some(k) = self.peers.key(&owner) {
+                    self.markets[mkt].replica.owner(k).syncing = false;
                 }
             }
             (SyncWhat::Fills { owner, .. }, Some(SyncResponse::Fills(page)))
@@ -342,8 +324,8 @@ impl Engine {
                 self.on_fills_page(mkt, peer, page)
             }
             (SyncWhat::Fills { owner, .. }, _) => {
-                if let Some(&k) = self.peer_keys.get(&owner) {
-                    self.markets[mkt].owner(k).fills_syncing = false;
+                if let Some(k) = self.peers.key(&owner) {
+                    self.markets[mkt].replica.owner(k).fills_syncing = false;
                 }
             }
         }
@@ -362,25 +344,32 @@ impl Engine {
             if block.owner == self.me {
                 continue;
             }
-            let key = self.peer_key(block.owner);
+            let Some(key) = self.peers.admit(block.owner, self.now) else {
+                self.counters.owners_limit_hits += 1;
+                continue;
+            };
             for o in block.orders {
                 if Self::sane(&o) {
-                    self.markets[mkt].upsert(key, &block.owner, o, max);
+                    self.markets[mkt].replica.upsert(key, &block.owner, o, max);
                 }
             }
         }
         for (maker, f) in page.fills {
             if maker != self.me && f.in_range() {
-                let key = self.peer_key(maker);
+                let Some(key) = self.peers.admit(maker, self.now) else {
+                    self.counters.owners_limit_hits += 1;
+                    continue;
+                };
                 self.apply_fill(mkt, key, maker, &f);
             }
         }
-        self.mstate[mkt].book_changed = true;
+        self.markets[mkt].book_changed = true;
         match page.next {
             Some(after) => self.send_sync(mkt, peer, SyncWhat::Book { after: Some(after) }),
             None => {
-                tracing::info!(%peer, market = %self.markets[mkt].spec.name, orders = self.markets[mkt].len(), "book pulled");
-                self.mstate[mkt].book_sync = BookSync::Done;
+                let m = &mut self.markets[mkt];
+                tracing::info!(%peer, market = %m.name(), orders = m.replica.len(), "book pulled");
+                m.book_sync = BookSync::Done;
             }
         }
         self.check_crossing(mkt);
@@ -392,17 +381,18 @@ impl Engine {
         if owner == self.me {
             return;
         }
-        let key = self.peer_key(owner);
+        let Some(key) = self.peers.admit(owner, self.now) else {
+            self.counters.owners_limit_hits += 1;
+            return;
+        };
         let max = self.cfg.max_orders_per_owner;
         let orders: Vec<OrderState> = page.orders.into_iter().filter(Self::sane).collect();
+        let r = &mut self.markets[mkt].replica;
         if peer == owner {
             // The owner's own word: what it does not list is gone.
-            self.markets[mkt].replace_range(key, &owner, page.after, page.upto, orders, max);
+            r.replace_range(key, &owner, page.after, page.upto, orders, max);
         } else {
-            let hb = self.markets[mkt]
-                .owners
-                .get(&key)
-                .and_then(|o| o.last_hb.clone());
+            let hb = r.owners.get(&key).and_then(|o| o.last_hb.clone());
             let mut d = Digest::EMPTY;
             for o in &orders {
                 d.add(Digest::of_order(&owner, o));
@@ -410,16 +400,16 @@ impl Engine {
             match hb {
                 Some(hb) if !page.more && page.after == 0 && Digest::from_bytes(hb.digest) == d => {
                     // What the owner signed: as good as its own word.
-                    self.markets[mkt].replace_range(key, &owner, 0, hb.watermark, orders, max);
+                    r.replace_range(key, &owner, 0, hb.watermark, orders, max);
                 }
                 _ => {
                     for o in orders {
-                        self.markets[mkt].upsert(key, &owner, o, max);
+                        r.upsert(key, &owner, o, max);
                     }
                 }
             }
         }
-        self.mstate[mkt].book_changed = true;
+        self.markets[mkt].book_changed = true;
         if page.more && page.upto > page.after {
             self.send_sync(
                 mkt,
@@ -430,7 +420,7 @@ impl Engine {
                 },
             );
         } else {
-            let rep = self.markets[mkt].owner(key);
+            let rep = self.markets[mkt].replica.owner(key);
             rep.syncing = false;
             rep.mismatches = 0;
         }
@@ -443,19 +433,25 @@ impl Engine {
         if owner == self.me {
             return;
         }
-        let key = self.peer_key(owner);
+        let Some(key) = self.peers.admit(owner, self.now) else {
+            self.counters.owners_limit_hits += 1;
+            return;
+        };
         let last = page.fills.last().map(|f| f.mseq);
         for f in page.fills.iter().filter(|f| f.in_range()) {
             self.apply_fill(mkt, key, owner, f);
         }
         if peer == owner {
             // The owner itself no longer has older fills: stop waiting.
-            self.markets[mkt].owner(key).skip_fills_below(page.oldest);
+            self.markets[mkt]
+                .replica
+                .owner(key)
+                .skip_fills_below(page.oldest);
         }
         match (page.more, last) {
             (true, Some(l)) => self.send_sync(mkt, peer, SyncWhat::Fills { owner, from: l + 1 }),
             _ => {
-                let rep = self.markets[mkt].owner(key);
+                let rep = self.markets[mkt].replica.owner(key);
                 rep.fills_syncing = false;
                 rep.fill_gaps = 0;
             }

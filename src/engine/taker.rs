@@ -10,39 +10,16 @@
 //! flight the phase ends and the rest rests (GTC), is dropped (IOC, market,
 //! FOK), or is cancelled (self-trade prevention, a cancel).
 
+use super::fok::Fok;
+use super::own::{Own, Taking};
+use super::requests::Pending;
+use super::takes::{Doubt, Sent, SentKind};
 use super::*;
 use crate::market::Price;
 use crate::wire::{self, FillMsg, Refusal, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION};
 
 /// Longest client id accepted (it is stored with the order).
 const MAX_CLIENT_ID: usize = 64;
-/// Longest wait between status requests for a take in doubt.
-const MAX_DOUBT_BACKOFF: Millis = 30_000;
-
-/// A take that was sent, as its answer finds it.
-#[derive(Clone, Debug)]
-pub(super) struct Sent {
-    pub mkt: usize,
-    pub seq: u64,
-    pub n: u32,
-    pub maker: OrderId,
-    pub maker_key: Option<OrderKey>,
-    pub qty: Qty,
-    pub kind: SentKind,
-}
-
-/// What a take request asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum SentKind {
-    Fill,
-    /// What became of a take in doubt.
-    Status,
-    /// Fill-or-kill, first round.
-    Hold,
-    /// Fill-or-kill, second round (a fill).
-    Commit,
-}
-
 impl Engine {
     pub(super) fn place(&mut self, id: CommandId, p: PlaceOrder) {
         match self.new_order(id, p) {
@@ -61,8 +38,8 @@ impl Engine {
     /// Check a new order and make it one of ours. `Ok(None)` when the
     /// command is already answered (a repeated client id, a rejection).
     fn new_order(&mut self, id: CommandId, p: PlaceOrder) -> Result<Option<u64>, EngineError> {
-        if let Some(e) = &self.degraded {
-            return Err(EngineError::Storage(e.clone()));
+        if let Some(e) = self.tx.degraded() {
+            return Err(EngineError::Storage(e.to_string()));
         }
         let mkt = self.market_idx(&p.market)?;
         if let Some(c) = &p.client_id {
@@ -71,10 +48,10 @@ impl Engine {
                     "client_id must be 1 to {MAX_CLIENT_ID} printable characters"
                 )));
             }
-            if let Some(seq) = self.client_ids.get(c) {
-                // Placing is idempotent per client id: the first order wins.
-                let info = self.own.get(seq).map(|o| self.own_info(o));
-                if let Some(info) = info {
+            // Placing is idempotent per client id: the first order wins.
+            if let Some(first) = self.own.by_client_id(c) {
+                let info = self.own_info(first);
+                {
                     self.actions.push_back(Action::Reply {
                         id,
                         result: Ok(info),
@@ -83,7 +60,7 @@ impl Engine {
                 }
             }
         }
-        let spec = &self.markets[mkt].spec;
+        let spec = &self.markets[mkt].replica.spec;
         let price = match (p.kind, p.price) {
             (OrderKind::Limit, Some(px)) => Some(
                 spec.price_to_ticks(px)
@@ -109,8 +86,7 @@ impl Engine {
             .qty_to_lots(p.quantity)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
 
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.own.alloc_seq();
         let rec = OwnOrder {
             seq,
             market: p.market,
@@ -129,33 +105,16 @@ impl Engine {
             updated_ms: self.now,
             client_id: p.client_id,
         };
-        if let Some(c) = &rec.client_id {
-            self.client_ids.insert(c.clone(), seq);
-        }
-        let fok = (p.tif == Tif::Fok).then(|| Fok {
-            started: self.now,
-            ..Fok::default()
-        });
-        self.own.insert(
-            seq,
-            Own {
-                rec,
-                mkt,
-                reserved: Qty::ZERO,
-                holding: Qty::ZERO,
-                taking: Some(Taking {
-                    reply: Some(id),
-                    fok,
-                    ..Taking::default()
-                }),
-                trades: Vec::new(),
-                published: None,
-                tried: HashMap::new(),
-            },
-        );
-        self.mstate[mkt].unpublished.insert(seq);
+        let fok = (p.tif == Tif::Fok).then(|| Fok::new(self.now));
+        let taking = Taking {
+            reply: Some(id),
+            fok,
+            ..Taking::default()
+        };
+        self.own.insert(Own::new(rec, mkt, Some(taking)));
+        self.markets[mkt].unpublished.insert(seq);
         self.counters.orders_placed += 1;
-        self.dirty(seq);
+        self.tx.dirty(seq);
 
         let refusal = match p.tif {
             Tif::PostOnly if self.would_take(mkt, p.side, price) => {
@@ -176,7 +135,7 @@ impl Engine {
     /// Whether an order at `price` would meet any open order on the other
     /// side (post-only check).
     fn would_take(&self, mkt: usize, side: Side, price: Option<Price>) -> bool {
-        let best = self.markets[mkt].book.best(side.opposite());
+        let best = self.markets[mkt].replica.book.best(side.opposite());
         match (best, price) {
             (Some((p, _)), Some(l)) => side.crosses(l, p),
             (Some(_), None) => true,
@@ -187,6 +146,7 @@ impl Engine {
     /// Whether an order at `price` would cross one of our open orders.
     fn crosses_own(&self, mkt: usize, side: Side, price: Option<Price>) -> bool {
         self.markets[mkt]
+            .replica
             .book
             .iter_side(side.opposite())
             .take_while(|v| price.is_none_or(|l| side.crosses(l, v.price)))
@@ -197,36 +157,20 @@ impl Engine {
     /// within `limit`, before self-trade prevention would stop it.
     fn fillable(&self, mkt: usize, side: Side, limit: Option<Price>) -> Qty {
         let mut total = Qty::ZERO;
-        for v in self.markets[mkt].book.iter_side(side.opposite()) {
+        for v in self.markets[mkt].replica.book.iter_side(side.opposite()) {
             if limit.is_some_and(|l| !side.crosses(l, v.price)) || v.owner == ME {
                 break;
             }
-            if !self.is_stale(v.owner) {
-                total += v.remaining.saturating_sub(self.asked_of(mkt, v.id));
+            if !self.peers.is_stale(v.owner) {
+                total += v.remaining.saturating_sub(self.takes.asked_of(mkt, v.id));
             }
         }
         total
     }
 
-    /// Quantity this node has asked of a maker order and not heard back on.
-    fn asked_of(&self, mkt: usize, key: OrderKey) -> Qty {
-        self.asked.get(&(mkt, key)).copied().unwrap_or(Qty::ZERO)
-    }
-
-    /// A take against `key` is answered: its quantity is no longer asked.
-    fn unask(&mut self, mkt: usize, key: Option<OrderKey>, qty: Qty) {
-        let Some(k) = key else { return };
-        if let Some(q) = self.asked.get_mut(&(mkt, k)) {
-            *q = q.saturating_sub(qty);
-            if q.is_zero() {
-                self.asked.remove(&(mkt, k));
-            }
-        }
-    }
-
     /// Send takes for what the order has free, best makers first.
     pub(super) fn plan(&mut self, seq: u64) {
-        let Some(own) = self.own.get(&seq) else {
+        let Some(own) = self.own.get(seq) else {
             return;
         };
         let Some(taking) = &own.taking else {
@@ -236,7 +180,7 @@ impl Engine {
             return;
         }
         let kind = match &taking.fok {
-            Some(f) if f.committing => return,
+            Some(f) if f.committing() => return,
             Some(_) => SentKind::Hold,
             None => SentKind::Fill,
         };
@@ -248,7 +192,7 @@ impl Engine {
         let mut free = own.free();
         let mut stop = None;
         let mut takes = Vec::new();
-        let r = &self.markets[mkt];
+        let r = &self.markets[mkt].replica;
         for v in r.book.iter_side(side.opposite()) {
             if limit.is_some_and(|l| !side.crosses(l, v.price)) {
                 break;
@@ -260,7 +204,7 @@ impl Engine {
                 }
                 continue;
             }
-            if self.is_stale(v.owner) || (only_older && v.priority >= my_prio) {
+            if self.peers.is_stale(v.owner) || (only_older && v.priority >= my_prio) {
                 continue;
             }
             let Some(o) = r.get(v.id) else { continue };
@@ -271,19 +215,19 @@ impl Engine {
             if recently_refused {
                 continue;
             }
-            let avail = v.remaining.saturating_sub(self.asked_of(mkt, v.id));
+            let avail = v.remaining.saturating_sub(self.takes.asked_of(mkt, v.id));
             if avail.is_zero() {
                 continue;
             }
             let q = free.min(avail);
-            takes.push((v.id, OrderId::new(self.peer_id(v.owner), o.state.seq), q));
+            takes.push((v.id, OrderId::new(self.peers.id(v.owner), o.state.seq), q));
             free -= q;
             if free.is_zero() {
                 break;
             }
         }
         if let Some(s) = stop {
-            if let Some(t) = self.own.get_mut(&seq).and_then(|o| o.taking.as_mut()) {
+            if let Some(t) = self.own.taking_mut(seq) {
                 t.stop = Some(s);
             }
         }
@@ -293,7 +237,7 @@ impl Engine {
     }
 
     /// Send a take (a fill, a hold, or the commit of hold `n`).
-    fn send_take(
+    pub(super) fn send_take(
         &mut self,
         seq: u64,
         key: Option<OrderKey>,
@@ -302,8 +246,7 @@ impl Engine {
         kind: SentKind,
         n: Option<u32>,
     ) {
-        let tag = self.next_tag();
-        let Some(own) = self.own.get_mut(&seq) else {
+        let Some(own) = self.own.get_mut(seq) else {
             return;
         };
         let n = n.unwrap_or_else(|| {
@@ -312,7 +255,7 @@ impl Engine {
         });
         if kind != SentKind::Commit {
             // A commit's quantity is already reserved by its hold.
-            own.reserved += qty;
+            own.reserve(qty);
         }
         if let Some(t) = own.taking.as_mut() {
             t.inflight += 1;
@@ -336,7 +279,7 @@ impl Engine {
             // A hold fills nothing; a fill or commit may, so its intent is
             // durable before the request leaves: after a crash the node
             // knows which takes may have been filled.
-            self.tx_ops.push(Op::PutIntent(TakeIntent {
+            self.tx.op(Op::PutIntent(TakeIntent {
                 taker_seq: seq,
                 n,
                 market: own.rec.market.clone(),
@@ -344,23 +287,18 @@ impl Engine {
                 qty,
             }));
         }
-        self.dirty(seq);
-        self.pending.insert(
-            tag,
-            Pending::Take(Sent {
-                mkt,
-                seq,
-                n,
-                maker,
-                maker_key: key,
-                qty,
-                kind,
-            }),
-        );
+        self.tx.dirty(seq);
+        let tag = self.outbound.send(Pending::Take(Sent {
+            mkt,
+            seq,
+            n,
+            maker,
+            maker_key: key,
+            qty,
+            kind,
+        }));
         if kind != SentKind::Commit {
-            if let Some(k) = key {
-                *self.asked.entry((mkt, k)).or_default() += qty;
-            }
+            self.takes.ask(mkt, key, qty);
         }
         self.counters.takes_sent += 1;
         self.hold(
@@ -381,27 +319,23 @@ impl Engine {
             return;
         }
         if sent.kind == SentKind::Status {
-            let key = (sent.seq, sent.n);
+            let key = sent.key();
             match answer {
                 Ok(Ok(TakeResponse::Filled(f))) if self.fill_matches(&sent, &f) => {
                     self.resolve_doubt(key, Some(f))
                 }
                 Ok(Ok(TakeResponse::Refused(Refusal::Busy | Refusal::Storage))) | Err(_) => {
-                    if let Some(d) = self.doubts.get_mut(&key) {
-                        d.querying = false;
-                    }
+                    self.takes.query_failed(key);
                 }
                 Ok(Ok(TakeResponse::Refused(_))) => self.resolve_doubt(key, None),
                 Ok(_) => {
                     tracing::warn!(maker = %sent.maker, "maker answered a status request with nonsense; the take stays in doubt");
-                    if let Some(d) = self.doubts.get_mut(&key) {
-                        d.querying = false;
-                    }
+                    self.takes.query_failed(key);
                 }
             }
             return;
         }
-        if let Some(t) = self.own.get_mut(&sent.seq).and_then(|o| o.taking.as_mut()) {
+        if let Some(t) = self.own.taking_mut(sent.seq) {
             t.inflight = t.inflight.saturating_sub(1);
         }
         match answer {
@@ -432,7 +366,7 @@ impl Engine {
 
     /// Whether a maker's fill answers the take that was sent.
     fn fill_matches(&self, sent: &Sent, f: &FillMsg) -> bool {
-        let Some(own) = self.own.get(&sent.seq) else {
+        let Some(own) = self.own.get(sent.seq) else {
             return false;
         };
         f.taker == self.me
@@ -449,7 +383,7 @@ impl Engine {
     }
 
     /// Continue or end the taking phase after an answer.
-    fn after_take(&mut self, seq: u64) {
+    pub(super) fn after_take(&mut self, seq: u64) {
         self.plan(seq);
         self.maybe_finish(seq);
     }
@@ -458,173 +392,51 @@ impl Engine {
     fn doubt(&mut self, sent: &Sent) {
         self.counters.takes_in_doubt += 1;
         tracing::info!(maker = %sent.maker, qty = sent.qty.0, "take got no answer; its quantity stays reserved until the maker tells");
-        self.doubts.insert(
-            (sent.seq, sent.n),
-            Doubt {
-                mkt: sent.mkt,
-                maker: sent.maker,
-                maker_key: sent.maker_key,
-                qty: sent.qty,
-                next_try: self.now + 500,
-                backoff: 500,
-                querying: false,
-            },
+        self.takes.doubt(
+            sent.key(),
+            Doubt::new(
+                sent.mkt,
+                sent.maker,
+                sent.maker_key,
+                sent.qty,
+                self.now + 500,
+            ),
         );
     }
 
     /// The take did not fill: free its quantity (and do not try the same
     /// maker order again until its state changes).
-    fn release_take(&mut self, sent: &Sent, tried: bool) {
+    pub(super) fn release_take(&mut self, sent: &Sent, tried: bool) {
         let ver = sent
             .maker_key
-            .and_then(|k| self.markets[sent.mkt].get(k))
+            .and_then(|k| self.markets[sent.mkt].replica.get(k))
             .map(|o| o.state.ver);
         let now = self.now;
-        self.unask(sent.mkt, sent.maker_key, sent.qty);
-        if let Some(own) = self.own.get_mut(&sent.seq) {
-            own.reserved = own.reserved.saturating_sub(sent.qty);
+        self.takes.unask(sent.mkt, sent.maker_key, sent.qty);
+        if let Some(own) = self.own.get_mut(sent.seq) {
+            own.unreserve(sent.qty);
             if let (true, Some(k), Some(v)) = (tried, sent.maker_key, ver) {
                 own.tried.insert(k, (v, now));
             }
         }
         if sent.kind != SentKind::Hold {
-            self.tx_ops.push(Op::DelIntent {
+            self.tx.op(Op::DelIntent {
                 taker_seq: sent.seq,
                 n: sent.n,
             });
         }
     }
 
-    /// A maker's answer to a fill-or-kill hold.
-    fn on_hold_response(
-        &mut self,
-        sent: Sent,
-        answer: Result<Result<TakeResponse, wire::WireError>, RequestFailure>,
-    ) {
-        let own = self.own.get_mut(&sent.seq);
-        let fok = own.and_then(|o| o.taking.as_mut()).and_then(|t| {
-            t.inflight = t.inflight.saturating_sub(1);
-            t.fok.as_mut()
-        });
-        match (answer, fok) {
-            (Ok(Ok(TakeResponse::Held { qty })), Some(fok))
-                if !qty.is_zero() && qty <= sent.qty =>
-            {
-                fok.holds.push(HeldTake {
-                    n: sent.n,
-                    maker: sent.maker,
-                    maker_key: sent.maker_key,
-                    qty,
-                });
-                // Give back what the maker could not hold.
-                let rest = sent.qty - qty;
-                self.counters.fok_holds += 1;
-                self.unask(sent.mkt, sent.maker_key, rest);
-                if let Some(o) = self.own.get_mut(&sent.seq) {
-                    o.reserved = o.reserved.saturating_sub(rest);
-                }
-            }
-            // Refused, lost, or nonsense: nothing is held (a hold whose answer
-            // was lost runs out at the maker on its own; it fills nothing).
-            _ => {
-                self.counters.takes_refused += 1;
-                self.release_take(&sent, true);
-            }
-        }
-        self.after_take(sent.seq);
-    }
-
-    /// A fill-or-kill order whose holds are all answered: commit them if they
-    /// cover the whole order (in time), else release them and fill nothing.
-    /// Whether the phase goes on (commits sent).
-    fn fok_decide(&mut self, seq: u64) -> bool {
-        let Some(own) = self.own.get(&seq) else {
-            return false;
-        };
-        let Some(taking) = &own.taking else {
-            return false;
-        };
-        let Some(fok) = &taking.fok else {
-            return false;
-        };
-        if fok.committing {
-            return false;
-        }
-        let held = fok.holds.iter().fold(Qty::ZERO, |a, h| a + h.qty);
-        let need = own.rec.remaining();
-        let in_time = self.now.saturating_sub(fok.started) < self.cfg.fok_hold_ms / 2;
-        let holds = fok.holds.clone();
-        let stop = taking.stop;
-        let market = own.rec.market.clone();
-        let mkt = own.mkt;
-        if stop.is_none() && !need.is_zero() && held >= need && in_time {
-            if let Some(f) = self
-                .own
-                .get_mut(&seq)
-                .and_then(|o| o.taking.as_mut())
-                .and_then(|t| t.fok.as_mut())
-            {
-                f.committing = true;
-            }
-            for h in holds {
-                self.send_take(
-                    seq,
-                    h.maker_key,
-                    h.maker,
-                    h.qty,
-                    SentKind::Commit,
-                    Some(h.n),
-                );
-            }
-            return true;
-        }
-        // Not enough could be held: let every maker go, nothing fills.
-        for h in holds {
-            self.unask(mkt, h.maker_key, h.qty);
-            if let Some(o) = self.own.get_mut(&seq) {
-                o.reserved = o.reserved.saturating_sub(h.qty);
-            }
-            let tag = self.next_tag();
-            let req = TakeRequest {
-                v: WIRE_VERSION,
-                market: market.clone(),
-                maker_seq: h.maker.seq,
-                taker_seq: seq,
-                take_n: h.n,
-                kind: TakeKind::Release,
-            };
-            self.actions.push_back(
-                NetAction::Request {
-                    peer: h.maker.owner,
-                    proto: Proto::Take,
-                    tag,
-                    data: wire::encode(&req),
-                }
-                .into(),
-            );
-        }
-        self.counters.fok_aborted += 1;
-        let (status, reason) = match stop {
-            Some(CANCELLED) => (OrderStatus::Cancelled, "cancelled by the user"),
-            _ => (
-                OrderStatus::Rejected,
-                "fill-or-kill: the makers could not set aside the whole quantity",
-            ),
-        };
-        self.end(seq, status, Some(reason.to_string()));
-        true
-    }
-
     /// Record a fill of our order as taker.
     fn taker_fill(&mut self, sent: &Sent, f: &FillMsg) {
         // `fill_matches` checked the fill names this take: its maker order,
         // our order and the take's number.
-        let trade = Trade::of_fill(sent.maker.owner, &self.markets[sent.mkt].spec.name, f);
-        self.unask(sent.mkt, sent.maker_key, sent.qty);
-        let Some(own) = self.own.get_mut(&sent.seq) else {
+        let trade = Trade::of_fill(sent.maker.owner, self.markets[sent.mkt].name(), f);
+        self.takes.unask(sent.mkt, sent.maker_key, sent.qty);
+        let Some(own) = self.own.get_mut(sent.seq) else {
             return;
         };
-        own.reserved = own.reserved.saturating_sub(sent.qty);
+        own.unreserve(sent.qty);
         own.rec.filled = (own.rec.filled + f.qty).min(own.rec.qty);
         own.rec.updated_ms = self.now;
         if own.rec.status == OrderStatus::Open {
@@ -632,35 +444,29 @@ impl Engine {
         }
         own.trades.push(trade.id);
         self.counters.fills_taker += 1;
-        self.tx_ops.push(Op::PutTrade(trade.clone()));
-        self.tx_ops.push(Op::DelIntent {
+        self.tx.op(Op::PutTrade(trade.clone()));
+        self.tx.op(Op::DelIntent {
             taker_seq: sent.seq,
             n: sent.n,
         });
-        let maker_key = self.peer_key(sent.maker.owner);
-        if self.markets[sent.mkt].apply_trade(maker_key, &sent.maker.owner, &trade) {
-            let info = views::trade(&self.markets[sent.mkt].spec, &trade);
-            self.hold(Action::Event(Event::Trade(info)));
+        if let Some(maker_key) = self.peers.admit(sent.maker.owner, self.now) {
+            let r = &mut self.markets[sent.mkt].replica;
+            if r.apply_trade(maker_key, &sent.maker.owner, &trade) {
+                let info = views::trade(&r.spec, &trade);
+                self.hold(Action::Event(Event::Trade(info)));
+            }
         }
-        self.own_trades.insert(trade.id, trade);
-        self.mstate[sent.mkt].book_changed = true;
+        self.own.record_trade(trade);
+        self.markets[sent.mkt].book_changed = true;
         self.own_changed(sent.seq);
     }
 
     /// A take in doubt is resolved: filled (with the maker's fill) or not.
     pub(super) fn resolve_doubt(&mut self, key: (u64, u32), fill: Option<FillMsg>) {
-        let Some(d) = self.doubts.remove(&key) else {
+        let Some(d) = self.takes.resolve(key) else {
             return;
         };
-        let sent = Sent {
-            mkt: d.mkt,
-            seq: key.0,
-            n: key.1,
-            maker: d.maker,
-            maker_key: d.maker_key,
-            qty: d.qty,
-            kind: SentKind::Fill,
-        };
+        let sent = d.sent(key, SentKind::Fill);
         match fill {
             Some(f) => {
                 tracing::info!(maker = %d.maker, qty = f.qty.0, "take in doubt was filled");
@@ -677,45 +483,21 @@ impl Engine {
 
     /// Ask makers about takes in doubt whose time has come.
     pub(super) fn retry_doubts(&mut self) {
-        let now = self.now;
-        let due: Vec<(u64, u32)> = self
-            .doubts
-            .iter()
-            .filter(|(_, d)| !d.querying && d.next_try <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in due {
-            let tag = self.next_tag();
-            let Some(d) = self.doubts.get_mut(&key) else {
-                continue;
-            };
-            d.querying = true;
-            d.next_try = now + d.backoff;
-            d.backoff = (d.backoff * 2).min(MAX_DOUBT_BACKOFF);
-            let (mkt, maker, maker_key, qty) = (d.mkt, d.maker, d.maker_key, d.qty);
+        for (key, d) in self.takes.due(self.now) {
             let req = TakeRequest {
                 v: WIRE_VERSION,
-                market: self.markets[mkt].spec.name.clone(),
-                maker_seq: maker.seq,
+                market: self.markets[d.mkt].name().to_string(),
+                maker_seq: d.maker.seq,
                 taker_seq: key.0,
                 take_n: key.1,
                 kind: TakeKind::Status,
             };
-            self.pending.insert(
-                tag,
-                Pending::Take(Sent {
-                    mkt,
-                    seq: key.0,
-                    n: key.1,
-                    maker,
-                    maker_key,
-                    qty,
-                    kind: SentKind::Status,
-                }),
-            );
+            let tag = self
+                .outbound
+                .send(Pending::Take(d.sent(key, SentKind::Status)));
             self.actions.push_back(
                 NetAction::Request {
-                    peer: maker.owner,
+                    peer: d.maker.owner,
                     proto: Proto::Take,
                     tag,
                     data: wire::encode(&req),
@@ -727,7 +509,7 @@ impl Engine {
 
     /// End the taking phase if nothing is in flight.
     pub(super) fn maybe_finish(&mut self, seq: u64) {
-        let Some(own) = self.own.get(&seq) else {
+        let Some(own) = self.own.get(seq) else {
             return;
         };
         let Some(taking) = &own.taking else {
@@ -736,11 +518,11 @@ impl Engine {
         if taking.inflight > 0 {
             return;
         }
-        if taking.fok.as_ref().is_some_and(|f| !f.committing) {
+        if taking.fok.as_ref().is_some_and(|f| !f.committing()) {
             self.fok_decide(seq);
             return;
         }
-        let in_doubt = !own.reserved.is_zero();
+        let in_doubt = own.has_reserved();
         let remaining = own.rec.remaining();
         let stop = taking.stop;
         let cancelled = stop == Some(CANCELLED);
@@ -773,14 +555,12 @@ impl Engine {
             (OrderStatus::Expired, Some(why.into()))
         };
         let replies: Vec<CommandId> = {
-            let Some(own) = self.own.get_mut(&seq) else {
+            let Some(own) = self.own.get_mut(seq) else {
                 return;
             };
-            let t = own.taking.as_mut();
             let mut r = Vec::new();
-            if let Some(t) = t {
-                r.extend(t.reply.take());
-                r.extend(t.cancel_reply.take());
+            if let Some(t) = own.taking.as_mut() {
+                r = t.take_replies();
                 if status == OrderStatus::Taking {
                     t.resume_only = true;
                 }
@@ -793,14 +573,14 @@ impl Engine {
         match status {
             OrderStatus::Taking => {}
             OrderStatus::Open => {
-                if let Some(own) = self.own.get_mut(&seq) {
+                if let Some(own) = self.own.get_mut(seq) {
                     own.rec.status = OrderStatus::Open;
                 }
                 self.own_changed(seq);
             }
             s => self.end(seq, s, reason),
         }
-        if let Some(own) = self.own.get(&seq) {
+        if let Some(own) = self.own.get(seq) {
             let info = self.own_info(own);
             for id in replies {
                 self.hold(Action::Reply {
@@ -813,7 +593,7 @@ impl Engine {
 
     /// The order is done: take it off the book and say so.
     pub(super) fn end(&mut self, seq: u64, status: OrderStatus, reason: Option<String>) {
-        let Some(own) = self.own.get_mut(&seq) else {
+        let Some(own) = self.own.get_mut(seq) else {
             return;
         };
         let was_listed = own.rec.status == OrderStatus::Open;
@@ -821,35 +601,32 @@ impl Engine {
         own.rec.reason = reason;
         own.rec.updated_ms = self.now;
         let mkt = own.mkt;
-        let replies: Vec<CommandId> = own
+        let replies = own
             .taking
             .take()
-            .map(|mut t| {
-                t.reply
-                    .take()
-                    .into_iter()
-                    .chain(t.cancel_reply.take())
-                    .collect()
-            })
+            .map(|mut t| t.take_replies())
             .unwrap_or_default();
-        self.mstate[mkt].unpublished.remove(&seq);
+        let mut gone = own.state();
+        gone.remaining = Qty::ZERO;
+        let m = &mut self.markets[mkt];
+        m.unpublished.remove(&seq);
         if was_listed {
-            self.markets[mkt].remove(ME, &self.me, seq, true);
-            self.mstate[mkt].book_changed = true;
+            m.replica.remove(ME, &self.me, seq, true);
+            m.book_changed = true;
             let item = if status == OrderStatus::Cancelled {
                 Item::Cancel { seq }
             } else {
-                let mut st = self.own[&seq].state();
-                st.remaining = Qty::ZERO;
-                Item::Order(st)
+                Item::Order(gone)
             };
-            self.tx_held.push(Held::Gossip(mkt, item));
+            self.tx.hold(Held::Gossip(mkt, item));
         }
-        self.dirty(seq);
-        let info = self.own_info(&self.own[&seq]);
+        self.tx.dirty(seq);
         if status == OrderStatus::Rejected {
             self.counters.orders_rejected += 1;
         }
+        let Some(info) = self.own.get(seq).map(|o| self.own_info(o)) else {
+            return;
+        };
         for id in replies {
             self.hold(Action::Reply {
                 id,
@@ -862,7 +639,7 @@ impl Engine {
     /// An open order's state changed (a fill as taker, a take resolved):
     /// update the replica and the gossip stream.
     pub(super) fn own_changed(&mut self, seq: u64) {
-        let Some(own) = self.own.get(&seq) else {
+        let Some(own) = self.own.get(seq) else {
             return;
         };
         let mkt = own.mkt;
@@ -873,15 +650,17 @@ impl Engine {
             }
             let st = own.state();
             let changed = own.published.as_ref() != Some(&st);
-            self.markets[mkt].upsert(ME, &self.me, st.clone(), usize::MAX);
-            self.mstate[mkt].book_changed = true;
+            let m = &mut self.markets[mkt];
+            m.replica.upsert(ME, &self.me, st.clone(), usize::MAX);
+            m.book_changed = true;
             if changed {
-                self.tx_held.push(Held::Gossip(mkt, Item::Order(st)));
+                self.tx.hold(Held::Gossip(mkt, Item::Order(st)));
             }
         }
-        self.dirty(seq);
-        let info = self.own_info(&self.own[&seq]);
-        self.hold(Action::Event(Event::Order(info)));
+        self.tx.dirty(seq);
+        if let Some(info) = self.own.get(seq).map(|o| self.own_info(o)) {
+            self.hold(Action::Event(Event::Order(info)));
+        }
     }
 
     pub(super) fn cancel(&mut self, id: CommandId, order: &str) {
@@ -896,10 +675,10 @@ impl Engine {
             .parse()
             .map_err(|e: BadId| EngineError::Invalid(e.to_string()))?;
         if oid.owner != self.me {
-            let known = self.peer_keys.get(&oid.owner).is_some_and(|k| {
+            let known = self.peers.key(&oid.owner).is_some_and(|k| {
                 self.markets
                     .iter()
-                    .any(|r| r.get_by_id(*k, oid.seq).is_some())
+                    .any(|m| m.replica.get_by_id(k, oid.seq).is_some())
             });
             return Err(if known {
                 EngineError::NotOwner(order.to_string())
@@ -907,10 +686,10 @@ impl Engine {
                 EngineError::NotFound(order.to_string())
             });
         }
-        let degraded = self.degraded.clone();
+        let degraded = self.tx.degraded().map(str::to_string);
         let own = self
             .own
-            .get_mut(&oid.seq)
+            .get_mut(oid.seq)
             .ok_or_else(|| EngineError::NotFound(order.to_string()))?;
         if own.rec.status.is_done() {
             return Err(EngineError::AlreadyDone(
@@ -934,10 +713,12 @@ impl Engine {
             OrderStatus::Cancelled,
             Some("cancelled by the user".into()),
         );
-        self.hold(Action::Reply {
-            id,
-            result: Ok(self.own_info(&self.own[&oid.seq])),
-        });
+        if let Some(info) = self.own.get(oid.seq).map(|o| self.own_info(o)) {
+            self.hold(Action::Reply {
+                id,
+                result: Ok(info),
+            });
+        }
         Ok(())
     }
 
@@ -945,11 +726,11 @@ impl Engine {
     /// older remote order, take it (the owner of the newer order takes).
     pub(super) fn check_crossing(&mut self, mkt: usize) {
         for side in [Side::Buy, Side::Sell] {
-            let r = &self.markets[mkt];
+            let r = &self.markets[mkt].replica;
             let best_remote = r
                 .book
                 .iter_side(side.opposite())
-                .find(|v| v.owner != ME && !self.is_stale(v.owner));
+                .find(|v| v.owner != ME && !self.peers.is_stale(v.owner));
             let Some(best) = best_remote else { continue };
             let mine: Vec<u64> = r
                 .book
@@ -959,26 +740,18 @@ impl Engine {
                 .filter_map(|v| r.get(v.id).map(|o| o.state.seq))
                 .collect();
             for seq in mine {
-                let ok = self.own.get(&seq).is_some_and(|o| {
-                    o.rec.status == OrderStatus::Open && o.taking.is_none() && !o.free().is_zero()
-                });
-                if !ok {
-                    continue;
-                }
-                if let Some(o) = self.own.get_mut(&seq) {
-                    o.taking = Some(Taking {
-                        only_older: true,
-                        ..Taking::default()
-                    });
+                match self.own.get_mut(seq) {
+                    Some(o) if o.can_resolve_crossing() => {
+                        o.taking = Some(Taking {
+                            only_older: true,
+                            ..Taking::default()
+                        });
+                    }
+                    _ => continue,
                 }
                 self.plan(seq);
-                let idle = self
-                    .own
-                    .get(&seq)
-                    .and_then(|o| o.taking.as_ref())
-                    .is_some_and(|t| t.inflight == 0);
-                if idle {
-                    if let Some(o) = self.own.get_mut(&seq) {
+                if let Some(o) = self.own.get_mut(seq) {
+                    if o.taking.as_ref().is_some_and(|t| t.inflight == 0) {
                         o.taking = None;
                     }
                 }
@@ -991,4 +764,4 @@ impl Engine {
 const STP: &str = "self-trade prevention: it would trade with an own order";
 
 /// Marker of a taking phase stopped by the user's cancel.
-const CANCELLED: &str = "cancelled";
+pub(super) const CANCELLED: &str = "cancelled";

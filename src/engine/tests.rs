@@ -351,10 +351,7 @@ fn fill_or_kill_fills_whole_across_makers_or_not_at_all() {
         // Nothing stays set aside once it is over.
         for n in &s.nodes {
             let e = n.engine.as_ref().unwrap();
-            assert!(
-                e.own.values().all(|o| o.holding.is_zero()),
-                "seed {seed}: a hold was never let go"
-            );
+            assert!(e.holds_nothing(), "seed {seed}: a hold was never let go");
         }
     }
     assert_eq!(
@@ -378,7 +375,7 @@ fn a_hold_that_runs_out_frees_the_makers_quantity() {
     let f = reply(&s, fok);
     assert!(f.filled.is_zero() || f.filled == d("5"), "{f:?}");
     let maker = s.nodes[0].engine.as_ref().unwrap();
-    assert!(maker.own.values().all(|o| o.holding.is_zero()));
+    assert!(maker.holds_nothing());
     s.check_no_overfill().unwrap();
     s.check_converged().unwrap();
 }
@@ -395,7 +392,7 @@ fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
         Snapshot::default(),
         now,
     );
-    let topic = e.markets[0].topic.clone();
+    let topic = e.topic(0);
     let mut verdict = |sent_ms: u64, seq: u64| {
         let g = crate::wire::Gossip {
             v: crate::wire::WIRE_VERSION,
@@ -472,7 +469,7 @@ fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
     );
     let mine = e.orders(None, None, 10).unwrap().remove(0);
     let my_seq: u64 = mine.id.rsplit('/').next().unwrap().parse().unwrap();
-    let topic = e.markets[0].topic.clone();
+    let topic = e.topic(0);
     let gossip = |items: Vec<Item>| -> Input {
         NetInput::Gossip {
             source: maker,
@@ -544,7 +541,7 @@ fn an_author_over_its_gossip_rate_is_dropped_and_counted_until_its_allowance_ref
         ..EngineConfig::default()
     };
     let mut e = Engine::new(me, cfg, vec![spec()], Snapshot::default(), now);
-    let topic = e.markets[0].topic.clone();
+    let topic = e.topic(0);
     let mut verdict = |at: u64, seq: u64| {
         let g = crate::wire::Gossip {
             v: crate::wire::WIRE_VERSION,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::durable::{OrderKind, OrderStatus, OwnOrder, Tif, Trade};
 use super::ids::OrderId;
+use super::market::BookSync;
 use super::replica::{RepOrder, Replica};
 use crate::market::{MarketSpec, Qty, Side};
 
@@ -224,5 +225,128 @@ pub(super) fn market(r: &Replica, synced: bool, own_open: usize) -> MarketInfo {
         orders: r.len(),
         own_open,
         synced,
+    }
+}
+
+// ---------------------------------------------------------------- queries
+
+use super::own::Own;
+use super::{BadId, Digest, Engine, EngineError, ME};
+
+impl Engine {
+    /// The configured markets.
+    pub fn markets(&self) -> impl Iterator<Item = &MarketSpec> {
+        self.markets.iter().map(|m| &m.replica.spec)
+    }
+
+    /// The replicated book of a market, `depth` levels per side.
+    pub fn book(&self, market: &str, depth: usize) -> Result<BookInfo, EngineError> {
+        let mkt = self.market_idx(market)?;
+        Ok(book(&self.markets[mkt].replica, depth))
+    }
+
+    /// The digest of a market's replicated book.
+    pub fn digest(&self, market: &str) -> Result<Digest, EngineError> {
+        Ok(self.markets[self.market_idx(market)?].replica.digest)
+    }
+
+    /// One order: any of ours, or one of the replica.
+    pub fn order(&self, id: &str) -> Result<OrderInfo, EngineError> {
+        let oid: OrderId = id
+            .parse()
+            .map_err(|e: BadId| EngineError::Invalid(e.to_string()))?;
+        if oid.owner == self.me {
+            let own = self
+                .own
+                .get(oid.seq)
+                .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+            return Ok(self.own_info(own));
+        }
+        let key = self
+            .peers
+            .key(&oid.owner)
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        for m in self.markets.iter() {
+            if let Some(o) = m.replica.get_by_id(key, oid.seq) {
+                return Ok(remote_order(&m.replica, oid, o, self.peers.is_stale(key)));
+            }
+        }
+        Err(EngineError::NotFound(id.to_string()))
+    }
+
+    /// Own orders, newest first, optionally of one market and status.
+    pub fn orders(
+        &self,
+        market: Option<&str>,
+        status: Option<OrderStatus>,
+        limit: usize,
+    ) -> Result<Vec<OrderInfo>, EngineError> {
+        let mkt = market.map(|m| self.market_idx(m)).transpose()?;
+        Ok(self
+            .own
+            .values()
+            .rev()
+            .filter(|o| mkt.is_none_or(|m| o.mkt == m))
+            .filter(|o| status.is_none_or(|s| o.rec.status == s))
+            .take(limit)
+            .map(|o| self.own_info(o))
+            .collect())
+    }
+
+    /// Recent trades this node knows, newest first.
+    pub fn trades(
+        &self,
+        market: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TradeInfo>, EngineError> {
+        let mut out = Vec::new();
+        match market {
+            Some(m) => {
+                let r = &self.markets[self.market_idx(m)?].replica;
+                out.extend(r.recent_trades().take(limit).map(|t| trade(&r.spec, t)));
+            }
+            None => {
+                for m in self.markets.iter() {
+                    let r = &m.replica;
+                    out.extend(r.recent_trades().take(limit).map(|t| trade(&r.spec, t)));
+                }
+                out.sort_by(|a, b| b.ts_ms.cmp(&a.ts_ms).then_with(|| b.id.cmp(&a.id)));
+                out.truncate(limit);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per-market summary: digest, sizes, sync state.
+    pub fn market_infos(&self) -> Vec<MarketInfo> {
+        self.markets
+            .iter()
+            .map(|m| {
+                let own_open = m.replica.owners.get(&ME).map_or(0, |o| o.live.len());
+                market(&m.replica, m.book_sync == BookSync::Done, own_open)
+            })
+            .collect()
+    }
+
+    /// Every owner this node has heard of, with its staleness.
+    pub fn owners(&self) -> Vec<OwnerInfo> {
+        self.peers
+            .others()
+            .map(|(key, p)| OwnerInfo {
+                peer_id: p.id.to_string(),
+                stale: p.stale,
+                last_heard_ms: p.last_heard,
+                open_orders: self
+                    .markets
+                    .iter()
+                    .map(|m| m.replica.owners.get(&key).map_or(0, |o| o.live.len()))
+                    .sum(),
+            })
+            .collect()
+    }
+
+    pub(super) fn own_info(&self, o: &Own) -> OrderInfo {
+        let spec = &self.markets[o.mkt].replica.spec;
+        own_order(spec, self.me, &o.rec, o.reserved(), &self.own.trades_of(o))
     }
 }

@@ -1,0 +1,85 @@
+//! The maker's ledger: which takes of other nodes this node filled, which
+//! it holds quantity for (fill-or-kill), and which it declared dead.
+//!
+//! A take id that was filled gets the same answer again, never a second
+//! fill; a status request for a take that was never filled marks it dead,
+//! so a late copy of the original request is refused too. Holds run out on
+//! their own after `fok_hold_ms`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::ids::{TakeId, TradeId};
+use super::Millis;
+use crate::book::OwnerKey;
+use crate::market::Qty;
+
+/// How many take ids refused on a status request are remembered.
+const DEAD_TAKES: usize = 100_000;
+
+/// Quantity one of our orders holds for a fill-or-kill taker.
+#[derive(Clone, Debug)]
+pub(super) struct Hold {
+    pub seq: u64,
+    pub qty: Qty,
+    pub until: Millis,
+    pub peer: OwnerKey,
+}
+
+#[derive(Default)]
+pub(super) struct Served {
+    filled: HashMap<TakeId, TradeId>,
+    holds: HashMap<TakeId, Hold>,
+    dead: HashSet<TakeId>,
+    dead_order: VecDeque<TakeId>,
+}
+
+impl Served {
+    /// The trade that filled this take, if we filled it.
+    pub fn filled(&self, take: &TakeId) -> Option<TradeId> {
+        self.filled.get(take).copied()
+    }
+
+    pub fn record_fill(&mut self, take: TakeId, trade: TradeId) {
+        self.filled.insert(take, trade);
+    }
+
+    pub fn hold(&self, take: &TakeId) -> Option<&Hold> {
+        self.holds.get(take)
+    }
+
+    pub fn grant(&mut self, take: TakeId, hold: Hold) {
+        self.holds.insert(take, hold);
+    }
+
+    /// The hold of this take, taken out (committed or released).
+    pub fn take_hold(&mut self, take: &TakeId) -> Option<Hold> {
+        self.holds.remove(take)
+    }
+
+    /// The holds whose time ran out, taken out.
+    pub fn expired(&mut self, now: Millis) -> Vec<Hold> {
+        let gone: Vec<TakeId> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| h.until <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        gone.iter().filter_map(|k| self.holds.remove(k)).collect()
+    }
+
+    /// Never filled, and now never will be.
+    pub fn mark_dead(&mut self, take: TakeId) {
+        if self.dead.insert(take) {
+            self.dead_order.push_back(take);
+            while self.dead_order.len() > DEAD_TAKES {
+                if let Some(old) = self.dead_order.pop_front() {
+                    self.dead.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn is_dead(&self, take: &TakeId) -> bool {
+        self.dead.contains(take)
+    }
+}

@@ -1,0 +1,186 @@
+//! The taker's ledger: what this node has asked of each maker order, and
+//! the takes whose answer never came (in doubt).
+//!
+//! Two of our orders never ask for the same lots of one maker order: the
+//! quantity asked and not answered is counted per maker order, and a plan
+//! only asks for what is left of it. A take with no answer (a timeout, a
+//! lost connection) stays in doubt, its quantity reserved, until the maker
+//! says what became of it: a status request, retried with backoff, or the
+//! fill seen in gossip.
+
+use std::collections::{BTreeMap, HashMap};
+
+use libp2p::PeerId;
+
+use super::ids::OrderId;
+use super::Millis;
+use crate::book::OrderKey;
+use crate::market::Qty;
+
+/// First wait before asking a maker about a take in doubt.
+const FIRST_DOUBT_BACKOFF: Millis = 500;
+/// Longest wait between status requests for a take in doubt.
+const MAX_DOUBT_BACKOFF: Millis = 30_000;
+
+/// A take: our order `seq`'s take number `n`.
+pub(super) type TakeKey = (u64, u32);
+
+/// A take that was sent, as its answer finds it.
+#[derive(Clone, Debug)]
+pub(super) struct Sent {
+    pub mkt: usize,
+    pub seq: u64,
+    pub n: u32,
+    pub maker: OrderId,
+    pub maker_key: Option<OrderKey>,
+    pub qty: Qty,
+    pub kind: SentKind,
+}
+
+impl Sent {
+    pub fn key(&self) -> TakeKey {
+        (self.seq, self.n)
+    }
+}
+
+/// What a take request asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SentKind {
+    Fill,
+    /// What became of a take in doubt.
+    Status,
+    /// Fill-or-kill, first round.
+    Hold,
+    /// Fill-or-kill, second round (a fill).
+    Commit,
+}
+
+/// A take whose answer never came: its quantity stays reserved until the
+/// maker tells (a status request, or the fill seen in gossip).
+#[derive(Clone, Debug)]
+pub(super) struct Doubt {
+    pub mkt: usize,
+    pub maker: OrderId,
+    pub maker_key: Option<OrderKey>,
+    pub qty: Qty,
+    next_try: Millis,
+    backoff: Millis,
+    querying: bool,
+}
+
+impl Doubt {
+    /// A take in doubt, first asked about at `first_try`.
+    pub fn new(
+        mkt: usize,
+        maker: OrderId,
+        maker_key: Option<OrderKey>,
+        qty: Qty,
+        first_try: Millis,
+    ) -> Doubt {
+        Doubt {
+            mkt,
+            maker,
+            maker_key,
+            qty,
+            next_try: first_try,
+            backoff: FIRST_DOUBT_BACKOFF,
+            querying: false,
+        }
+    }
+
+    /// The take this doubt is about, as it was sent.
+    pub fn sent(&self, key: TakeKey, kind: SentKind) -> Sent {
+        Sent {
+            mkt: self.mkt,
+            seq: key.0,
+            n: key.1,
+            maker: self.maker,
+            maker_key: self.maker_key,
+            qty: self.qty,
+            kind,
+        }
+    }
+}
+
+/// What is asked of makers and what is in doubt.
+#[derive(Default)]
+pub(super) struct Takes {
+    /// Quantity asked of each maker order and not answered (in flight or
+    /// in doubt), so two orders of ours never ask for the same lots.
+    asked: HashMap<(usize, OrderKey), Qty>,
+    doubts: BTreeMap<TakeKey, Doubt>,
+}
+
+impl Takes {
+    /// Quantity asked of a maker order and not heard back on.
+    pub fn asked_of(&self, mkt: usize, key: OrderKey) -> Qty {
+        self.asked.get(&(mkt, key)).copied().unwrap_or(Qty::ZERO)
+    }
+
+    pub fn ask(&mut self, mkt: usize, key: Option<OrderKey>, qty: Qty) {
+        if let Some(k) = key {
+            *self.asked.entry((mkt, k)).or_default() += qty;
+        }
+    }
+
+    /// A take against `key` is answered: its quantity is no longer asked.
+    pub fn unask(&mut self, mkt: usize, key: Option<OrderKey>, qty: Qty) {
+        let Some(k) = key else { return };
+        if let Some(q) = self.asked.get_mut(&(mkt, k)) {
+            *q = q.saturating_sub(qty);
+            if q.is_zero() {
+                self.asked.remove(&(mkt, k));
+            }
+        }
+    }
+
+    pub fn doubt(&mut self, key: TakeKey, d: Doubt) {
+        self.doubts.insert(key, d);
+    }
+
+    pub fn in_doubt(&self, key: TakeKey) -> Option<&Doubt> {
+        self.doubts.get(&key)
+    }
+
+    /// The doubt is over (the maker said, or its fill was seen).
+    pub fn resolve(&mut self, key: TakeKey) -> Option<Doubt> {
+        self.doubts.remove(&key)
+    }
+
+    /// A status request got no usable answer: ask again at the next turn.
+    pub fn query_failed(&mut self, key: TakeKey) {
+        if let Some(d) = self.doubts.get_mut(&key) {
+            d.querying = false;
+        }
+    }
+
+    /// The maker is reachable again: ask it about its takes at once.
+    pub fn maker_back(&mut self, maker: &PeerId, now: Millis) {
+        for d in self.doubts.values_mut() {
+            if d.maker.owner == *maker {
+                d.next_try = now;
+            }
+        }
+    }
+
+    /// The takes in doubt whose status request is due, now marked as
+    /// asked (the next one backs off).
+    pub fn due(&mut self, now: Millis) -> Vec<(TakeKey, Doubt)> {
+        let mut out = Vec::new();
+        for (key, d) in self.doubts.iter_mut() {
+            if d.querying || d.next_try > now {
+                continue;
+            }
+            d.querying = true;
+            d.next_try = now + d.backoff;
+            d.backoff = (d.backoff * 2).min(MAX_DOUBT_BACKOFF);
+            out.push((*key, d.clone()));
+        }
+        out
+    }
+
+    /// Every take in doubt, for explanations in tests.
+    pub fn doubts(&self) -> &BTreeMap<TakeKey, Doubt> {
+        &self.doubts
+    }
+}
