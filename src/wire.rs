@@ -30,13 +30,15 @@ pub enum WireError {
     TooLarge { size: usize, limit: usize },
     #[error("unsupported wire version {0}")]
     Version(u16),
+    #[error("cannot encode the message: {0}")]
+    Encode(String),
 }
 
-/// Encode any wire message.
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    // Encoding into a Vec only fails when memory runs out; the messages we
-    // build are bounded, so this is an invariant, not an input-driven error.
-    cbor4ii::serde::to_vec(Vec::new(), msg).unwrap_or_default()
+/// Encode any wire message. It fails only if the message cannot be
+/// represented at all (never for the messages of this module): the caller
+/// must then send nothing, never empty bytes.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    cbor4ii::serde::to_vec(Vec::new(), msg).map_err(|e| WireError::Encode(e.to_string()))
 }
 
 /// Decode a wire message of at most `limit` bytes.
@@ -353,7 +355,7 @@ mod tests {
                 }),
             ],
         };
-        let bytes = encode(&g);
+        let bytes = encode(&g).unwrap();
         assert_eq!(decode::<Gossip>(&bytes, 1 << 20).unwrap(), g);
     }
 

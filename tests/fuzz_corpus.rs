@@ -10,9 +10,14 @@ use peerbook::engine::fuzz::{self, step};
 use peerbook::engine::sim::EPOCH_MS;
 use peerbook::market::{Price, Qty, Side};
 use peerbook::wire::{
-    encode, BookPage, FillMsg, Gossip, Heartbeat, Item, OrderState, OwnerOrders, OwnerPage,
-    SyncRequest, SyncResponse, SyncWhat, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION,
+    BookPage, FillMsg, Gossip, Heartbeat, Item, OrderState, OwnerOrders, OwnerPage, SyncRequest,
+    SyncResponse, SyncWhat, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION,
 };
+
+/// A wire message's bytes (the project's own messages always encode).
+fn encode<T: serde::Serialize>(msg: &T) -> Vec<u8> {
+    peerbook::wire::encode(msg).expect("a wire message encodes")
+}
 
 fn corpus(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -33,11 +33,16 @@ use libp2p::{Multiaddr, PeerId};
 use peerbook::engine::{BookInfo, OrderInfo, OrderStatus, TradeInfo};
 use peerbook::market::{Price, Qty, Side};
 use peerbook::wire::{
-    decode, encode, FillMsg, Gossip, Item, OrderState, Refusal, SyncRefusal, SyncRequest,
-    SyncResponse, SyncWhat, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION,
+    decode, FillMsg, Gossip, Item, OrderState, Refusal, SyncRefusal, SyncRequest, SyncResponse,
+    SyncWhat, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION,
 };
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
+
+/// A wire message's bytes (the project's own messages always encode).
+fn encode<T: serde::Serialize>(msg: &T) -> Vec<u8> {
+    peerbook::wire::encode(msg).expect("a wire message encodes")
+}
 
 /// Take requests a node serves per peer and second in this test: low, so
 /// the flood bites within a few hundred requests.

@@ -166,6 +166,10 @@ const ENGINE_COUNTERS: &[(&str, &str)] = &[
         "fok_aborted",
         "Fill-or-kill orders given up after their holds (nothing filled)",
     ),
+    (
+        "encode_failures",
+        "Messages of this node that could not be encoded and were not sent (a bug if ever above 0)",
+    ),
 ];
 
 /// Every field of the engine's counters with its value, by name.

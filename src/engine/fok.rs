@@ -11,7 +11,7 @@
 use super::own::Taking;
 use super::takes::{Sent, SentKind};
 use super::*;
-use crate::wire::{self, TakeKind, TakeRequest, TakeResponse, WireError, WIRE_VERSION};
+use crate::wire::{TakeKind, TakeRequest, TakeResponse, WireError, WIRE_VERSION};
 
 /// A fill-or-kill taking phase.
 #[derive(Clone, Debug, Default)]
@@ -143,15 +143,9 @@ impl Engine {
             };
             // Nobody waits for the answer: the hold runs out anyway.
             let tag = self.outbound.tag();
-            self.actions.push_back(
-                NetAction::Request {
-                    peer: h.maker.owner,
-                    proto: Proto::Take,
-                    tag,
-                    data: wire::encode(&req),
-                }
-                .into(),
-            );
+            if let Some(a) = self.request(h.maker.owner, Proto::Take, tag, &req) {
+                self.actions.push_back(a);
+            }
         }
         self.counters.fok_aborted += 1;
         let (status, reason) = match stop {

@@ -23,7 +23,10 @@ const LIMIT: usize = 1 << 20;
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(data: &[u8]) {
     if let Ok(v) = wire::decode::<T>(data, LIMIT) {
-        let again = wire::encode(&v);
+        let again = match wire::encode(&v) {
+            Ok(b) => b,
+            Err(e) => panic!("{v:?} decodes but does not encode: {e}"),
+        };
         let back: T = match wire::decode(&again, LIMIT) {
             Ok(b) => b,
             Err(e) => panic!("{v:?} encodes to bytes that do not decode: {e}"),

@@ -293,14 +293,13 @@ impl Engine {
             sent_ms: self.now,
             items,
         };
+        let topic = m.replica.topic.clone();
+        let Some(data) = self.encode("gossip", &g) else {
+            return;
+        };
         self.counters.gossip_sent += 1;
-        self.actions.push_back(
-            NetAction::Publish {
-                topic: m.replica.topic.clone(),
-                data: wire::encode(&g),
-            }
-            .into(),
-        );
+        self.actions
+            .push_back(NetAction::Publish { topic, data }.into());
     }
 
     pub(super) fn flush_due(&mut self) {

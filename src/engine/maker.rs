@@ -19,13 +19,7 @@ impl Engine {
             Ok(()) => {}
             Err(r) => {
                 self.counters.takes_refused_as_maker += 1;
-                self.actions.push_back(
-                    NetAction::Respond {
-                        id,
-                        data: wire::encode(&TakeResponse::Refused(r)),
-                    }
-                    .into(),
-                );
+                self.respond(id, &TakeResponse::Refused(r));
             }
         }
     }
@@ -67,12 +61,10 @@ impl Engine {
         if let Some(tid) = self.served.filled(&take) {
             // Asked again: the same answer, once it is durable.
             let fill = self.own.trade(&tid).map(fill_msg).ok_or(Refusal::Busy)?;
-            let data = wire::encode(&TakeResponse::Filled(fill));
             if self.tx.writes_trade(&tid) {
                 return Err(Refusal::Busy);
             }
-            self.actions
-                .push_back(NetAction::Respond { id, data }.into());
+            self.respond(id, &TakeResponse::Filled(fill));
             return Ok(());
         }
         let (side, limit, qty) = match t.kind {
@@ -86,13 +78,7 @@ impl Engine {
                 if let Some(h) = self.served.take_hold(&take) {
                     self.drop_hold(&h);
                 }
-                self.actions.push_back(
-                    NetAction::Respond {
-                        id,
-                        data: wire::encode(&TakeResponse::Released),
-                    }
-                    .into(),
-                );
+                self.respond(id, &TakeResponse::Released);
                 return Ok(());
             }
             TakeKind::Commit => {
@@ -202,8 +188,8 @@ impl Engine {
         self.tx.hold(Held::TakeAnswer {
             id,
             peer,
-            ok: wire::encode(&TakeResponse::Filled(fill.clone())),
-            fail: wire::encode(&TakeResponse::Refused(Refusal::Storage)),
+            ok: TakeResponse::Filled(fill.clone()),
+            fail: TakeResponse::Refused(Refusal::Storage),
         });
         self.tx.hold(Held::Gossip(mkt, Item::Fill(fill)));
         let tinfo = views::trade(&self.markets[mkt].replica.spec, &trade);
@@ -248,13 +234,7 @@ impl Engine {
                 q
             }
         };
-        self.actions.push_back(
-            NetAction::Respond {
-                id,
-                data: wire::encode(&TakeResponse::Held { qty: q }),
-            }
-            .into(),
-        );
+        self.respond(id, &TakeResponse::Held { qty: q });
         Ok(())
     }
 

@@ -297,8 +297,7 @@ impl Engine {
             Held::Act(a) => self.actions.push_back(a),
             Held::TakeAnswer { id, peer, ok, .. } => {
                 self.peers.take_closed(peer);
-                self.actions
-                    .push_back(NetAction::Respond { id, data: ok }.into())
+                self.respond(id, &ok);
             }
             Held::Gossip(mkt, item) => self.stream(mkt, item),
         }
@@ -316,12 +315,55 @@ impl Engine {
                 }),
                 Held::TakeAnswer { id, peer, fail, .. } => {
                     self.peers.take_closed(peer);
-                    self.actions
-                        .push_back(NetAction::Respond { id, data: fail }.into())
+                    self.respond(id, &fail);
                 }
                 _ => {}
             }
         }
+    }
+
+    // ------------------------------------------------------------ the wire
+
+    /// A wire message's bytes. Encoding fails only when an invariant of
+    /// ours breaks (never because of a peer); then nothing is sent, the
+    /// failure is logged and counted, and the peer sees a timeout.
+    fn encode<T: serde::Serialize>(&mut self, what: &'static str, msg: &T) -> Option<Vec<u8>> {
+        match crate::wire::encode(msg) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                self.counters.encode_failures += 1;
+                tracing::error!(error = %e, what, "a message could not be encoded; it is not sent");
+                None
+            }
+        }
+    }
+
+    /// Answer a peer's request.
+    fn respond<T: serde::Serialize>(&mut self, id: InboundId, msg: &T) {
+        if let Some(data) = self.encode("answer", msg) {
+            self.actions
+                .push_back(NetAction::Respond { id, data }.into());
+        }
+    }
+
+    /// The action that sends a request, if it can be encoded.
+    fn request<T: serde::Serialize>(
+        &mut self,
+        peer: PeerId,
+        proto: Proto,
+        tag: RequestTag,
+        msg: &T,
+    ) -> Option<Action> {
+        let data = self.encode("request", msg)?;
+        Some(
+            NetAction::Request {
+                peer,
+                proto,
+                tag,
+                data,
+            }
+            .into(),
+        )
     }
 
     /// Hold an action until this input's writes are durable.

@@ -29,15 +29,9 @@ impl Engine {
         };
         let tag = self.outbound.send(Pending::Sync { mkt, peer, what });
         self.counters.sync_requests += 1;
-        self.actions.push_back(
-            NetAction::Request {
-                peer,
-                proto: Proto::Sync,
-                tag,
-                data: wire::encode(&req),
-            }
-            .into(),
-        );
+        if let Some(a) = self.request(peer, Proto::Sync, tag, &req) {
+            self.actions.push_back(a);
+        }
     }
 
     pub(super) fn start_book_syncs(&mut self) {
@@ -109,13 +103,7 @@ impl Engine {
         };
         tracing::trace!(%peer, "answering sync");
         self.counters.sync_answers += 1;
-        self.actions.push_back(
-            NetAction::Respond {
-                id,
-                data: wire::encode(&resp),
-            }
-            .into(),
-        );
+        self.respond(id, &resp);
     }
 
     /// Up to `limit` of our published open orders on a market with

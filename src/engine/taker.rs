@@ -301,15 +301,9 @@ impl Engine {
             self.takes.ask(mkt, key, qty);
         }
         self.counters.takes_sent += 1;
-        self.hold(
-            NetAction::Request {
-                peer: maker.owner,
-                proto: Proto::Take,
-                tag,
-                data: wire::encode(&req),
-            }
-            .into(),
-        );
+        if let Some(a) = self.request(maker.owner, Proto::Take, tag, &req) {
+            self.hold(a);
+        }
     }
 
     pub(super) fn on_take_response(&mut self, sent: Sent, result: Result<Vec<u8>, RequestFailure>) {
@@ -495,15 +489,9 @@ impl Engine {
             let tag = self
                 .outbound
                 .send(Pending::Take(d.sent(key, SentKind::Status)));
-            self.actions.push_back(
-                NetAction::Request {
-                    peer: d.maker.owner,
-                    proto: Proto::Take,
-                    tag,
-                    data: wire::encode(&req),
-                }
-                .into(),
-            );
+            if let Some(a) = self.request(d.maker.owner, Proto::Take, tag, &req) {
+                self.actions.push_back(a);
+            }
         }
     }
 

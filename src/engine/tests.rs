@@ -406,7 +406,7 @@ fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
                 propagation_source: peer,
                 message_id: libp2p::gossipsub::MessageId(vec![seq as u8]),
                 topic: topic.clone(),
-                data: crate::wire::encode(&g),
+                data: crate::wire::encode(&g).unwrap(),
             }
             .into(),
             now,
@@ -481,7 +481,8 @@ fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
                 market: "SIM".into(),
                 sent_ms: now,
                 items,
-            }),
+            })
+            .unwrap(),
         }
         .into()
     };
@@ -555,7 +556,7 @@ fn an_author_over_its_gossip_rate_is_dropped_and_counted_until_its_allowance_ref
                 propagation_source: peer,
                 message_id: libp2p::gossipsub::MessageId(seq.to_be_bytes().to_vec()),
                 topic: topic.clone(),
-                data: crate::wire::encode(&g),
+                data: crate::wire::encode(&g).unwrap(),
             }
             .into(),
             at,

@@ -15,7 +15,7 @@ use super::durable::Op;
 use super::ids::TradeId;
 use super::io::{Action, InboundId};
 use crate::book::OwnerKey;
-use crate::wire::Item;
+use crate::wire::{Item, TakeResponse};
 
 /// An effect held back until the writes it depends on are durable.
 #[derive(Clone, Debug)]
@@ -28,8 +28,8 @@ pub(super) enum Held {
     TakeAnswer {
         id: InboundId,
         peer: OwnerKey,
-        ok: Vec<u8>,
-        fail: Vec<u8>,
+        ok: TakeResponse,
+        fail: TakeResponse,
     },
 }
 

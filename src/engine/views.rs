@@ -116,6 +116,8 @@ pub struct Counters {
     pub fok_commits_refused: u64,
     /// Fill-or-kill orders given up after their holds (nothing filled).
     pub fok_aborted: u64,
+    /// Messages of ours that could not be encoded (not sent).
+    pub encode_failures: u64,
 }
 
 pub(crate) fn tif_str(t: Tif) -> &'static str {
