@@ -137,7 +137,10 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
     let (engine, engine_task) = driver::spawn(
         EngineParts {
             me: peer_id,
-            config: config.engine.clone(),
+            config: crate::engine::EngineConfig {
+                wire: config.net.wire_limits(),
+                ..config.engine.clone()
+            },
             markets: loaded.markets.clone(),
         },
         store.clone(),

@@ -34,6 +34,29 @@ pub enum WireError {
     Encode(String),
 }
 
+/// How large what travels on the wire may be. One set for both ends: the
+/// network enforces it on gossipsub and on request-response streams, and
+/// the engine decodes nothing larger. It comes from the `[net]` section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireLimits {
+    /// A gossip message.
+    pub gossip: usize,
+    /// A take or sync request.
+    pub request: usize,
+    /// An answer to a request (sync pages are the large ones).
+    pub response: usize,
+}
+
+impl Default for WireLimits {
+    fn default() -> Self {
+        WireLimits {
+            gossip: 1024 * 1024,
+            request: 64 * 1024,
+            response: 8 * 1024 * 1024,
+        }
+    }
+}
+
 /// Encode any wire message. It fails only if the message cannot be
 /// represented at all (never for the messages of this module): the caller
 /// must then send nothing, never empty bytes.

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::WireLimits;
+
 /// Timing and size limits of the engine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -45,6 +47,11 @@ pub struct EngineConfig {
     /// How long a maker sets quantity aside for a fill-or-kill taker that
     /// has not committed yet.
     pub fok_hold_ms: u64,
+    /// The wire's size limits: not an `[engine]` key, they come from the
+    /// `[net]` section so the engine decodes exactly what the network lets
+    /// through.
+    #[serde(skip)]
+    pub wire: WireLimits,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +71,7 @@ impl Default for EngineConfig {
             max_syncs_per_peer_per_sec: 50,
             max_owners: 10_000,
             fok_hold_ms: 3_000,
+            wire: WireLimits::default(),
         }
     }
 }

@@ -42,7 +42,7 @@ impl Engine {
             self.counters.gossip_rate_limited += 1;
             return Verdict::Ignore;
         }
-        let g: Gossip = match wire::decode(data, MAX_MESSAGE_BYTES) {
+        let g: Gossip = match wire::decode(data, self.cfg.wire.gossip) {
             Ok(g) => g,
             Err(e) => {
                 tracing::debug!(%source, error = %e, "rejecting undecodable gossip");

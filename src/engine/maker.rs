@@ -26,7 +26,7 @@ impl Engine {
 
     fn serve_take(&mut self, peer: PeerId, id: InboundId, data: &[u8]) -> Result<(), Refusal> {
         let t: TakeRequest =
-            wire::decode(data, MAX_MESSAGE_BYTES).map_err(|_| Refusal::BadRequest)?;
+            wire::decode(data, self.cfg.wire.request).map_err(|_| Refusal::BadRequest)?;
         if t.v != WIRE_VERSION {
             return Err(Refusal::BadRequest);
         }

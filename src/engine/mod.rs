@@ -92,10 +92,6 @@ pub type Millis = u64;
 
 /// How often the engine wants a `Tick` at the latest.
 const HOUSEKEEPING_MS: Millis = 100;
-/// Largest gossip message, take or sync request the engine decodes.
-pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
-/// Largest sync answer the engine decodes.
-pub const MAX_SYNC_BYTES: usize = 16 << 20;
 /// Replication delays kept for the driver at most (it takes them after
 /// every input; the bound only matters for an engine nobody drains).
 const REPLICATION_SAMPLES: usize = 4_096;

@@ -88,7 +88,7 @@ impl Engine {
             .admit(peer, now)
             .is_some_and(|key| self.peers.spend(key, Budget::Syncs, now, rate));
         // Over its rate, a peer's request is not even decoded.
-        let decoded = allowed.then(|| wire::decode::<SyncRequest>(data, MAX_MESSAGE_BYTES));
+        let decoded = allowed.then(|| wire::decode::<SyncRequest>(data, self.cfg.wire.request));
         let resp = match decoded {
             None => {
                 self.counters.syncs_rate_limited += 1;
@@ -285,7 +285,7 @@ impl Engine {
         result: Result<Vec<u8>, RequestFailure>,
     ) {
         let resp = match result {
-            Ok(b) => wire::decode::<SyncResponse>(&b, MAX_SYNC_BYTES).ok(),
+            Ok(b) => wire::decode::<SyncResponse>(&b, self.cfg.wire.response).ok(),
             Err(_) => None,
         };
         match (what, resp) {

@@ -307,7 +307,7 @@ impl Engine {
     }
 
     pub(super) fn on_take_response(&mut self, sent: Sent, result: Result<Vec<u8>, RequestFailure>) {
-        let answer = result.map(|b| wire::decode::<TakeResponse>(&b, MAX_MESSAGE_BYTES));
+        let answer = result.map(|b| wire::decode::<TakeResponse>(&b, self.cfg.wire.response));
         if sent.kind == SentKind::Hold {
             self.on_hold_response(sent, answer);
             return;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 
+use crate::wire::WireLimits;
+
 /// Limits, timeouts and intervals of the network layer.
 ///
 /// Sizes are bytes, times are in the unit their name says. Every value must be
@@ -61,8 +63,20 @@ pub struct NetTuning {
     pub event_buffer_max: usize,
 }
 
+impl NetTuning {
+    /// The sizes the network enforces, for the engine to decode within.
+    pub fn wire_limits(&self) -> WireLimits {
+        WireLimits {
+            gossip: self.gossip_max_message_bytes,
+            request: self.request_max_bytes,
+            response: self.response_max_bytes,
+        }
+    }
+}
+
 impl Default for NetTuning {
     fn default() -> Self {
+        let wire = WireLimits::default();
         NetTuning {
             max_established_total: 128,
             max_established_per_peer: 2,
@@ -70,9 +84,9 @@ impl Default for NetTuning {
             max_pending_outgoing: 64,
             target_peers: 16,
             idle_connection_timeout_secs: 300,
-            gossip_max_message_bytes: 1024 * 1024,
-            request_max_bytes: 64 * 1024,
-            response_max_bytes: 8 * 1024 * 1024,
+            gossip_max_message_bytes: wire.gossip,
+            request_max_bytes: wire.request,
+            response_max_bytes: wire.response,
             take_timeout_ms: 3_000,
             sync_timeout_ms: 30_000,
             peer_save_interval_secs: 30,
