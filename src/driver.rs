@@ -15,7 +15,7 @@
 //! is durable (the same path as a restart) and pulls the books again.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use libp2p::PeerId;
 use prometheus_client::metrics::histogram::Histogram;
@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::clock::{instant_at, now_ms};
 use crate::engine::Snapshot;
 use crate::engine::{
     Action, Command, CommandId, Engine, EngineConfig, EngineError, Event, Input, NetAction,
@@ -33,14 +34,6 @@ use crate::market::MarketSpec;
 use crate::net::NetHandle;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
-
-/// Milliseconds since the Unix epoch, the engine's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// How often a degraded node checks whether its disk takes writes again.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -295,9 +288,7 @@ impl Driver {
 
     /// When the engine wants its next tick.
     fn deadline(&self) -> Instant {
-        let want = self.engine.poll_timeout();
-        let now = now_ms();
-        let mut at = Instant::now() + Duration::from_millis(want.saturating_sub(now));
+        let mut at = instant_at(self.engine.poll_timeout());
         if let Some(p) = self.probing {
             at = at.min(p);
         }

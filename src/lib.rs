@@ -8,6 +8,7 @@
 pub mod api;
 pub mod book;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod engine;

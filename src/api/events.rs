@@ -32,7 +32,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
 use super::{ApiCounters, ApiState};
-use crate::driver::now_ms;
+use crate::clock::now_ms;
 use crate::engine::{Event, OrderStatus};
 use crate::shutdown::Shutdown;
 

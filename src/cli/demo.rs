@@ -22,7 +22,7 @@ use super::client::{ApiArgs, Client, ClientError};
 use super::format::{short_id, word};
 use super::order::{cancel, place, PlaceArgs};
 use crate::api::status::Status;
-use crate::driver::now_ms;
+use crate::clock::now_ms;
 use crate::engine::sim::Rng;
 use crate::engine::{OrderInfo, OrderStatus};
 use crate::market::Side;

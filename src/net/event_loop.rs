@@ -46,7 +46,7 @@ use super::peers::{self, LastSeen};
 use super::{
     InboundId, NetError, NetInput, NetStatus, PeerInfo, Proto, RequestFailure, RequestTag, Verdict,
 };
-use crate::driver::now_ms;
+use crate::clock::now_ms;
 
 /// How often the loop does its housekeeping (due dials, random walks).
 const TICK: Duration = Duration::from_secs(1);
