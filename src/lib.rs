@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod engine;
+pub mod error;
 pub mod market;
 pub mod net;
 pub mod net_ids;

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use crate::error::describe_dial_error;
 use crate::store::{Store, StoredPeer};
 
 use super::behaviour::proto_name;
@@ -962,39 +963,4 @@ fn request_error(e: request_response::OutboundFailure) -> RequestFailure {
         }
         request_response::OutboundFailure::Io(e) => RequestFailure::Io(e.to_string()),
     }
-}
-
-/// A dial error as one line an operator can act on: for transport failures,
-/// the innermost reason (e.g. "Connection refused"), after each address when
-/// several were tried.
-pub(crate) fn describe_dial_error(e: &DialError) -> String {
-    match e {
-        DialError::Transport(attempts) if attempts.len() == 1 => error_chain(&attempts[0].1),
-        DialError::Transport(attempts) => attempts
-            .iter()
-            .map(|(addr, err)| format!("{addr}: {}", error_chain(err)))
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => error_chain(other),
-    }
-}
-
-/// An error and its sources on one line, skipping empty texts and sources
-/// that repeat what was said (libp2p nests the same io::Error several times).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = next {
-        let text = err
-            .to_string()
-            .replace("Multiple dial errors occurred:\n - ", "")
-            .replace("\n - ", "; ")
-            .replace('\n', " ");
-        let text = text.trim().to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
 }

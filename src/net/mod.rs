@@ -35,12 +35,12 @@ use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, SwarmBuilder};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::error::describe_transport_error;
 use crate::store::{Store, StoreError};
 
 pub use behaviour::{SYNC_PROTOCOL, TAKE_PROTOCOL};
 pub use codec::{BytesCodec, FrameTooLarge};
 pub use config::{NetConfig, NetTuning};
-pub use event_loop::error_chain;
 pub use handle::NetHandle;
 
 /// The seam's vocabulary: the network speaks the engine's own types.
@@ -139,14 +139,4 @@ pub fn spawn(
     );
     let task = tokio::spawn(event_loop.run());
     Ok((NetHandle::new(local, command_tx, listen_rx), event_rx, task))
-}
-
-/// A transport error as one line, with the OS reason (e.g. "Address already in use").
-fn describe_transport_error(e: &libp2p::TransportError<std::io::Error>) -> String {
-    match e {
-        libp2p::TransportError::MultiaddrNotSupported(a) => {
-            format!("the address {a} is not supported (expected /ip4|/ip6|/dns4/../tcp/PORT)")
-        }
-        libp2p::TransportError::Other(io) => io.to_string(),
-    }
 }
