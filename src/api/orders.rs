@@ -257,11 +257,7 @@ async fn one(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OrderInfo>, ApiError> {
     let Path(id) = id?;
-    let result = state
-        .engine
-        .query(move |e| e.order(&id))
-        .await
-        .map_err(gone)?;
+    let result = state.engine.order(id).await.map_err(gone)?;
     result.map(Json).map_err(|e| engine_error(e, true))
 }
 
@@ -302,10 +298,9 @@ async fn list(
         .transpose()
         .map_err(|m| ApiError::bad_request("bad_query", m))?;
     let limit = q.limit.unwrap_or(1_000).min(10_000);
-    let market = q.market;
     let result = state
         .engine
-        .query(move |e| e.orders(market.as_deref(), status, limit))
+        .orders(q.market, status, limit)
         .await
         .map_err(gone)?;
     result.map(Json).map_err(|e| engine_error(e, false))

@@ -41,7 +41,7 @@ use crate::net::NetHandle;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 
-pub use handle::{EngineGone, EngineHandle};
+pub use handle::{EngineGone, EngineHandle, EngineMetrics, EngineStatus};
 pub use latency::Latency;
 
 use handle::ApiRequest;
@@ -230,7 +230,7 @@ impl Driver {
                     now_ms(),
                 );
             }
-            ApiRequest::Query(q) => q(&self.engine),
+            ApiRequest::Query(q) => q.answer(&self.engine),
         }
     }
 
