@@ -10,17 +10,23 @@
 //! every gossip message, request and response itself.
 //!
 //! Files, one concern each: `behaviour.rs` (the composed protocols),
-//! `discovery.rs` (Kademlia, mDNS, identify), `dialer.rs` (bootstrap and
-//! redial with backoff), `gossip.rs` (gossipsub parameters and scoring),
-//! `codec.rs` (request-response framing), `identity.rs` (the key file),
-//! `peers.rs` (peer store persistence), `event_loop.rs` (the task),
-//! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`, `fuzz.rs`
-//! (the framing's fuzzing entry point).
+//! `discovery.rs` (Kademlia, mDNS, identify: building them, and which
+//! addresses to trust), `discovered.rs` (what the loop does with what they
+//! find: DHT addresses, dials while short of peers, random walks),
+//! `dialer.rs` (bootstrap and redial with backoff), `gossip.rs` (gossipsub
+//! parameters and scoring), `codec.rs` (request-response framing),
+//! `requests.rs` (which response belongs to which request, both ways),
+//! `outbox.rs` (events on their way to the engine, shed when it lags),
+//! `identity.rs` (the key file), `peers.rs` (peer store persistence),
+//! `event_loop.rs` (the task: its `select!`, dispatch and commands),
+//! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`,
+//! `fuzz.rs` (the framing's fuzzing entry point).
 
 mod behaviour;
 pub mod codec;
 pub mod config;
 pub mod dialer;
+mod discovered;
 pub mod discovery;
 mod event_loop;
 pub mod fuzz;
@@ -28,7 +34,9 @@ pub mod gossip;
 mod handle;
 pub mod identity;
 mod metrics;
+mod outbox;
 pub mod peers;
+mod requests;
 
 use libp2p::identity::Keypair;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, SwarmBuilder};
