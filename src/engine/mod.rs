@@ -17,12 +17,14 @@
 mod config;
 mod digest;
 mod durable;
+#[cfg(feature = "testkit")]
 pub mod fuzz;
 mod gossip;
 mod ids;
 mod io;
 mod maker;
 mod replica;
+#[cfg(any(test, feature = "testkit"))]
 pub mod sim;
 mod sync;
 mod taker;

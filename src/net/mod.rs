@@ -20,7 +20,8 @@
 //! `identity.rs` (the key file), `peers.rs` (peer store persistence),
 //! `event_loop.rs` (the task: its `select!`, dispatch and commands),
 //! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`,
-//! `fuzz.rs` (the framing's fuzzing entry point).
+//! `fuzz.rs` (the framing's fuzzing entry point, with the `testkit`
+//! feature only).
 
 mod behaviour;
 pub mod codec;
@@ -29,6 +30,7 @@ pub mod dialer;
 mod discovered;
 pub mod discovery;
 mod event_loop;
+#[cfg(feature = "testkit")]
 pub mod fuzz;
 pub mod gossip;
 mod handle;
