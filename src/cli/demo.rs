@@ -19,11 +19,11 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::client::{ApiArgs, Client, ClientError};
-use super::format::{short_id, word};
+use super::format::short_id;
 use super::order::{cancel, place, PlaceArgs};
 use crate::api::status::Status;
 use crate::clock::now_ms;
-use crate::engine::{OrderInfo, OrderStatus};
+use crate::engine::{OrderInfo, OrderKind, OrderStatus, Tif};
 use crate::market::Side;
 use crate::shutdown::{self, Shutdown};
 
@@ -282,7 +282,7 @@ impl Bot {
                 Ok(o) => {
                     self.summary.cancelled += 1;
                     self.say(n, "cancel", Some(&o), Some(&id), None, || {
-                        format!("cancel {}  -> {}", short_id(&id), word(&o.status))
+                        format!("cancel {}  -> {}", short_id(&id), o.status)
                     });
                 }
                 Err(ClientError::Api { message, .. }) => {
@@ -318,8 +318,8 @@ impl Bot {
             side: if buy { Side::Buy } else { Side::Sell },
             price: Some(units(price, self.tick)),
             quantity: units(self.rng.range(1, self.max_lots), self.lot),
-            kind: "limit".into(),
-            tif: Some(if cross { "ioc" } else { "gtc" }.into()),
+            kind: OrderKind::Limit,
+            tif: Some(if cross { Tif::Ioc } else { Tif::Gtc }),
             client_id: None,
         };
         let what = format!(
@@ -327,7 +327,7 @@ impl Bot {
             args.side.as_str(),
             args.quantity,
             units(price, self.tick),
-            args.tif.as_deref().unwrap_or("")
+            args.tif.map(|t| t.to_string()).unwrap_or_default()
         );
         match place(&self.client, &args).await {
             Ok(o) => {
@@ -338,7 +338,7 @@ impl Bot {
                     self.open.push(o.id.clone());
                 }
                 self.say(n, "place", Some(&o), None, None, || {
-                    let mut line = format!("{what}  -> {} {}", short_id(&o.id), word(&o.status));
+                    let mut line = format!("{what}  -> {} {}", short_id(&o.id), o.status);
                     if !o.fills.is_empty() {
                         let n = o.fills.len();
                         line.push_str(&format!(
