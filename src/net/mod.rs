@@ -5,7 +5,7 @@
 //! swarm and returns a handle (methods send a command over a channel, with a
 //! oneshot for any reply), a receiver of [`NetInput`]s (the engine's own
 //! type: nothing translates between the two), and the join handle of the
-//! [`event_loop::EventLoop`] task that owns the swarm. Nothing else touches
+//! `event_loop::EventLoop` task that owns the swarm. Nothing else touches
 //! the swarm. The layer moves bytes only: the engine encodes and decodes
 //! every gossip message, request and response itself.
 //!

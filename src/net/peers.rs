@@ -9,7 +9,7 @@
 //! a list of dead peers would only slow every start.
 //!
 //! [`restore`] and [`snapshot`] translate between the peer store and the
-//! saved records; [`PeerSaver`] writes the records off the event loop's
+//! saved records; `PeerSaver` writes the records off the event loop's
 //! thread, periodically and once more at shutdown.
 
 use std::collections::{HashMap, HashSet};
