@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code();
-            eprintln!("error: {}", peerbook::net::error_chain(&e));
+            eprintln!("error: {}", peerbook::error::error_chain(&e));
             ExitCode::from(code)
         }
     }

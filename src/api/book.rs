@@ -36,10 +36,6 @@ async fn book(
     let Path(market) = market?;
     let Query(q) = query?;
     let depth = q.depth.unwrap_or(50).min(MAX_DEPTH);
-    let result = state
-        .engine
-        .query(move |e| e.book(&market, depth))
-        .await
-        .map_err(gone)?;
+    let result = state.engine.book(market, depth).await.map_err(gone)?;
     result.map(Json).map_err(|e| engine_error(e, true))
 }

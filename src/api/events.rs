@@ -32,7 +32,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
 use super::{ApiCounters, ApiState};
-use crate::driver::now_ms;
+use crate::clock::now_ms;
 use crate::engine::{Event, OrderStatus};
 use crate::shutdown::Shutdown;
 
@@ -438,11 +438,7 @@ async fn feed(hub: Arc<Hub>, state: Arc<ApiState>) {
 /// Publish the node's state if it changed since the last look. False once
 /// the engine is gone.
 async fn look(hub: &Hub, state: &ApiState, status: &mut Option<StatusChange>) -> bool {
-    let Ok(degraded) = state
-        .engine
-        .query(|e| e.degraded().map(str::to_string))
-        .await
-    else {
+    let Ok(degraded) = state.engine.degraded().await else {
         return false;
     };
     let current = StatusChange {

@@ -26,7 +26,8 @@ use prometheus_client::registry::Registry;
 use super::engine_error::gone;
 use super::events::Hub;
 use super::{ApiCounters, ApiError, ApiState};
-use crate::engine::{Counters, MarketInfo, OwnerInfo};
+use crate::driver::EngineMetrics;
+use crate::engine::Counters;
 
 const CONTENT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -34,28 +35,11 @@ pub fn routes() -> Router<Arc<ApiState>> {
     Router::new().route("/metrics", get(metrics))
 }
 
-/// One snapshot of the engine, read in one query.
-struct Snapshot {
-    counters: Counters,
-    markets: Vec<MarketInfo>,
-    owners: Vec<OwnerInfo>,
-    degraded: bool,
-}
-
 async fn metrics(
     State(state): State<Arc<ApiState>>,
     hub: Option<Extension<Arc<Hub>>>,
 ) -> Result<Response, ApiError> {
-    let snapshot = state
-        .engine
-        .query(|e| Snapshot {
-            counters: e.counters().clone(),
-            markets: e.market_infos(),
-            owners: e.owners(),
-            degraded: e.degraded().is_some(),
-        })
-        .await
-        .map_err(gone)?;
+    let snapshot = state.engine.metrics().await.map_err(gone)?;
     let sse_clients = hub.map_or(0, |Extension(h)| h.clients());
     let ours = engine_registry(&snapshot, sse_clients, &state.counters);
     let mut text = String::new();
@@ -192,7 +176,7 @@ fn help_of(field: &str) -> &'static str {
 }
 
 /// The engine's numbers as a registry (prefix `peerbook_`).
-fn engine_registry(s: &Snapshot, sse_clients: usize, api: &ApiCounters) -> Registry {
+fn engine_registry(s: &EngineMetrics, sse_clients: usize, api: &ApiCounters) -> Registry {
     let mut r = Registry::with_prefix("peerbook");
     let fills = Family::<Labels, Counter<u64>>::default();
     for (field, value) in counter_fields(&s.counters) {
@@ -290,10 +274,11 @@ fn engine_registry(s: &Snapshot, sse_clients: usize, api: &ApiCounters) -> Regis
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::MarketInfo;
 
     #[test]
     fn engine_numbers_render_as_prometheus_text_with_help_and_type() {
-        let s = Snapshot {
+        let s = EngineMetrics {
             counters: Counters {
                 orders_placed: 7,
                 fills_maker: 2,
@@ -360,7 +345,7 @@ mod tests {
             map.insert(f.clone(), serde_json::json!(100 + i));
         }
         let counters: Counters = serde_json::from_value(map.into()).unwrap();
-        let s = Snapshot {
+        let s = EngineMetrics {
             counters,
             markets: Vec::new(),
             owners: Vec::new(),

@@ -77,39 +77,19 @@ pub struct PlaceBody {
     client_id: Option<String>,
 }
 
-/// Parse a time in force as the API and CLI spell it.
-pub fn parse_tif(s: &str) -> Result<Tif, String> {
-    match s.to_ascii_lowercase().replace('_', "-").as_str() {
-        "gtc" => Ok(Tif::Gtc),
-        "ioc" => Ok(Tif::Ioc),
-        "fok" => Ok(Tif::Fok),
-        "post-only" | "postonly" => Ok(Tif::PostOnly),
-        other => Err(format!(
-            "time_in_force must be gtc, ioc, fok or post-only, got {other:?}"
-        )),
-    }
-}
-
-/// Parse an order type as the API and CLI spell it.
-pub fn parse_kind(s: &str) -> Result<OrderKind, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "limit" => Ok(OrderKind::Limit),
-        "market" => Ok(OrderKind::Market),
-        other => Err(format!("type must be limit or market, got {other:?}")),
-    }
-}
-
 impl PlaceBody {
     fn into_order(self) -> Result<PlaceOrder, ApiError> {
         let bad = |m: String| ApiError::bad_request("bad_value", m);
         let side = Side::from_str(&self.side).map_err(bad)?;
-        let kind = parse_kind(self.kind.as_deref().unwrap_or("limit")).map_err(bad)?;
-        let default_tif = if kind == OrderKind::Market {
-            "ioc"
-        } else {
-            "gtc"
+        let kind = match self.kind.as_deref() {
+            Some(kind) => OrderKind::from_str(kind).map_err(bad)?,
+            None => OrderKind::Limit,
         };
-        let tif = parse_tif(self.time_in_force.as_deref().unwrap_or(default_tif)).map_err(bad)?;
+        let tif = match self.time_in_force.as_deref() {
+            Some(tif) => Tif::from_str(tif).map_err(bad)?,
+            None if kind == OrderKind::Market => Tif::Ioc,
+            None => Tif::Gtc,
+        };
         let price = self.price.as_ref().map(|p| p.parse("price")).transpose()?;
         let quantity = self.quantity.parse("quantity")?;
         Ok(PlaceOrder {
@@ -257,11 +237,7 @@ async fn one(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OrderInfo>, ApiError> {
     let Path(id) = id?;
-    let result = state
-        .engine
-        .query(move |e| e.order(&id))
-        .await
-        .map_err(gone)?;
+    let result = state.engine.order(id).await.map_err(gone)?;
     result.map(Json).map_err(|e| engine_error(e, true))
 }
 
@@ -273,23 +249,6 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-/// Parse an order status filter.
-pub fn parse_status(s: &str) -> Result<OrderStatus, String> {
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "taking" => OrderStatus::Taking,
-        "open" => OrderStatus::Open,
-        "filled" => OrderStatus::Filled,
-        "cancelled" | "canceled" => OrderStatus::Cancelled,
-        "expired" => OrderStatus::Expired,
-        "rejected" => OrderStatus::Rejected,
-        other => {
-            return Err(format!(
-                "status must be taking, open, filled, cancelled, expired or rejected, got {other:?}"
-            ))
-        }
-    })
-}
-
 async fn list(
     State(state): State<Arc<ApiState>>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -298,15 +257,56 @@ async fn list(
     let status = q
         .status
         .as_deref()
-        .map(parse_status)
+        .map(OrderStatus::from_str)
         .transpose()
         .map_err(|m| ApiError::bad_request("bad_query", m))?;
     let limit = q.limit.unwrap_or(1_000).min(10_000);
-    let market = q.market;
     let result = state
         .engine
-        .query(move |e| e.orders(market.as_deref(), status, limit))
+        .orders(q.market, status, limit)
         .await
         .map_err(gone)?;
     result.map(Json).map_err(|e| engine_error(e, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Display, FromStr and serde must spell every name alike: the API
+    /// parses what the engine's JSON shows, and the CLI prints it.
+    fn same_spelling<T>(all: &[T])
+    where
+        T: std::fmt::Display + FromStr<Err = String> + Serialize + PartialEq + std::fmt::Debug,
+    {
+        for v in all {
+            let json = serde_json::to_value(v).unwrap();
+            assert_eq!(json, serde_json::Value::String(v.to_string()));
+            assert_eq!(&T::from_str(&v.to_string()).unwrap(), v);
+            assert_eq!(&T::from_str(&v.to_string().to_uppercase()).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn kinds_tifs_and_statuses_read_as_they_are_written() {
+        same_spelling(&[OrderKind::Limit, OrderKind::Market]);
+        same_spelling(&[Tif::Gtc, Tif::Ioc, Tif::Fok, Tif::PostOnly]);
+        same_spelling(&[
+            OrderStatus::Taking,
+            OrderStatus::Open,
+            OrderStatus::Filled,
+            OrderStatus::Cancelled,
+            OrderStatus::Expired,
+            OrderStatus::Rejected,
+        ]);
+        assert_eq!(Tif::from_str("Post_Only"), Ok(Tif::PostOnly));
+        assert_eq!(
+            OrderStatus::from_str("canceled"),
+            Ok(OrderStatus::Cancelled)
+        );
+        assert_eq!(
+            Tif::from_str("GTD").unwrap_err(),
+            "time_in_force must be gtc, ioc, fok or post-only, got \"gtd\""
+        );
+    }
 }

@@ -37,15 +37,9 @@ pub fn routes() -> Router<Arc<ApiState>> {
 
 async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, super::ApiError> {
     let net = state.net.status().await;
-    let (books, owners, degraded) = state
+    let engine = state
         .engine
-        .query(|e| {
-            (
-                e.market_infos(),
-                e.owners(),
-                e.degraded().map(str::to_string),
-            )
-        })
+        .status()
         .await
         .map_err(super::engine_error::gone)?;
     let listen_addrs = net
@@ -59,9 +53,9 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, supe
         uptime_secs: state.started.elapsed().as_secs(),
         peer_count: net.connected_peers,
         markets: state.markets.clone(),
-        books,
-        owners,
-        degraded,
+        books: engine.markets,
+        owners: engine.owners,
+        degraded: engine.degraded,
         version: env!("CARGO_PKG_VERSION").to_string(),
     }))
 }

@@ -32,11 +32,6 @@ async fn trades(
 ) -> Result<Json<Vec<TradeInfo>>, ApiError> {
     let Query(q) = query?;
     let limit = q.limit.unwrap_or(100).min(MAX_LIMIT);
-    let market = q.market;
-    let result = state
-        .engine
-        .query(move |e| e.trades(market.as_deref(), limit))
-        .await
-        .map_err(gone)?;
+    let result = state.engine.trades(q.market, limit).await.map_err(gone)?;
     result.map(Json).map_err(|e| engine_error(e, false))
 }

@@ -19,12 +19,11 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::client::{ApiArgs, Client, ClientError};
-use super::format::{short_id, word};
+use super::format::short_id;
 use super::order::{cancel, place, PlaceArgs};
 use crate::api::status::Status;
-use crate::driver::now_ms;
-use crate::engine::sim::Rng;
-use crate::engine::{OrderInfo, OrderStatus};
+use crate::clock::now_ms;
+use crate::engine::{OrderInfo, OrderKind, OrderStatus, Tif};
 use crate::market::Side;
 use crate::shutdown::{self, Shutdown};
 
@@ -283,7 +282,7 @@ impl Bot {
                 Ok(o) => {
                     self.summary.cancelled += 1;
                     self.say(n, "cancel", Some(&o), Some(&id), None, || {
-                        format!("cancel {}  -> {}", short_id(&id), word(&o.status))
+                        format!("cancel {}  -> {}", short_id(&id), o.status)
                     });
                 }
                 Err(ClientError::Api { message, .. }) => {
@@ -319,8 +318,8 @@ impl Bot {
             side: if buy { Side::Buy } else { Side::Sell },
             price: Some(units(price, self.tick)),
             quantity: units(self.rng.range(1, self.max_lots), self.lot),
-            kind: "limit".into(),
-            tif: Some(if cross { "ioc" } else { "gtc" }.into()),
+            kind: OrderKind::Limit,
+            tif: Some(if cross { Tif::Ioc } else { Tif::Gtc }),
             client_id: None,
         };
         let what = format!(
@@ -328,7 +327,7 @@ impl Bot {
             args.side.as_str(),
             args.quantity,
             units(price, self.tick),
-            args.tif.as_deref().unwrap_or("")
+            args.tif.map(|t| t.to_string()).unwrap_or_default()
         );
         match place(&self.client, &args).await {
             Ok(o) => {
@@ -339,7 +338,7 @@ impl Bot {
                     self.open.push(o.id.clone());
                 }
                 self.say(n, "place", Some(&o), None, None, || {
-                    let mut line = format!("{what}  -> {} {}", short_id(&o.id), word(&o.status));
+                    let mut line = format!("{what}  -> {} {}", short_id(&o.id), o.status);
                     if !o.fills.is_empty() {
                         let n = o.fills.len();
                         line.push_str(&format!(
@@ -391,6 +390,39 @@ impl Bot {
     }
 }
 
+/// The bot's random choices: splitmix64, small and seedable, so the same
+/// `--seed` makes the same choices on every machine and every version.
+/// (The engine's simulator uses the same generator; the demo keeps its own
+/// so the binary needs none of the test kit.)
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    /// True with probability `p`.
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,5 +442,27 @@ mod tests {
         assert_eq!(to_units(Decimal::MAX, tick), None);
         assert_eq!(units(10_001, tick), Decimal::new(10_001, 2));
         assert_eq!(units(100, tick).to_string(), "1");
+    }
+
+    #[test]
+    fn a_seed_makes_the_same_choices_it_always_made() {
+        // splitmix64 from seed 42, as the demo has drawn it from the start.
+        let mut r = Rng::new(42);
+        let raw: Vec<u64> = (0..4).map(|_| r.next_u64()).collect();
+        assert_eq!(
+            raw,
+            [
+                2949826092126892291,
+                5139283748462763858,
+                6349198060258255764,
+                701532786141963250
+            ]
+        );
+        let mut r = Rng::new(42);
+        let picks: Vec<u64> = (0..8).map(|_| r.range(1, 100)).collect();
+        assert_eq!(picks, [92, 59, 65, 51, 63, 26, 9, 6]);
+        let mut r = Rng::new(42);
+        let coins: Vec<bool> = (0..8).map(|_| r.chance(0.25)).collect();
+        assert_eq!(coins, [true, false, false, true, false, true, false, false]);
     }
 }

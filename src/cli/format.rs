@@ -6,15 +6,6 @@ use crate::engine::{OrderInfo, TradeInfo};
 
 use super::client::{print_aligned, print_table};
 
-/// A serde enum as the API spells it (`"post-only"`, `"open"`).
-pub fn word<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => "?".into(),
-    }
-}
-
 /// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
 pub fn time(ms: u64) -> String {
     let secs = ms / 1000;
@@ -50,16 +41,11 @@ pub fn print_order(o: &OrderInfo) {
         .map_or_else(|| "market".to_string(), |p| p.to_string());
     let mut rows = vec![
         vec!["order".to_string(), o.id.clone()],
-        vec!["status".into(), word(&o.status)],
+        vec!["status".into(), o.status.to_string()],
         vec!["market".into(), o.market.clone()],
         vec![
             "side".into(),
-            format!(
-                "{} {} ({})",
-                o.side.as_str(),
-                word(&o.kind),
-                word(&o.time_in_force)
-            ),
+            format!("{} {} ({})", o.side.as_str(), o.kind, o.time_in_force),
         ],
         vec!["price".into(), price],
         vec!["quantity".into(), o.quantity.to_string()],
@@ -107,11 +93,11 @@ pub fn print_orders(orders: &[OrderInfo]) {
             o.id.clone(),
             o.market.clone(),
             o.side.as_str().into(),
-            format!("{}/{}", word(&o.kind), word(&o.time_in_force)),
+            format!("{}/{}", o.kind, o.time_in_force),
             o.price.map_or_else(|| "-".to_string(), |p| p.to_string()),
             o.quantity.to_string(),
             o.filled.to_string(),
-            word(&o.status),
+            o.status.to_string(),
             time(o.created_ms),
         ]);
     }

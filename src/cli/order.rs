@@ -10,9 +10,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::client::{encode, print_json, query, ApiArgs, Client, ClientError};
-use super::format::{print_order, print_orders, word};
-use crate::api::orders::{parse_kind, parse_status, parse_tif};
-use crate::engine::OrderInfo;
+use super::format::{print_order, print_orders};
+use crate::engine::{OrderInfo, OrderKind, OrderStatus, Tif};
 use crate::market::Side;
 
 #[derive(Debug, Clone, Args)]
@@ -57,12 +56,12 @@ pub struct PlaceArgs {
     #[arg(long, value_parser = parse_decimal, allow_negative_numbers = true)]
     pub quantity: Decimal,
     /// limit or market
-    #[arg(long = "type", value_name = "TYPE", default_value = "limit", value_parser = check_kind)]
-    pub kind: String,
+    #[arg(long = "type", value_name = "TYPE", default_value = "limit")]
+    pub kind: OrderKind,
     /// Time in force: gtc, ioc, fok or post-only [default: gtc for limit,
     /// ioc for market orders]
-    #[arg(long, value_parser = check_tif)]
-    pub tif: Option<String>,
+    #[arg(long)]
+    pub tif: Option<Tif>,
     /// Your id for this order: placing again with the same one returns the
     /// first order instead of placing a second (safe retries)
     #[arg(long)]
@@ -75,8 +74,8 @@ pub struct ListArgs {
     #[arg(long)]
     pub market: Option<String>,
     /// Only this status: taking, open, filled, cancelled, expired, rejected
-    #[arg(long, value_parser = check_status)]
-    pub status: Option<String>,
+    #[arg(long)]
+    pub status: Option<OrderStatus>,
     /// At most this many
     #[arg(long)]
     pub limit: Option<usize>,
@@ -88,12 +87,12 @@ struct PlaceRequest<'a> {
     market: &'a str,
     side: &'static str,
     #[serde(rename = "type")]
-    kind: &'a str,
+    kind: OrderKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     price: Option<String>,
     quantity: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    time_in_force: Option<&'a str>,
+    time_in_force: Option<Tif>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
 }
@@ -108,28 +107,15 @@ fn parse_decimal(s: &str) -> Result<Decimal, String> {
         .map_err(|_| format!("{s:?} is not a decimal number"))
 }
 
-/// The type as the API spells it, if it is one.
-fn check_kind(s: &str) -> Result<String, String> {
-    parse_kind(s).map(|k| word(&k))
-}
-
-fn check_tif(s: &str) -> Result<String, String> {
-    parse_tif(s).map(|t| word(&t))
-}
-
-fn check_status(s: &str) -> Result<String, String> {
-    parse_status(s).map(|st| word(&st))
-}
-
 /// Place an order through `client` (also what `demo` does).
 pub async fn place(client: &Client, a: &PlaceArgs) -> Result<OrderInfo, ClientError> {
     let body = PlaceRequest {
         market: &a.market,
         side: a.side.as_str(),
-        kind: &a.kind,
+        kind: a.kind,
         price: a.price.map(|p| p.to_string()),
         quantity: a.quantity.to_string(),
-        time_in_force: a.tif.as_deref(),
+        time_in_force: a.tif,
         client_id: a.client_id.as_deref(),
     };
     client.post("/api/v1/orders", &body).await
@@ -165,7 +151,7 @@ impl OrderArgs {
             OrderCommand::List(l) => {
                 let q = query(&[
                     ("market", l.market.clone()),
-                    ("status", l.status.clone()),
+                    ("status", l.status.map(|s| s.to_string())),
                     ("limit", l.limit.map(|n| n.to_string())),
                 ]);
                 let orders: Vec<OrderInfo> = client.get(&format!("/api/v1/orders{q}")).await?;

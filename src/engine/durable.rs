@@ -202,3 +202,80 @@ impl Snapshot {
         }
     }
 }
+
+// ---- names, as the API, the CLI and the wire spell them ------------------
+
+impl std::fmt::Display for OrderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OrderKind::Limit => "limit",
+            OrderKind::Market => "market",
+        })
+    }
+}
+
+/// `limit` or `market`, in any case.
+impl std::str::FromStr for OrderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "limit" => Ok(OrderKind::Limit),
+            "market" => Ok(OrderKind::Market),
+            other => Err(format!("type must be limit or market, got {other:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Tif {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tif::Gtc => "gtc",
+            Tif::Ioc => "ioc",
+            Tif::Fok => "fok",
+            Tif::PostOnly => "post-only",
+        })
+    }
+}
+
+/// `gtc`, `ioc`, `fok` or `post-only` (also `post_only`, `postonly`), in
+/// any case.
+impl std::str::FromStr for Tif {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "gtc" => Ok(Tif::Gtc),
+            "ioc" => Ok(Tif::Ioc),
+            "fok" => Ok(Tif::Fok),
+            "post-only" | "postonly" => Ok(Tif::PostOnly),
+            other => Err(format!(
+                "time_in_force must be gtc, ioc, fok or post-only, got {other:?}"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status by its name (also `canceled`), in any case.
+impl std::str::FromStr for OrderStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "taking" => OrderStatus::Taking,
+            "open" => OrderStatus::Open,
+            "filled" => OrderStatus::Filled,
+            "cancelled" | "canceled" => OrderStatus::Cancelled,
+            "expired" => OrderStatus::Expired,
+            "rejected" => OrderStatus::Rejected,
+            other => {
+                return Err(format!(
+                    "status must be taking, open, filled, cancelled, expired or rejected, got {other:?}"
+                ))
+            }
+        })
+    }
+}

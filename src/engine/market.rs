@@ -89,6 +89,7 @@ impl Stream {
     }
 
     /// Items waiting for a flush, for explanations in tests.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn queued(&self) -> usize {
         self.outbox.len()
     }

@@ -41,8 +41,10 @@
 mod config;
 mod digest;
 mod durable;
+#[cfg(any(test, feature = "testkit"))]
 mod explain;
 mod fok;
+#[cfg(feature = "testkit")]
 pub mod fuzz;
 mod gossip;
 mod ids;
@@ -55,6 +57,7 @@ mod replica;
 mod requests;
 mod restore;
 mod served;
+#[cfg(any(test, feature = "testkit"))]
 pub mod sim;
 mod sync;
 mod taker;

@@ -67,6 +67,7 @@ impl Own {
     }
 
     /// Quantity set aside for fill-or-kill takers.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn holding(&self) -> Qty {
         self.holding
     }

@@ -72,11 +72,13 @@ impl Outbound {
     }
 
     /// The tags waiting for an answer, oldest first.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn tags(&self) -> impl Iterator<Item = RequestTag> + '_ {
         self.pending.keys().copied()
     }
 
     /// Every request waiting, for explanations in tests.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn waiting(&self) -> impl Iterator<Item = &Pending> {
         self.pending.values()
     }

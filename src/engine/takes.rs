@@ -180,6 +180,7 @@ impl Takes {
     }
 
     /// Every take in doubt, for explanations in tests.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn doubts(&self) -> &BTreeMap<TakeKey, Doubt> {
         &self.doubts
     }

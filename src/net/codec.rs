@@ -17,7 +17,7 @@ use libp2p::StreamProtocol;
 /// A frame was larger than the configured limit.
 ///
 /// It travels inside an `io::Error` (that is what the codec trait allows) and
-/// is recognised by the event loop to report [`super::RequestError::TooLarge`].
+/// is recognised by `requests.rs` to report [`super::RequestFailure::TooLarge`].
 #[derive(Debug, thiserror::Error)]
 #[error("{what} of {size} bytes exceeds the limit of {max} bytes")]
 pub struct FrameTooLarge {

@@ -4,8 +4,8 @@
 //! the address book of the wider network; identify tells it the listen
 //! addresses of every peer we connect to; mDNS finds nodes on the LAN; random
 //! walks look for more peers while the node is short of them. This module
-//! builds those pieces and holds the small decisions about them; the event
-//! loop wires their events together.
+//! builds those pieces and holds the small decisions about them;
+//! `discovered.rs` reacts to their events, for the event loop.
 
 use std::time::Duration;
 

@@ -3,72 +3,56 @@
 //! calls, dials bootstrap and lost peers, walks the DHT while short of peers
 //! and saves the peer store.
 //!
-//! # Never blocked by the engine
-//!
-//! The swarm must be polled all the time (pings, keep-alives, handshakes,
-//! gossipsub heartbeats), so the loop never waits on the engine. Events go to
-//! the bounded channel with `try_send`; when it is full they wait in order in
-//! a backlog that the loop drains as the engine frees capacity (a `reserve()`
-//! branch of the same `select!`). The backlog is bounded too
-//! (`event_buffer_max`): past it, new gossip messages are reported `Ignore`
-//! to gossipsub at once (so they are neither forwarded nor held for a verdict
-//! that would never come) and new requests are dropped (the requester sees a
-//! failure and may ask again), both counted in `peerbook_net_events_shed`.
-//! Connection and response events are never shed: the engine's view of peers
-//! and of its own requests must stay exact, and they are bounded by the
-//! connection limits and the engine's own requests.
+//! This file is the loop itself: its `select!`, the dispatch of every swarm
+//! event and command, and the connection bookkeeping. What it dispatches to
+//! lives beside it, one concern per file: the events' way to the engine and
+//! their shedding when it lags (`outbox.rs`; the loop is never blocked by
+//! the engine), the correlation of requests and responses (`requests.rs`),
+//! the reactions to identify, Kademlia and mDNS and the random walks
+//! (`discovered.rs`), dialling with backoff (`dialer.rs`) and the peer
+//! store's persistence (`peers.rs`).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::metrics::{Metrics, Recorder};
-use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
+use libp2p::request_response;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionError, ConnectionId, DialError, SwarmEvent};
-use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
+use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use crate::clock::now_ms;
+use crate::error::describe_dial_error;
 use crate::store::{Store, StoredPeer};
 
 use super::behaviour::proto_name;
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::codec::{BytesCodec, FrameTooLarge};
+use super::codec::BytesCodec;
 use super::config::{NetConfig, NetTuning};
 use super::dialer::{Dialer, FailedDial, PlannedDial};
-use super::discovery::{dialable_listen_addrs, plain_addrs, speaks_kad, split_peer_id};
+use super::discovered::{self, RandomWalk, Wanted};
+use super::discovery::{plain_addrs, split_peer_id};
 use super::handle::Command;
 use super::metrics::NetMetrics;
-use super::peers::{self, LastSeen};
-use super::{
-    InboundId, NetError, NetInput, NetStatus, PeerInfo, Proto, RequestFailure, RequestTag, Verdict,
-};
-use crate::driver::now_ms;
+use super::outbox::{self, Outbox};
+use super::peers::{self, LastSeen, PeerSaver};
+use super::requests::{request_error, Requests};
+use super::{NetError, NetInput, NetStatus, PeerInfo, Proto, RequestFailure, Verdict};
 
 /// How often the loop does its housekeeping (due dials, random walks).
 const TICK: Duration = Duration::from_secs(1);
-
-/// An inbound request waiting for the engine's response.
-struct PendingInbound {
-    proto: Proto,
-    request_id: InboundRequestId,
-    channel: ResponseChannel<Vec<u8>>,
-}
 
 /// The task that owns the swarm.
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
     tuning: NetTuning,
-    store: Store,
     commands: mpsc::Receiver<Command>,
-    events: mpsc::Sender<NetInput>,
-    /// Events waiting for room in `events` (see the module docs).
-    backlog: VecDeque<NetInput>,
-    /// The engine dropped its receiver: gossip is ignored from now on.
-    engine_gone: bool,
+    /// The events for the engine, and those waiting for it.
+    outbox: Outbox,
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
     metrics: NetMetrics,
     libp2p_metrics: Metrics,
@@ -77,12 +61,9 @@ pub(crate) struct EventLoop {
     /// Remote address of every open connection.
     connections: HashMap<ConnectionId, (PeerId, Multiaddr)>,
     last_seen: LastSeen,
-    next_inbound: u64,
-    inbound: HashMap<InboundId, PendingInbound>,
-    inbound_index: HashMap<(Proto, InboundRequestId), InboundId>,
-    outbound: HashMap<(Proto, OutboundRequestId), RequestTag>,
-    saving: Option<JoinHandle<()>>,
-    last_walk: Instant,
+    requests: Requests,
+    peer_saver: PeerSaver,
+    random_walk: RandomWalk,
 }
 
 impl EventLoop {
@@ -119,14 +100,12 @@ impl EventLoop {
                 "loaded the saved peers"
             );
         }
+        let walk_every = Duration::from_secs(cfg.tuning.random_walk_interval_secs);
         EventLoop {
             swarm,
+            outbox: Outbox::new(events, cfg.tuning.event_buffer_max, &metrics),
             tuning: cfg.tuning,
-            store,
             commands,
-            events,
-            backlog: VecDeque::new(),
-            engine_gone: false,
             listen_addrs,
             metrics,
             libp2p_metrics: Metrics::new(registry),
@@ -134,12 +113,9 @@ impl EventLoop {
             connected: HashSet::new(),
             connections: HashMap::new(),
             last_seen,
-            next_inbound: 0,
-            inbound: HashMap::new(),
-            inbound_index: HashMap::new(),
-            outbound: HashMap::new(),
-            saving: None,
-            last_walk: now,
+            requests: Requests::default(),
+            peer_saver: PeerSaver::new(store),
+            random_walk: RandomWalk::new(walk_every, now),
         }
     }
 
@@ -155,7 +131,7 @@ impl EventLoop {
         // Dial bootstrap and saved peers right away rather than at the first tick.
         self.maintain();
         // A sender of our own, so a reserved slot borrows it rather than `self`.
-        let events = self.events.clone();
+        let events = self.outbox.sender();
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -171,13 +147,8 @@ impl EventLoop {
                         break;
                     }
                 },
-                permit = events.reserve(), if !self.backlog.is_empty() => match permit {
-                    Ok(permit) => {
-                        if let Some(event) = self.backlog.pop_front() {
-                            permit.send(event);
-                        }
-                        self.metrics.event_backlog.set(self.backlog.len() as i64);
-                    }
+                permit = events.reserve(), if self.outbox.is_backed_up() => match permit {
+                    Ok(permit) => self.outbox.send_next(permit),
                     Err(_) => self.on_engine_gone(),
                 },
                 _ = tick.tick() => self.maintain(),
@@ -192,84 +163,31 @@ impl EventLoop {
     }
 
     fn short_of_peers(&self) -> bool {
-        self.connected.len() < self.tuning.target_peers as usize
+        Wanted::new(&self.connected, self.tuning.target_peers).short()
     }
 
     // ---- events to the engine ------------------------------------------
 
     /// Hand an event to the engine without ever waiting for it.
     fn emit(&mut self, event: NetInput) {
-        if self.engine_gone {
+        if let Some(event) = self.outbox.emit(event) {
             self.shed(event);
-            return;
         }
-        if !self.backlog.is_empty() {
-            self.enqueue(event);
-            return;
-        }
-        match self.events.try_send(event) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(event)) => self.enqueue(event),
-            Err(mpsc::error::TrySendError::Closed(event)) => {
-                self.on_engine_gone();
-                self.shed(event);
-            }
-        }
-    }
-
-    fn enqueue(&mut self, event: NetInput) {
-        let sheddable = matches!(event, NetInput::Gossip { .. } | NetInput::Request { .. });
-        if sheddable && self.backlog.len() >= self.tuning.event_buffer_max {
-            self.metrics.events_shed.inc();
-            if self.metrics.events_shed.get() % 1000 == 1 {
-                tracing::warn!(
-                    backlog = self.backlog.len(),
-                    shed = self.metrics.events_shed.get(),
-                    "the engine is not keeping up; shedding gossip and requests"
-                );
-            }
-            self.shed(event);
-            return;
-        }
-        self.backlog.push_back(event);
-        self.metrics.event_backlog.set(self.backlog.len() as i64);
     }
 
     /// Drop an event nobody will handle, leaving nothing pending behind it.
     fn shed(&mut self, event: NetInput) {
-        match event {
-            NetInput::Gossip {
-                message_id,
-                propagation_source,
-                ..
-            } => {
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        gossipsub::MessageAcceptance::Ignore,
-                    );
-            }
-            NetInput::Request { id, .. } => {
-                if let Some(p) = self.inbound.remove(&id) {
-                    self.inbound_index.remove(&(p.proto, p.request_id));
-                }
-            }
-            _ => {}
-        }
+        outbox::shed(
+            event,
+            &mut self.swarm.behaviour_mut().gossipsub,
+            &mut self.requests,
+        );
     }
 
     fn on_engine_gone(&mut self) {
-        if !self.engine_gone {
-            tracing::warn!("the engine stopped receiving network events; gossip will be ignored");
-            self.engine_gone = true;
-        }
-        while let Some(event) = self.backlog.pop_front() {
+        for event in self.outbox.engine_gone() {
             self.shed(event);
         }
-        self.metrics.event_backlog.set(0);
     }
 
     // ---- swarm events --------------------------------------------------
@@ -432,7 +350,7 @@ impl EventLoop {
             BehaviourEvent::PeerStore(_) => {}
             BehaviourEvent::Identify(event) => {
                 self.libp2p_metrics.record(&event);
-                self.on_identify(event);
+                discovered::on_identify(&mut self.swarm, &self.connections, event);
             }
             BehaviourEvent::Ping(event) => {
                 self.libp2p_metrics.record(&event);
@@ -447,110 +365,19 @@ impl EventLoop {
             }
             BehaviourEvent::Kad(event) => {
                 self.libp2p_metrics.record(&event);
-                self.on_kad(event);
+                let wanted = Wanted::new(&self.connected, self.tuning.target_peers);
+                discovered::on_kad(&mut self.swarm, wanted, event);
             }
-            BehaviourEvent::Mdns(event) => self.on_mdns(event),
+            BehaviourEvent::Mdns(event) => {
+                let wanted = Wanted::new(&self.connected, self.tuning.target_peers);
+                discovered::on_mdns(&mut self.swarm, wanted, event);
+            }
             BehaviourEvent::Gossipsub(event) => {
                 self.libp2p_metrics.record(&event);
                 self.on_gossipsub(event);
             }
             BehaviourEvent::Take(event) => self.on_request_response(Proto::Take, event),
             BehaviourEvent::Sync(event) => self.on_request_response(Proto::Sync, event),
-        }
-    }
-
-    fn on_identify(&mut self, event: identify::Event) {
-        if let identify::Event::Received {
-            peer_id,
-            info,
-            connection_id,
-        } = event
-        {
-            tracing::debug!(
-                peer = %peer_id,
-                agent = %info.agent_version,
-                listen_addrs = ?info.listen_addrs,
-                "peer identified"
-            );
-            if !speaks_kad(&info) {
-                return;
-            }
-            let remote = self
-                .connections
-                .get(&connection_id)
-                .map(|(_, a)| a.clone())
-                .unwrap_or_else(Multiaddr::empty);
-            for addr in dialable_listen_addrs(&info, &remote) {
-                self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-            }
-        }
-    }
-
-    fn on_kad(&mut self, event: kad::Event) {
-        match event {
-            kad::Event::OutboundQueryProgressed { result, .. } => match result {
-                kad::QueryResult::GetClosestPeers(Ok(ok)) => {
-                    tracing::debug!(found = ok.peers.len(), "DHT walk finished");
-                    for p in ok.peers {
-                        self.consider_dialing(p.peer_id, p.addrs);
-                    }
-                }
-                kad::QueryResult::GetClosestPeers(Err(e)) => {
-                    tracing::debug!(error = %e, "DHT walk failed");
-                }
-                kad::QueryResult::Bootstrap(Ok(ok)) if ok.num_remaining == 0 => {
-                    tracing::debug!("DHT bootstrap finished");
-                }
-                kad::QueryResult::Bootstrap(Err(e)) => {
-                    tracing::debug!(error = %e, "DHT bootstrap failed");
-                }
-                _ => {}
-            },
-            kad::Event::RoutingUpdated {
-                peer, is_new_peer, ..
-            } if is_new_peer => {
-                tracing::debug!(%peer, "added to the DHT routing table");
-            }
-            _ => {}
-        }
-    }
-
-    fn on_mdns(&mut self, event: mdns::Event) {
-        match event {
-            mdns::Event::Discovered(found) => {
-                for (peer, addr) in found {
-                    tracing::debug!(%peer, %addr, "found on the LAN");
-                    self.consider_dialing(peer, vec![addr]);
-                }
-            }
-            mdns::Event::Expired(gone) => {
-                for (peer, addr) in gone {
-                    tracing::debug!(%peer, %addr, "LAN record expired");
-                }
-            }
-        }
-    }
-
-    /// Dial a newly discovered peer if the node wants more peers.
-    fn consider_dialing(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        if peer == self.local() || self.connected.contains(&peer) {
-            return;
-        }
-        for addr in addrs {
-            self.swarm.add_peer_address(peer, addr);
-        }
-        if !self.short_of_peers() {
-            return;
-        }
-        let opts = DialOpts::peer_id(peer)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        match self.swarm.dial(opts) {
-            Ok(()) => tracing::debug!(%peer, "dialling a discovered peer"),
-            Err(DialError::DialPeerConditionFalse(_)) => {}
-            Err(e) => {
-                tracing::debug!(%peer, error = %describe_dial_error(&e), "cannot dial a discovered peer")
-            }
         }
     }
 
@@ -611,17 +438,7 @@ impl EventLoop {
                     request,
                     channel,
                 } => {
-                    let id = InboundId(self.next_inbound);
-                    self.next_inbound += 1;
-                    self.inbound.insert(
-                        id,
-                        PendingInbound {
-                            proto,
-                            request_id,
-                            channel,
-                        },
-                    );
-                    self.inbound_index.insert((proto, request_id), id);
+                    let id = self.requests.received(proto, request_id, channel);
                     self.emit(NetInput::Request {
                         peer,
                         proto,
@@ -633,7 +450,7 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(tag) = self.outbound.remove(&(proto, request_id)) {
+                    if let Some(tag) = self.requests.settled(proto, request_id) {
                         self.emit(NetInput::Response {
                             tag,
                             result: Ok(response),
@@ -648,7 +465,7 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, protocol = proto_name(proto), %error, "request failed");
-                if let Some(tag) = self.outbound.remove(&(proto, request_id)) {
+                if let Some(tag) = self.requests.settled(proto, request_id) {
                     self.emit(NetInput::Response {
                         tag,
                         result: Err(request_error(error)),
@@ -662,9 +479,7 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, protocol = proto_name(proto), %error, "inbound request failed");
-                if let Some(id) = self.inbound_index.remove(&(proto, request_id)) {
-                    self.inbound.remove(&id);
-                }
+                self.requests.inbound_failed(proto, request_id);
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -741,18 +556,16 @@ impl EventLoop {
                     return;
                 }
                 let request_id = self.rr(proto).send_request(&peer, data);
-                self.outbound.insert((proto, request_id), tag);
+                self.requests.sent(proto, request_id, tag);
             }
             Command::Respond { id, data } => {
-                let Some(pending) = self.inbound.remove(&id) else {
+                let Some(pending) = self.requests.take_inbound(id) else {
                     tracing::debug!(
                         id = id.0,
                         "response to a request that is gone (timed out or peer left)"
                     );
                     return;
                 };
-                self.inbound_index
-                    .remove(&(pending.proto, pending.request_id));
                 if data.len() > self.tuning.response_max_bytes {
                     tracing::error!(
                         protocol = proto_name(pending.proto),
@@ -842,25 +655,10 @@ impl EventLoop {
             self.start_dial(dial);
         }
 
-        let walk_every = Duration::from_secs(self.tuning.random_walk_interval_secs);
-        if short && !self.connected.is_empty() && now.duration_since(self.last_walk) >= walk_every {
-            self.last_walk = now;
-            tracing::debug!(
-                peers = self.connected.len(),
-                "short of peers; walking the DHT"
-            );
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .get_closest_peers(PeerId::random());
-        }
+        let wanted = Wanted::new(&self.connected, self.tuning.target_peers);
+        self.random_walk.maybe_walk(&mut self.swarm, wanted, now);
 
-        let before = self.inbound.len();
-        self.inbound.retain(|_, p| p.channel.is_open());
-        if self.inbound.len() != before {
-            let live: HashSet<InboundId> = self.inbound.keys().copied().collect();
-            self.inbound_index.retain(|_, id| live.contains(id));
-        }
+        self.requests.drop_closed();
     }
 
     fn start_dial(&mut self, dial: PlannedDial) {
@@ -908,93 +706,44 @@ impl EventLoop {
         }
     }
 
-    fn peer_snapshot(&self) -> Vec<StoredPeer> {
-        peers::snapshot(
-            self.swarm.behaviour().peer_store.store(),
-            &self.connected,
-            &self.last_seen,
-            now_ms(),
-            self.tuning.forget_peer_after_secs.saturating_mul(1000),
-        )
-    }
-
     /// Save the peers off the loop's thread; skipped while a save is running.
     fn save_peers_in_background(&mut self) {
-        if self.saving.as_ref().is_some_and(|h| !h.is_finished()) {
-            return;
-        }
-        let peers = self.peer_snapshot();
-        let store = self.store.clone();
-        self.saving = Some(tokio::task::spawn_blocking(move || {
-            match store.save_peers(&peers) {
-                Ok(()) => tracing::debug!(count = peers.len(), "saved the known peers"),
-                Err(e) => tracing::warn!(error = %e, "cannot save the known peers; will try again"),
-            }
-        }));
+        let forget_after_ms = self.forget_after_ms();
+        let (swarm, connected, last_seen) = (&self.swarm, &self.connected, &self.last_seen);
+        self.peer_saver
+            .save_in_background(|| peer_snapshot(swarm, connected, last_seen, forget_after_ms));
     }
 
     /// Save the peers and wait for it (at shutdown).
     async fn save_peers_now(&mut self) {
-        if let Some(running) = self.saving.take() {
-            let _ = running.await;
-        }
-        let peers = self.peer_snapshot();
-        let count = peers.len();
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.save_peers(&peers)).await {
-            Ok(Ok(())) => tracing::info!(count, "saved the known peers"),
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot save the known peers"),
-            Err(e) => tracing::error!(error = %e, "saving the known peers panicked"),
-        }
+        // The peers as they are once a save still running is done.
+        self.peer_saver.finish().await;
+        let peers = peer_snapshot(
+            &self.swarm,
+            &self.connected,
+            &self.last_seen,
+            self.forget_after_ms(),
+        );
+        self.peer_saver.save_now(peers).await;
+    }
+
+    fn forget_after_ms(&self) -> u64 {
+        self.tuning.forget_peer_after_secs.saturating_mul(1000)
     }
 }
 
-fn request_error(e: request_response::OutboundFailure) -> RequestFailure {
-    match e {
-        request_response::OutboundFailure::DialFailure => RequestFailure::DialFailure,
-        request_response::OutboundFailure::Timeout => RequestFailure::Timeout,
-        request_response::OutboundFailure::ConnectionClosed => RequestFailure::ConnectionClosed,
-        request_response::OutboundFailure::UnsupportedProtocols => {
-            RequestFailure::UnsupportedProtocol
-        }
-        request_response::OutboundFailure::Io(e) if FrameTooLarge::is_in(&e) => {
-            RequestFailure::TooLarge
-        }
-        request_response::OutboundFailure::Io(e) => RequestFailure::Io(e.to_string()),
-    }
-}
-
-/// A dial error as one line an operator can act on: for transport failures,
-/// the innermost reason (e.g. "Connection refused"), after each address when
-/// several were tried.
-pub(crate) fn describe_dial_error(e: &DialError) -> String {
-    match e {
-        DialError::Transport(attempts) if attempts.len() == 1 => error_chain(&attempts[0].1),
-        DialError::Transport(attempts) => attempts
-            .iter()
-            .map(|(addr, err)| format!("{addr}: {}", error_chain(err)))
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => error_chain(other),
-    }
-}
-
-/// An error and its sources on one line, skipping empty texts and sources
-/// that repeat what was said (libp2p nests the same io::Error several times).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = next {
-        let text = err
-            .to_string()
-            .replace("Multiple dial errors occurred:\n - ", "")
-            .replace("\n - ", "; ")
-            .replace('\n', " ");
-        let text = text.trim().to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
+/// The peers worth saving, as of now.
+fn peer_snapshot(
+    swarm: &Swarm<Behaviour>,
+    connected: &HashSet<PeerId>,
+    last_seen: &LastSeen,
+    forget_after_ms: u64,
+) -> Vec<StoredPeer> {
+    peers::snapshot(
+        swarm.behaviour().peer_store.store(),
+        connected,
+        last_seen,
+        now_ms(),
+        forget_after_ms,
+    )
 }

@@ -5,42 +5,52 @@
 //! swarm and returns a handle (methods send a command over a channel, with a
 //! oneshot for any reply), a receiver of [`NetInput`]s (the engine's own
 //! type: nothing translates between the two), and the join handle of the
-//! [`event_loop::EventLoop`] task that owns the swarm. Nothing else touches
+//! `event_loop::EventLoop` task that owns the swarm. Nothing else touches
 //! the swarm. The layer moves bytes only: the engine encodes and decodes
 //! every gossip message, request and response itself.
 //!
 //! Files, one concern each: `behaviour.rs` (the composed protocols),
-//! `discovery.rs` (Kademlia, mDNS, identify), `dialer.rs` (bootstrap and
-//! redial with backoff), `gossip.rs` (gossipsub parameters and scoring),
-//! `codec.rs` (request-response framing), `identity.rs` (the key file),
-//! `peers.rs` (peer store persistence), `event_loop.rs` (the task),
-//! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`, `fuzz.rs`
-//! (the framing's fuzzing entry point).
+//! `discovery.rs` (Kademlia, mDNS, identify: building them, and which
+//! addresses to trust), `discovered.rs` (what the loop does with what they
+//! find: DHT addresses, dials while short of peers, random walks),
+//! `dialer.rs` (bootstrap and redial with backoff), `gossip.rs` (gossipsub
+//! parameters and scoring), `codec.rs` (request-response framing),
+//! `requests.rs` (which response belongs to which request, both ways),
+//! `outbox.rs` (events on their way to the engine, shed when it lags),
+//! `identity.rs` (the key file), `peers.rs` (peer store persistence),
+//! `event_loop.rs` (the task: its `select!`, dispatch and commands),
+//! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`,
+//! `fuzz.rs` (the framing's fuzzing entry point, with the `testkit`
+//! feature only).
 
 mod behaviour;
 pub mod codec;
 pub mod config;
 pub mod dialer;
+mod discovered;
 pub mod discovery;
 mod event_loop;
+#[cfg(feature = "testkit")]
 pub mod fuzz;
 pub mod gossip;
 mod handle;
 pub mod identity;
 mod metrics;
+mod outbox;
 pub mod peers;
+mod requests;
 
 use libp2p::identity::Keypair;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, SwarmBuilder};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::error::describe_transport_error;
 use crate::store::{Store, StoreError};
 
 pub use behaviour::{SYNC_PROTOCOL, TAKE_PROTOCOL};
 pub use codec::{BytesCodec, FrameTooLarge};
 pub use config::{NetConfig, NetTuning};
-pub use event_loop::error_chain;
 pub use handle::NetHandle;
 
 /// The seam's vocabulary: the network speaks the engine's own types.
@@ -139,14 +149,4 @@ pub fn spawn(
     );
     let task = tokio::spawn(event_loop.run());
     Ok((NetHandle::new(local, command_tx, listen_rx), event_rx, task))
-}
-
-/// A transport error as one line, with the OS reason (e.g. "Address already in use").
-fn describe_transport_error(e: &libp2p::TransportError<std::io::Error>) -> String {
-    match e {
-        libp2p::TransportError::MultiaddrNotSupported(a) => {
-            format!("the address {a} is not supported (expected /ip4|/ip6|/dns4/../tcp/PORT)")
-        }
-        libp2p::TransportError::Other(io) => io.to_string(),
-    }
 }

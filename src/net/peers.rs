@@ -7,13 +7,18 @@
 //! Only peers the node has actually been connected to are saved, and only for
 //! `forget_peer_after_secs`: hearsay from the DHT is cheap to learn again, and
 //! a list of dead peers would only slow every start.
+//!
+//! [`restore`] and [`snapshot`] translate between the peer store and the
+//! saved records; `PeerSaver` writes the records off the event loop's
+//! thread, periodically and once more at shutdown.
 
 use std::collections::{HashMap, HashSet};
 
 use libp2p::peer_store::memory_store::MemoryStore;
 use libp2p::PeerId;
+use tokio::task::JoinHandle;
 
-use crate::store::StoredPeer;
+use crate::store::{Store, StoredPeer};
 
 use super::discovery::{is_unspecified, plain_addrs};
 
@@ -96,6 +101,59 @@ pub fn snapshot(
     }
     out.sort_by_key(|p| std::cmp::Reverse(p.last_seen_ms));
     out
+}
+
+/// Writes the peer list to the store without blocking the event loop: the
+/// write runs on tokio's blocking pool, one at a time.
+pub(super) struct PeerSaver {
+    store: Store,
+    /// The save in progress, if any.
+    saving: Option<JoinHandle<()>>,
+}
+
+impl PeerSaver {
+    pub(super) fn new(store: Store) -> Self {
+        PeerSaver {
+            store,
+            saving: None,
+        }
+    }
+
+    /// Save the peers `snapshot` returns, off the loop's thread; skipped
+    /// (and no snapshot taken) while the previous save is still running.
+    pub(super) fn save_in_background(&mut self, snapshot: impl FnOnce() -> Vec<StoredPeer>) {
+        if self.saving.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let peers = snapshot();
+        let store = self.store.clone();
+        self.saving = Some(tokio::task::spawn_blocking(move || {
+            match store.save_peers(&peers) {
+                Ok(()) => tracing::debug!(count = peers.len(), "saved the known peers"),
+                Err(e) => tracing::warn!(error = %e, "cannot save the known peers; will try again"),
+            }
+        }));
+    }
+
+    /// Wait for the save in progress, if any.
+    pub(super) async fn finish(&mut self) {
+        if let Some(running) = self.saving.take() {
+            let _ = running.await;
+        }
+    }
+
+    /// Save `peers` and wait for it (at shutdown), after any save still
+    /// running, so that this one is the last word.
+    pub(super) async fn save_now(&mut self, peers: Vec<StoredPeer>) {
+        self.finish().await;
+        let count = peers.len();
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.save_peers(&peers)).await {
+            Ok(Ok(())) => tracing::info!(count, "saved the known peers"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot save the known peers"),
+            Err(e) => tracing::error!(error = %e, "saving the known peers panicked"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,159 +13,50 @@
 //! the disk (reopening the database, which redb needs after a failed
 //! write) and, once it takes writes again, rebuilds the engine from what
 //! is durable (the same path as a restart) and pulls the books again.
+//!
+//! Files: this one is the task (its loop and what it does with each input
+//! and action); `handle.rs` is [`EngineHandle`], the API's side of it;
+//! `writer.rs` the store writer thread and its group commit; `latency.rs`
+//! the [`Latency`] histograms it observes.
+
+mod handle;
+mod latency;
+mod writer;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use libp2p::PeerId;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::engine::Snapshot;
+use crate::clock::{instant_at, now_ms};
 use crate::engine::{
-    Action, Command, CommandId, Engine, EngineConfig, EngineError, Event, Input, NetAction,
-    NetInput, Op, OrderInfo, Proto, RequestTag,
+    Action, CommandId, Engine, EngineConfig, EngineError, Event, Input, NetAction, NetInput,
+    OrderInfo, Proto, RequestTag,
 };
 use crate::market::MarketSpec;
 use crate::net::NetHandle;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 
-/// Milliseconds since the Unix epoch, the engine's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use handle::{EngineGone, EngineHandle, EngineMetrics, EngineStatus};
+pub use latency::Latency;
+
+use handle::ApiRequest;
+use writer::{spawn_writer, DoneRx, ToWriter, WriteTx};
 
 /// How often a degraded node checks whether its disk takes writes again.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Inputs handled before the actions are carried out (batching under load).
 const BURST: usize = 256;
 
-type Query = Box<dyn FnOnce(&Engine) + Send>;
-
-enum ApiRequest {
-    Command {
-        cmd: Command,
-        reply: oneshot::Sender<Result<OrderInfo, EngineError>>,
-    },
-    Query(Query),
-}
-
-/// Why the engine could not answer.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("the engine is not running (the node is shutting down)")]
-pub struct EngineGone;
-
-/// The API's handle on the engine task.
-#[derive(Clone)]
-pub struct EngineHandle {
-    tx: mpsc::Sender<ApiRequest>,
-    events: broadcast::Sender<Event>,
-}
-
-impl EngineHandle {
-    /// Place or cancel an order; answers once the change is durable.
-    pub async fn command(
-        &self,
-        cmd: Command,
-    ) -> Result<Result<OrderInfo, EngineError>, EngineGone> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(ApiRequest::Command { cmd, reply })
-            .await
-            .map_err(|_| EngineGone)?;
-        rx.await.map_err(|_| EngineGone)
-    }
-
-    /// Read something from the engine, in the engine task.
-    pub async fn query<R, F>(&self, f: F) -> Result<R, EngineGone>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Engine) -> R + Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        let q: Query = Box::new(move |e| {
-            let _ = tx.send(f(e));
-        });
-        self.tx
-            .send(ApiRequest::Query(q))
-            .await
-            .map_err(|_| EngineGone)?;
-        rx.await.map_err(|_| EngineGone)
-    }
-
-    /// Every event from now on (lagging receivers lose the oldest).
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
-    }
-}
-
 /// What the engine is built from (again, after a storage failure).
 pub struct EngineParts {
     pub me: PeerId,
     pub config: EngineConfig,
     pub markets: Vec<MarketSpec>,
-}
-
-/// Upper bounds of the latency histograms' buckets, in seconds: fine
-/// where the goals are (milliseconds), coarse beyond.
-const LATENCY_BUCKETS: [f64; 22] = [
-    0.000_5, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.010, 0.012, 0.015, 0.020, 0.025,
-    0.030, 0.040, 0.050, 0.075, 0.100, 0.250, 0.500, 1.0, 5.0,
-];
-
-/// How long the network takes, as this node sees it: the histograms behind
-/// `peerbook_replication_delay_seconds` and
-/// `peerbook_take_round_trip_seconds` in `/metrics`.
-#[derive(Clone)]
-pub struct Latency {
-    /// From an order's creation on its owner's node to its arrival in this
-    /// node's replica by gossip (wall clocks, millisecond stamps).
-    pub replication: Histogram,
-    /// From sending a take request to its answer (monotonic clock).
-    pub take_round_trip: Histogram,
-    /// How long one group commit of the store takes (writes and fsync).
-    pub store_commit: Histogram,
-}
-
-impl Default for Latency {
-    fn default() -> Self {
-        Latency {
-            replication: Histogram::new(LATENCY_BUCKETS),
-            take_round_trip: Histogram::new(LATENCY_BUCKETS),
-            store_commit: Histogram::new(LATENCY_BUCKETS),
-        }
-    }
-}
-
-impl Latency {
-    /// Add both histograms to the node's metrics registry.
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register_with_unit(
-            "peerbook_replication_delay",
-            "From an order's creation on its owner's node to its arrival in this node's replica by gossip",
-            Unit::Seconds,
-            self.replication.clone(),
-        );
-        registry.register_with_unit(
-            "peerbook_take_round_trip",
-            "From sending a take request to a maker to its answer",
-            Unit::Seconds,
-            self.take_round_trip.clone(),
-        );
-        registry.register_with_unit(
-            "peerbook_store_commit",
-            "How long one group commit of the database takes, fsync included",
-            Unit::Seconds,
-            self.store_commit.clone(),
-        );
-    }
 }
 
 /// Why the engine task could not start.
@@ -216,7 +107,7 @@ pub fn spawn(
         takes_sent: HashMap::new(),
     };
     let task = tokio::spawn(driver.run());
-    Ok((EngineHandle { tx, events }, task))
+    Ok((EngineHandle::new(tx, events), task))
 }
 
 struct Driver {
@@ -295,9 +186,7 @@ impl Driver {
 
     /// When the engine wants its next tick.
     fn deadline(&self) -> Instant {
-        let want = self.engine.poll_timeout();
-        let now = now_ms();
-        let mut at = Instant::now() + Duration::from_millis(want.saturating_sub(now));
+        let mut at = instant_at(self.engine.poll_timeout());
         if let Some(p) = self.probing {
             at = at.min(p);
         }
@@ -341,7 +230,7 @@ impl Driver {
                     now_ms(),
                 );
             }
-            ApiRequest::Query(q) => q(&self.engine),
+            ApiRequest::Query(q) => q.answer(&self.engine),
         }
     }
 
@@ -453,85 +342,4 @@ impl Driver {
                 .handle(NetInput::PeerConnected(p.peer_id).into(), now_ms());
         }
     }
-}
-
-/// What the store writer is asked, in order.
-enum ToWriter {
-    /// A batch of writes, with its ticket.
-    Write(u64, Vec<Op>),
-    /// After every write sent before: reopen the database, make a tiny
-    /// durable write and load what is durable.
-    Recover(oneshot::Sender<Result<Snapshot, StoreError>>),
-}
-
-type WriteTx = std::sync::mpsc::Sender<ToWriter>;
-/// Tickets whose writes finished, and how.
-type DoneRx = mpsc::UnboundedReceiver<(u64, Result<(), String>)>;
-
-/// The store writer: a thread that makes batches durable, several at once.
-///
-/// After a failed write it writes nothing more until a `Recover` succeeds:
-/// the engine answered everything queued behind the failure as refused, so
-/// none of it may reach the disk later and come back after a restart.
-fn spawn_writer(store: Store, commit_time: Histogram) -> std::io::Result<(WriteTx, DoneRx)> {
-    let (tx, rx) = std::sync::mpsc::channel::<ToWriter>();
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
-    std::thread::Builder::new()
-        .name("peerbook-store".into())
-        .spawn(move || {
-            let mut failed: Option<String> = None;
-            let mut next = rx.recv().ok();
-            while let Some(msg) = next.take() {
-                let (ticket, ops) = match msg {
-                    ToWriter::Recover(reply) => {
-                        let result = store
-                            .reopen()
-                            .and_then(|()| store.probe())
-                            .and_then(|()| store.load());
-                        if result.is_ok() {
-                            failed = None;
-                        }
-                        let _ = reply.send(result);
-                        next = rx.recv().ok();
-                        continue;
-                    }
-                    ToWriter::Write(ticket, ops) => (ticket, ops),
-                };
-                let mut group = vec![(ticket, ops)];
-                while group.len() < 1024 {
-                    match rx.try_recv() {
-                        Ok(ToWriter::Write(t, ops)) => group.push((t, ops)),
-                        Ok(recover) => {
-                            next = Some(recover);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let result = match &failed {
-                    Some(first) => Err(format!("not written: an earlier write failed ({first})")),
-                    None => {
-                        let batches: Vec<&[Op]> =
-                            group.iter().map(|(_, ops)| ops.as_slice()).collect();
-                        let started = std::time::Instant::now();
-                        let result = store.apply(&batches).map_err(|e| e.to_string());
-                        commit_time.observe(started.elapsed().as_secs_f64());
-                        if let Err(e) = &result {
-                            tracing::error!(error = %e, "a write to the database failed");
-                            failed = Some(e.clone());
-                        }
-                        result
-                    }
-                };
-                for (ticket, _) in &group {
-                    if done_tx.send((*ticket, result.clone())).is_err() {
-                        return;
-                    }
-                }
-                if next.is_none() {
-                    next = rx.recv().ok();
-                }
-            }
-        })?;
-    Ok((tx, done_rx))
 }

@@ -1,0 +1,189 @@
+//! What the node does with what discovery finds: identify's listen
+//! addresses go into the DHT, peers found by a DHT walk or on the LAN are
+//! dialled while the node is short of peers, and random walks look for more.
+//!
+//! `discovery.rs` builds the protocols and holds the small decisions about
+//! addresses; this file holds their reactions, which need the swarm. The
+//! event loop calls them as their events arrive and on its tick.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError};
+use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
+
+use super::behaviour::Behaviour;
+use super::discovery::{dialable_listen_addrs, speaks_kad};
+use crate::error::describe_dial_error;
+
+/// The node's connected peers, against how many it wants.
+#[derive(Clone, Copy)]
+pub(super) struct Wanted<'a> {
+    connected: &'a HashSet<PeerId>,
+    target: usize,
+}
+
+impl<'a> Wanted<'a> {
+    /// `connected` peers, of the `target_peers` the node wants.
+    pub(super) fn new(connected: &'a HashSet<PeerId>, target_peers: u32) -> Self {
+        Wanted {
+            connected,
+            target: target_peers as usize,
+        }
+    }
+
+    /// Whether the node has fewer peers than it wants.
+    pub(super) fn short(&self) -> bool {
+        self.connected.len() < self.target
+    }
+}
+
+/// A peer identified itself: if it speaks our DHT, its listen addresses
+/// worth sharing go into Kademlia (judged against the address we reached
+/// it at, from `connections`).
+pub(super) fn on_identify(
+    swarm: &mut Swarm<Behaviour>,
+    connections: &HashMap<ConnectionId, (PeerId, Multiaddr)>,
+    event: identify::Event,
+) {
+    if let identify::Event::Received {
+        peer_id,
+        info,
+        connection_id,
+    } = event
+    {
+        tracing::debug!(
+            peer = %peer_id,
+            agent = %info.agent_version,
+            listen_addrs = ?info.listen_addrs,
+            "peer identified"
+        );
+        if !speaks_kad(&info) {
+            return;
+        }
+        let remote = connections
+            .get(&connection_id)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(Multiaddr::empty);
+        for addr in dialable_listen_addrs(&info, &remote) {
+            swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+        }
+    }
+}
+
+/// A Kademlia event: the peers a DHT walk found are dialled if wanted; the
+/// rest is logged.
+pub(super) fn on_kad(swarm: &mut Swarm<Behaviour>, wanted: Wanted<'_>, event: kad::Event) {
+    match event {
+        kad::Event::OutboundQueryProgressed { result, .. } => match result {
+            kad::QueryResult::GetClosestPeers(Ok(ok)) => {
+                tracing::debug!(found = ok.peers.len(), "DHT walk finished");
+                for p in ok.peers {
+                    consider_dialing(swarm, wanted, p.peer_id, p.addrs);
+                }
+            }
+            kad::QueryResult::GetClosestPeers(Err(e)) => {
+                tracing::debug!(error = %e, "DHT walk failed");
+            }
+            kad::QueryResult::Bootstrap(Ok(ok)) if ok.num_remaining == 0 => {
+                tracing::debug!("DHT bootstrap finished");
+            }
+            kad::QueryResult::Bootstrap(Err(e)) => {
+                tracing::debug!(error = %e, "DHT bootstrap failed");
+            }
+            _ => {}
+        },
+        kad::Event::RoutingUpdated {
+            peer, is_new_peer, ..
+        } if is_new_peer => {
+            tracing::debug!(%peer, "added to the DHT routing table");
+        }
+        _ => {}
+    }
+}
+
+/// An mDNS event: peers found on the LAN are dialled if wanted.
+pub(super) fn on_mdns(swarm: &mut Swarm<Behaviour>, wanted: Wanted<'_>, event: mdns::Event) {
+    match event {
+        mdns::Event::Discovered(found) => {
+            for (peer, addr) in found {
+                tracing::debug!(%peer, %addr, "found on the LAN");
+                consider_dialing(swarm, wanted, peer, vec![addr]);
+            }
+        }
+        mdns::Event::Expired(gone) => {
+            for (peer, addr) in gone {
+                tracing::debug!(%peer, %addr, "LAN record expired");
+            }
+        }
+    }
+}
+
+/// Remember a newly discovered peer's addresses, and dial it if the node
+/// wants more peers.
+fn consider_dialing(
+    swarm: &mut Swarm<Behaviour>,
+    wanted: Wanted<'_>,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+) {
+    if peer == *swarm.local_peer_id() || wanted.connected.contains(&peer) {
+        return;
+    }
+    for addr in addrs {
+        swarm.add_peer_address(peer, addr);
+    }
+    if !wanted.short() {
+        return;
+    }
+    let opts = DialOpts::peer_id(peer)
+        .condition(PeerCondition::DisconnectedAndNotDialing)
+        .build();
+    match swarm.dial(opts) {
+        Ok(()) => tracing::debug!(%peer, "dialling a discovered peer"),
+        Err(DialError::DialPeerConditionFalse(_)) => {}
+        Err(e) => {
+            tracing::debug!(%peer, error = %describe_dial_error(&e), "cannot dial a discovered peer")
+        }
+    }
+}
+
+/// Random walks of the DHT while the node is short of peers: a lookup of a
+/// random id meets peers the node does not know yet, which
+/// [`on_kad`] then dials.
+pub(super) struct RandomWalk {
+    every: Duration,
+    last: Instant,
+}
+
+impl RandomWalk {
+    /// The first walk is due `every` after `now`.
+    pub(super) fn new(every: Duration, now: Instant) -> Self {
+        RandomWalk { every, last: now }
+    }
+
+    /// Walk if the node is short of peers, has at least one to ask, and
+    /// has not walked for a while.
+    pub(super) fn maybe_walk(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        wanted: Wanted<'_>,
+        now: Instant,
+    ) {
+        if wanted.short()
+            && !wanted.connected.is_empty()
+            && now.duration_since(self.last) >= self.every
+        {
+            self.last = now;
+            tracing::debug!(
+                peers = wanted.connected.len(),
+                "short of peers; walking the DHT"
+            );
+            swarm
+                .behaviour_mut()
+                .kad
+                .get_closest_peers(PeerId::random());
+        }
+    }
+}
