@@ -114,7 +114,8 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         topics: loaded.markets.iter().map(|m| m.topic()).collect(),
         tuning: config.net.clone(),
     };
-    let (net, events, net_task) = net::spawn(net_config, keypair, store.clone(), &mut registry)?;
+    let (net, events, net_task) =
+        net::spawn(net_config, keypair.clone(), store.clone(), &mut registry)?;
     let peer_id = net.local_peer_id();
     let latency = Latency::default();
     latency.register(&mut registry);
@@ -136,7 +137,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
 
     let (engine, engine_task) = driver::spawn(
         EngineParts {
-            me: peer_id,
+            key: keypair,
             config: crate::engine::EngineConfig {
                 wire: config.net.wire_limits(),
                 ..config.engine.clone()

@@ -9,9 +9,10 @@ use libp2p::PeerId;
 use peerbook::engine::fuzz::{self, step};
 use peerbook::engine::sim::EPOCH_MS;
 use peerbook::market::{Price, Qty, Side};
+use peerbook::wire::proof::{BatchSig, Proof, Proven};
 use peerbook::wire::{
-    BookPage, FillMsg, Gossip, Heartbeat, Item, OrderState, OwnerOrders, OwnerPage, SyncRequest,
-    SyncResponse, SyncWhat, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION,
+    BookPage, FillMsg, Gossip, Heartbeat, Item, OrderState, OwnerOrders, OwnerPage, ProvenOrder,
+    SyncRequest, SyncResponse, SyncWhat, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION,
 };
 
 /// A wire message's bytes (the project's own messages always encode).
@@ -72,20 +73,49 @@ fn the_codec_corpus_frames_as_the_model_says() {
     }
 }
 
-fn peer(n: u8) -> PeerId {
-    libp2p::identity::Keypair::ed25519_from_bytes([n; 32])
-        .unwrap()
-        .public()
-        .to_peer_id()
+fn key(n: u8) -> libp2p::identity::Keypair {
+    libp2p::identity::Keypair::ed25519_from_bytes([n; 32]).unwrap()
 }
 
+fn peer(n: u8) -> PeerId {
+    key(n).public().to_peer_id()
+}
+
+/// A batch signed by the fuzz target's first peer (its key is `[2; 32]`).
 fn gossip(items: Vec<Item>) -> Vec<u8> {
-    encode(&Gossip {
-        v: WIRE_VERSION,
-        market: "FUZZ-USD".into(),
-        sent_ms: EPOCH_MS,
-        items,
-    })
+    encode(&Gossip::signed(&key(2), "FUZZ-USD", EPOCH_MS, items).0)
+}
+
+/// Records of `owner` as a sync page carries them: signed in one batch.
+fn proven(owner: u8, items: Vec<Item>) -> (BatchSig, Vec<Proven<Item>>) {
+    let (_, stored) = Gossip::signed(&key(owner), "FUZZ-USD", EPOCH_MS, items.clone());
+    let batch = (*stored[0].batch).clone();
+    let proofs = items
+        .into_iter()
+        .zip(stored)
+        .map(|(item, s)| Proven {
+            item,
+            proof: Proof {
+                batch: 0,
+                index: s.index,
+                path: s.path.to_vec(),
+            },
+        })
+        .collect();
+    (batch, proofs)
+}
+
+fn proven_order(p: &Proven<Item>) -> ProvenOrder {
+    let Item::Order(o) = &p.item else {
+        panic!("not an order")
+    };
+    ProvenOrder {
+        order: Proven {
+            item: o.clone(),
+            proof: p.proof.clone(),
+        },
+        fill: None,
+    }
 }
 
 fn order(seq: u64, side: Side, price: u64, qty: u64) -> OrderState {
@@ -97,6 +127,7 @@ fn order(seq: u64, side: Side, price: u64, qty: u64) -> OrderState {
         remaining: Qty(qty),
         ver: 0,
         created_ms: EPOCH_MS - 10,
+        expires_ms: None,
     }
 }
 
@@ -148,6 +179,16 @@ fn write_seed_corpus() {
             fills: 0,
         }),
     ]);
+    let (book_batch, book_records) = proven(
+        3,
+        vec![
+            Item::Order(order(5, Side::Sell, 9_800, 4)),
+            Item::Order(order(6, Side::Buy, 9_000, 1)),
+            Item::Fill(fill.clone()),
+        ],
+    );
+    let (owner_batch, owner_records) =
+        proven(2, vec![Item::Order(order(4, Side::Sell, 10_050, 2))]);
     let wire_seeds: Vec<(&str, Vec<u8>)> = vec![
         ("gossip-orders", crossing_buy.clone()),
         (
@@ -180,14 +221,18 @@ fn write_seed_corpus() {
         (
             "sync-book-page",
             encode(&SyncResponse::Book(BookPage {
+                batches: vec![book_batch.clone()],
                 owners: vec![OwnerOrders {
                     owner: peer(3),
-                    orders: vec![
-                        order(5, Side::Sell, 9_800, 4),
-                        order(6, Side::Buy, 9_000, 1),
-                    ],
+                    orders: book_records[..2].iter().map(proven_order).collect(),
                 }],
-                fills: vec![(peer(3), fill.clone())],
+                fills: vec![(
+                    peer(3),
+                    Proven {
+                        item: fill.clone(),
+                        proof: book_records[2].proof.clone(),
+                    },
+                )],
                 next: Some((peer(3), 6)),
             })),
         ),
@@ -197,7 +242,9 @@ fn write_seed_corpus() {
                 owner: peer(2),
                 after: 0,
                 upto: 9,
-                orders: vec![order(4, Side::Sell, 10_050, 2)],
+                pending: vec![7],
+                batches: vec![owner_batch.clone()],
+                orders: owner_records.iter().map(proven_order).collect(),
                 more: false,
             })),
         ),

@@ -219,16 +219,14 @@ fn own_order(seq: u64, price: u64, qty: u64, created_ms: u64) -> OrderState {
         remaining: Qty(qty),
         ver: 0,
         created_ms,
+        expires_ms: None,
     }
 }
 
-fn gossip(market: &str, sent_ms: u64, items: Vec<Item>) -> Vec<u8> {
-    encode(&Gossip {
-        v: WIRE_VERSION,
-        market: market.into(),
-        sent_ms,
-        items,
-    })
+/// A batch signed by the hostile peer itself (its own records, which it
+/// may make say anything).
+fn gossip(h: &Hostile, market: &str, sent_ms: u64, items: Vec<Item>) -> Vec<u8> {
+    encode(&Gossip::signed(h.key(), market, sent_ms, items).0)
 }
 
 fn take(market: &str, maker_seq: u64, n: u32, kind: TakeKind) -> Vec<u8> {
@@ -374,7 +372,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
     let h1 = own_order(101, far, lot, created_1);
     h.publish(
         &btc,
-        gossip("BTC-USD", now_ms(), vec![Item::Order(h1.clone())]),
+        gossip(&h, "BTC-USD", now_ms(), vec![Item::Order(h1.clone())]),
     )
     .await
     .expect("publish");
@@ -400,6 +398,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
     h.publish(
         &btc,
         gossip(
+            &h,
             "BTC-USD",
             now_ms(),
             vec![
@@ -435,7 +434,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
     // cancel is a tombstone); the new order in the same message is taken.
     h.publish(
         &btc,
-        gossip("BTC-USD", now_ms(), vec![Item::Cancel { seq: 101 }]),
+        gossip(&h, "BTC-USD", now_ms(), vec![Item::Cancel { seq: 101 }]),
     )
     .await
     .expect("publish");
@@ -450,6 +449,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
     h.publish(
         &btc,
         gossip(
+            &h,
             "BTC-USD",
             now_ms(),
             vec![
@@ -479,6 +479,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
     h.publish(
         &btc,
         gossip(
+            &h,
             "BTC-USD",
             late,
             vec![Item::Order(own_order(104, far + 3, lot, late))],
@@ -489,6 +490,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
     h.publish(
         &btc,
         gossip(
+            &h,
             "BTC-USD",
             now_ms(),
             vec![Item::Order(own_order(105, far + 4, lot, now_ms()))],
@@ -654,6 +656,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
         (
             "an unknown market",
             gossip(
+                &h,
                 "NOPE-USD",
                 now,
                 vec![Item::Order(own_order(106, far, lot, now))],
@@ -662,6 +665,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
         (
             "another market than the topic's",
             gossip(
+                &h,
                 "ETH-USD",
                 now,
                 vec![Item::Order(own_order(106, far, lot, now))],
@@ -670,6 +674,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
         (
             "sent an hour ahead",
             gossip(
+                &h,
                 "BTC-USD",
                 now + hour,
                 vec![Item::Order(own_order(106, far, lot, now))],
@@ -678,6 +683,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
         (
             "sent ten minutes ago (a replay)",
             gossip(
+                &h,
                 "BTC-USD",
                 now - 600_000,
                 vec![Item::Order(own_order(106, far, lot, now - 600_000))],
@@ -686,6 +692,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
         (
             "an order created an hour ahead",
             gossip(
+                &h,
                 "BTC-USD",
                 now,
                 vec![Item::Order(own_order(106, far, lot, now + hour))],
@@ -694,6 +701,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
         (
             "a new order created ten minutes ago",
             gossip(
+                &h,
                 "BTC-USD",
                 now,
                 vec![Item::Order(own_order(106, far, lot, now - 600_000))],
@@ -701,9 +709,9 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
         ),
         (
             "a zero price",
-            gossip("BTC-USD", now, vec![Item::Order(bad_order)]),
+            gossip(&h, "BTC-USD", now, vec![Item::Order(bad_order)]),
         ),
-        ("no items", gossip("BTC-USD", now, vec![])),
+        ("no items", gossip(&h, "BTC-USD", now, vec![])),
     ];
     for (what, data) in invalid {
         h.publish(&btc, data)
@@ -715,7 +723,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
     // A topic the nodes do not have: they never subscribed to it, so it
     // cannot even be sent to them.
     assert!(
-        h.publish(&unknown_topic, gossip("NOPE-USD", now, vec![]))
+        h.publish(&unknown_topic, gossip(&h, "NOPE-USD", now, vec![]))
             .await
             .is_err(),
         "a node subscribed to a topic it does not have"
@@ -754,6 +762,7 @@ async fn a_hostile_peer_is_refused_and_graylisted_while_honest_trading_goes_on()
     h.publish(
         &btc,
         gossip(
+            &h,
             "BTC-USD",
             now_ms(),
             vec![Item::Order(own_order(107, far + 5, lot, now_ms()))],

@@ -151,10 +151,41 @@ const ENGINE_COUNTERS: &[(&str, &str)] = &[
         "Fill-or-kill orders given up after their holds (nothing filled)",
     ),
     (
+        "records_refused_unsigned",
+        "Records refused: a sync page carried them without their owner's signature",
+    ),
+    (
+        "records_refused_bad_proof",
+        "Records refused: their place in a signed batch does not lead to its root",
+    ),
+    (
+        "records_refused_bad_signature",
+        "Records refused: the batch signature is not their owner's",
+    ),
+    (
+        "records_refused_no_key",
+        "Records refused: their owner's peer id carries no public key",
+    ),
+    (
+        "records_refused_inconsistent",
+        "Records refused: an order and its fill that are not of one order",
+    ),
+    (
+        "peers_banned",
+        "Peers banned for a while for serving records that do not verify",
+    ),
+    (
+        "old_wire_refused",
+        "Messages refused because their sender speaks an older wire version (unsigned records)",
+    ),
+    (
         "encode_failures",
         "Messages of this node that could not be encoded and were not sent (a bug if ever above 0)",
     ),
 ];
+
+/// The `records_refused` family, one counter per reason.
+const RECORDS_REFUSED_HELP: &str = "Records a peer handed on that do not verify as their owner's, by reason (unsigned, bad_proof, bad_signature, no_key, inconsistent); the peer that served them is banned for a while";
 
 /// Every field of the engine's counters with its value, by name.
 fn counter_fields(c: &Counters) -> Vec<(String, u64)> {
@@ -179,6 +210,7 @@ fn help_of(field: &str) -> &'static str {
 fn engine_registry(s: &EngineMetrics, sse_clients: usize, api: &ApiCounters) -> Registry {
     let mut r = Registry::with_prefix("peerbook");
     let fills = Family::<Labels, Counter<u64>>::default();
+    let refused = Family::<Labels, Counter<u64>>::default();
     for (field, value) in counter_fields(&s.counters) {
         if let Some(role) = field.strip_prefix("fills_") {
             fills
@@ -186,9 +218,16 @@ fn engine_registry(s: &EngineMetrics, sse_clients: usize, api: &ApiCounters) -> 
                 .inc_by(value);
             continue;
         }
+        if let Some(reason) = field.strip_prefix("records_refused_") {
+            refused
+                .get_or_create(&vec![("reason", reason.to_string())])
+                .inc_by(value);
+            continue;
+        }
         counter(&mut r, &field, help_of(&field), value);
     }
     r.register("fills", help_of("fills_maker"), fills);
+    r.register("records_refused", RECORDS_REFUSED_HELP, refused);
     counter(
         &mut r,
         "api_body_too_large",
@@ -354,9 +393,15 @@ mod tests {
         let mut text = String::new();
         encode_registry(&mut text, &engine_registry(&s, 0, &ApiCounters::default())).unwrap();
         for (i, f) in fields.iter().enumerate() {
-            let line = match f.strip_prefix("fills_") {
-                Some(role) => format!("peerbook_fills_total{{role=\"{role}\"}} {}", 100 + i),
-                None => format!("peerbook_{f}_total {}", 100 + i),
+            let line = match (f.strip_prefix("fills_"), f.strip_prefix("records_refused_")) {
+                (Some(role), _) => format!("peerbook_fills_total{{role=\"{role}\"}} {}", 100 + i),
+                (_, Some(reason)) => {
+                    format!(
+                        "peerbook_records_refused_total{{reason=\"{reason}\"}} {}",
+                        100 + i
+                    )
+                }
+                _ => format!("peerbook_{f}_total {}", 100 + i),
             };
             assert!(text.contains(&line), "no {line:?} in\n{text}");
         }

@@ -26,7 +26,7 @@ mod writer;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use libp2p::PeerId;
+use libp2p::identity::Keypair;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -54,7 +54,8 @@ const BURST: usize = 256;
 
 /// What the engine is built from (again, after a storage failure).
 pub struct EngineParts {
-    pub me: PeerId,
+    /// The node's key: the engine signs its gossip with it.
+    pub key: Keypair,
     pub config: EngineConfig,
     pub markets: Vec<MarketSpec>,
 }
@@ -79,7 +80,7 @@ pub fn spawn(
 ) -> Result<(EngineHandle, JoinHandle<()>), LoadError> {
     let snapshot = store.load()?;
     let engine = Engine::new(
-        parts.me,
+        parts.key.clone(),
         parts.config.clone(),
         parts.markets.clone(),
         snapshot,
@@ -329,7 +330,7 @@ impl Driver {
         let old = std::mem::replace(
             &mut self.engine,
             Engine::new(
-                self.parts.me,
+                self.parts.key.clone(),
                 self.parts.config.clone(),
                 self.parts.markets.clone(),
                 snapshot,

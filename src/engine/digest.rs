@@ -72,6 +72,7 @@ mod tests {
             remaining: Qty(remaining),
             ver: 0,
             created_ms: 1,
+            expires_ms: None,
         }
     }
 

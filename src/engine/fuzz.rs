@@ -49,16 +49,18 @@ pub fn wire(data: &[u8]) {
 pub struct Target {
     pub engine: Engine,
     pub peers: [PeerId; 2],
+    /// The peers' keys: gossip that decodes is signed by its peer, so the
+    /// fuzzer reaches what lies past the signature check.
+    keys: [libp2p::identity::Keypair; 2],
     pub now: Millis,
     next_cmd: u64,
     next_req: u64,
 }
 
 /// The fixed identities of a fuzz run (deterministic, so crashes replay).
-fn peer(n: u8) -> PeerId {
+fn key(n: u8) -> libp2p::identity::Keypair {
     libp2p::identity::Keypair::ed25519_from_bytes([n; 32])
-        .map(|k| k.public().to_peer_id())
-        .unwrap_or_else(|_| PeerId::random())
+        .unwrap_or_else(|_| libp2p::identity::Keypair::generate_ed25519())
 }
 
 impl Target {
@@ -71,19 +73,21 @@ impl Target {
         let markets = spec.into_iter().collect();
         let now = sim::EPOCH_MS;
         let mut engine = Engine::new(
-            peer(1),
+            key(1),
             EngineConfig::default(),
             markets,
             Snapshot::default(),
             now,
         );
-        let peers = [peer(2), peer(3)];
+        let keys = [key(2), key(3)];
+        let peers = [keys[0].public().to_peer_id(), keys[1].public().to_peer_id()];
         for p in peers {
             engine.handle(NetInput::PeerConnected(p).into(), now);
         }
         let mut t = Target {
             engine,
             peers,
+            keys,
             now,
             next_cmd: 1,
             next_req: 1,
@@ -149,20 +153,32 @@ impl Target {
             let (payload, tail) = rest.split_at(n);
             rest = tail;
             let from = self.peers[usize::from(who & 1)];
+            let from_key = &self.keys[usize::from(who & 1)];
             let topic = self.engine.topic(0);
             match op % 8 {
-                0 => self.input(
-                    NetInput::Gossip {
-                        source: from,
-                        propagation_source: from,
-                        message_id: libp2p::gossipsub::MessageId(
-                            payload.iter().take(8).copied().collect(),
-                        ),
-                        topic,
-                        data: payload.to_vec(),
-                    }
-                    .into(),
-                ),
+                0 => {
+                    // What decodes as gossip goes in signed by its peer (the
+                    // signature check itself is fuzzed with the raw bytes).
+                    let data = match wire::decode::<Gossip>(payload, LIMIT) {
+                        Ok(g) if who & 4 == 0 => {
+                            let (g, _) = Gossip::signed(from_key, &g.market, g.sent_ms, g.items);
+                            wire::encode(&g).unwrap_or_default()
+                        }
+                        _ => payload.to_vec(),
+                    };
+                    self.input(
+                        NetInput::Gossip {
+                            source: from,
+                            propagation_source: from,
+                            message_id: libp2p::gossipsub::MessageId(
+                                payload.iter().take(8).copied().collect(),
+                            ),
+                            topic,
+                            data,
+                        }
+                        .into(),
+                    )
+                }
                 1 | 2 => {
                     let id = InboundId(self.next_req);
                     self.next_req += 1;

@@ -13,8 +13,11 @@
 //! wire version is ignored. Everything in it is about the signed source's
 //! own orders, so nobody can speak for another owner.
 
+use super::own::Own;
 use super::peers::Budget;
+use super::proven::StateProof;
 use super::*;
+use crate::wire::proof::{self, Forged, Stored};
 use crate::wire::{self, FillMsg, Gossip, Heartbeat, WIRE_VERSION};
 
 /// Gossip sent longer ago than this can only be a replay, and is rejected
@@ -42,6 +45,14 @@ impl Engine {
             self.counters.gossip_rate_limited += 1;
             return Verdict::Ignore;
         }
+        match wire::version_of(data, self.cfg.wire.gossip) {
+            Some(v) if v > WIRE_VERSION => return Verdict::Ignore,
+            Some(v) if v < WIRE_VERSION => {
+                self.old_wire(source, v);
+                return Verdict::Ignore;
+            }
+            _ => {}
+        }
         let g: Gossip = match wire::decode(data, self.cfg.wire.gossip) {
             Ok(g) => g,
             Err(e) => {
@@ -49,9 +60,6 @@ impl Engine {
                 return Verdict::Reject;
             }
         };
-        if g.v > WIRE_VERSION {
-            return Verdict::Ignore;
-        }
         if g.sent_ms.saturating_add(self.cfg.max_clock_skew_ms) < self.now
             && g.sent_ms.saturating_add(LATE_REJECT_MS) >= self.now
         {
@@ -66,10 +74,20 @@ impl Engine {
             tracing::debug!(%source, why, "rejecting invalid gossip");
             return Verdict::Reject;
         }
+        let proofs = match proof::open_batch(&source, &g.market, g.sent_ms, &g.items, &g.sig) {
+            Ok(p) => p,
+            Err(why) => {
+                // Only the author can have made it: relays forward nothing
+                // before their own check, so this is the source's doing.
+                self.refused_record(why);
+                tracing::info!(%source, reason = %why, "rejecting gossip whose batch signature does not verify");
+                return Verdict::Reject;
+            }
+        };
         self.heard(key);
         let mut changed = false;
-        for item in g.items {
-            changed |= self.apply_item(mkt, key, source, item);
+        for (item, p) in g.items.into_iter().zip(proofs) {
+            changed |= self.apply_item(mkt, key, source, item, p);
         }
         if changed {
             self.markets[mkt].book_changed = true;
@@ -123,8 +141,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Apply one item from `source`; whether the book changed.
-    fn apply_item(&mut self, mkt: usize, key: u32, source: PeerId, item: Item) -> bool {
+    /// Apply one item from `source`, signed in its batch; whether the book
+    /// changed.
+    fn apply_item(
+        &mut self,
+        mkt: usize,
+        key: u32,
+        source: PeerId,
+        item: Item,
+        proof: Stored,
+    ) -> bool {
         let max = self.cfg.max_orders_per_owner;
         let r = &self.markets[mkt].replica;
         if !r.owners.contains_key(&key) && r.owners.len() >= self.cfg.max_owners {
@@ -140,7 +166,10 @@ impl Engine {
                     return false;
                 }
                 let created_ms = o.created_ms;
-                match self.markets[mkt].replica.upsert(key, &source, o, max) {
+                match self.markets[mkt]
+                    .replica
+                    .upsert(key, &source, o, max, Some(proof))
+                {
                     replica::Applied::OverLimit => {
                         self.counters.owner_limit_hits += 1;
                         false
@@ -157,7 +186,7 @@ impl Engine {
                 }
             }
             Item::Cancel { seq } => self.markets[mkt].replica.remove(key, &source, seq, true),
-            Item::Fill(f) => self.apply_fill(mkt, key, source, &f),
+            Item::Fill(f) => self.apply_fill(mkt, key, source, &f, Some(proof)),
             Item::Heartbeat(hb) => {
                 self.on_heartbeat(mkt, key, source, hb);
                 false
@@ -165,8 +194,16 @@ impl Engine {
         }
     }
 
-    /// A maker's fill, from gossip or sync.
-    pub(super) fn apply_fill(&mut self, mkt: usize, key: u32, maker: PeerId, f: &FillMsg) -> bool {
+    /// A maker's fill, from gossip or sync, with its place in the batch the
+    /// maker signed.
+    pub(super) fn apply_fill(
+        &mut self,
+        mkt: usize,
+        key: u32,
+        maker: PeerId,
+        f: &FillMsg,
+        proof: Option<Stored>,
+    ) -> bool {
         let trade = Trade::of_fill(maker, self.markets[mkt].name(), f);
         if f.taker == self.me && !self.took_part(&trade) {
             // The maker names one of our orders as its taker, and we never
@@ -178,11 +215,11 @@ impl Engine {
             tracing::info!(%maker, taker_seq = f.taker_seq, "a fill naming our order as taker that we never took; not recorded");
             self.markets[mkt]
                 .replica
-                .apply_maker_side(key, &maker, &trade);
+                .apply_maker_side(key, &maker, &trade, proof.as_ref());
             return false;
         }
         let r = &mut self.markets[mkt].replica;
-        let new = r.apply_trade(key, &maker, &trade);
+        let new = r.apply_trade(key, &maker, &trade, proof);
         if new {
             let info = views::trade(&r.spec, &trade);
             self.actions.push_back(Action::Event(Event::Trade(info)));
@@ -259,7 +296,10 @@ impl Engine {
             }
             Item::Fill(f) => {
                 m.stream.fills = m.stream.fills.max(f.mseq);
-                if let Some(own) = self.own.get_mut(f.maker_seq) {
+                // A fill says what became of the order only if it is news
+                // (an older fill signed again after a restart is not).
+                let newer = |o: &Own| o.published.as_ref().is_some_and(|p| p.ver < f.maker_ver);
+                if let Some(own) = self.own.get_mut(f.maker_seq).filter(|o| newer(o)) {
                     if let Some(old) = own.published.take() {
                         let new = (!f.maker_remaining.is_zero()).then(|| {
                             let mut st = old.clone();
@@ -283,23 +323,72 @@ impl Engine {
     }
 
     pub(super) fn flush(&mut self, mkt: usize) {
-        let m = &mut self.markets[mkt];
-        let Some(items) = m.stream.take_batch() else {
+        let Some(items) = self.markets[mkt].stream.take_batch() else {
             return;
         };
-        let g = Gossip {
-            v: WIRE_VERSION,
-            market: m.name().to_string(),
-            sent_ms: self.now,
-            items,
-        };
-        let topic = m.replica.topic.clone();
+        let name = self.markets[mkt].name().to_string();
+        let (g, proofs) = Gossip::signed(&self.key, &name, self.now, items);
         let Some(data) = self.encode("gossip", &g) else {
             return;
         };
         self.counters.gossip_sent += 1;
+        // Keep our own records' proofs, to hand them on in sync answers.
+        for (item, p) in g.items.iter().zip(proofs) {
+            self.keep_own_proof(mkt, item, p);
+        }
+        let topic = self.markets[mkt].replica.topic.clone();
         self.actions
             .push_back(NetAction::Publish { topic, data }.into());
+    }
+
+    /// One of our items went out signed: its proof goes with the order it
+    /// states (if that is still what we published) or the trade it is.
+    fn keep_own_proof(&mut self, mkt: usize, item: &Item, p: Stored) {
+        match item {
+            Item::Order(st) => {
+                if let Some(own) = self.own.get_mut(st.seq) {
+                    if own.published.as_ref() == Some(st) {
+                        own.proof = Some(StateProof::new(st.clone(), p));
+                    }
+                }
+            }
+            Item::Fill(f) => {
+                if let Some(own) = self.own.get_mut(f.maker_seq) {
+                    let published_ver = own.published.as_ref().map(|s| s.ver);
+                    if published_ver == Some(f.maker_ver) {
+                        own.proof = own
+                            .proof
+                            .as_ref()
+                            .map(|b| b.with_fill(f.clone(), p.clone()));
+                    }
+                }
+                let trade = Trade::of_fill(self.me, self.markets[mkt].name(), f);
+                self.markets[mkt]
+                    .replica
+                    .apply_trade(ME, &self.me.clone(), &trade, Some(p));
+            }
+            Item::Cancel { .. } | Item::Heartbeat(_) => {}
+        }
+    }
+
+    /// A record failed verification: count it by reason.
+    pub(super) fn refused_record(&mut self, why: Forged) {
+        let c = &mut self.counters;
+        match why {
+            Forged::Unsigned => c.records_refused_unsigned += 1,
+            Forged::BadProof => c.records_refused_bad_proof += 1,
+            Forged::BadSignature => c.records_refused_bad_signature += 1,
+            Forged::NoKey => c.records_refused_no_key += 1,
+            Forged::Inconsistent => c.records_refused_inconsistent += 1,
+        }
+    }
+
+    /// A peer speaks an older wire: said once per peer, then counted.
+    pub(super) fn old_wire(&mut self, peer: PeerId, v: u16) {
+        self.counters.old_wire_refused += 1;
+        if self.peers.note_old_wire(&peer) {
+            tracing::warn!(%peer, version = v, current = WIRE_VERSION, "peer speaks an older wire version (unsigned records); refusing its messages until it upgrades");
+        }
     }
 
     pub(super) fn flush_due(&mut self) {

@@ -186,6 +186,12 @@ pub enum NetAction {
         id: InboundId,
         data: Vec<u8>,
     },
+    /// The peer served records that do not verify: drop its connections
+    /// and refuse it for `for_ms`.
+    Ban {
+        peer: PeerId,
+        for_ms: u64,
+    },
 }
 
 /// Something the driver must do.

@@ -178,7 +178,7 @@ impl Engine {
         own.trades.push(trade.id);
         m.my_fills.push(trade.id);
         m.book_changed = true;
-        m.replica.apply_trade(ME, &self.me, &trade);
+        m.replica.apply_trade(ME, &self.me, &trade, None);
         self.served.record_fill(take, trade.id);
         self.counters.fills_maker += 1;
         self.tx.op(Op::PutTrade(trade.clone()));

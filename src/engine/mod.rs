@@ -53,6 +53,7 @@ mod maker;
 mod market;
 mod own;
 mod peers;
+mod proven;
 mod replica;
 mod requests;
 mod restore;
@@ -67,6 +68,7 @@ mod views;
 
 use std::collections::VecDeque;
 
+use libp2p::identity::Keypair;
 use libp2p::PeerId;
 
 pub use config::EngineConfig;
@@ -102,6 +104,9 @@ const REPLICATION_SAMPLES: usize = 4_096;
 /// The engine of one node.
 pub struct Engine {
     me: PeerId,
+    /// This node's key: it signs every gossip batch (the records others hand
+    /// on as ours).
+    key: Keypair,
     cfg: EngineConfig,
     now: Millis,
     markets: Markets,
@@ -121,16 +126,19 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine for `me` trading `markets`, rebuilt from its durable state.
+    /// The engine of the node whose key is `key`, trading `markets`,
+    /// rebuilt from its durable state.
     pub fn new(
-        me: PeerId,
+        key: Keypair,
         cfg: EngineConfig,
         markets: Vec<MarketSpec>,
         snapshot: Snapshot,
         now: Millis,
     ) -> Engine {
+        let me = key.public().to_peer_id();
         let mut e = Engine {
             me,
+            key,
             now,
             markets: Markets::new(markets, cfg.recent_fills, now),
             peers: PeerTable::new(me, now, cfg.max_owners.saturating_mul(2)),

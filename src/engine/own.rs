@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::durable::{OrderStatus, OwnOrder, Trade};
 use super::ids::TradeId;
 use super::io::CommandId;
+use super::proven::StateProof;
 use super::Millis;
 use crate::book::OrderKey;
 use crate::market::{Price, Qty};
@@ -34,6 +35,8 @@ pub(super) struct Own {
     pub trades: Vec<TradeId>,
     /// The state last put in the gossip stream, if any.
     pub published: Option<OrderState>,
+    /// Our signed records of the published state, once its batch went out.
+    pub proof: Option<StateProof>,
     /// Maker orders tried and refused, with the maker version and the time:
     /// not tried again until their state changes or a while has passed.
     pub tried: HashMap<OrderKey, (u64, Millis)>,
@@ -49,6 +52,7 @@ impl Own {
             taking,
             trades: Vec::new(),
             published: None,
+            proof: None,
             tried: HashMap::new(),
         }
     }
@@ -107,6 +111,7 @@ impl Own {
             remaining: self.rec.remaining(),
             ver: self.rec.ver,
             created_ms: self.rec.created_ms,
+            expires_ms: None,
         }
     }
 

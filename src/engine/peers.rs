@@ -9,7 +9,7 @@
 //! after a silence), its connection, its per-second budgets and the fills
 //! of its takes still waiting to be durable.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use libp2p::PeerId;
 
@@ -58,8 +58,11 @@ pub(super) struct Peer {
     gossip: Bucket,
     takes: Bucket,
     syncs: Bucket,
-    /// Fills for this peer's takes (and holds for it) waiting to end.
+    /// Fills and holds for this peer's takes waiting to end.
     open_takes: u32,
+    /// It served records that do not verify: not asked, not answered
+    /// until then.
+    banned_until: Millis,
 }
 
 impl Peer {
@@ -73,6 +76,7 @@ impl Peer {
             takes: Bucket::default(),
             syncs: Bucket::default(),
             open_takes: 0,
+            banned_until: 0,
         }
     }
 }
@@ -94,6 +98,8 @@ pub(super) struct PeerTable {
     cap: usize,
     /// Round-robin cursor for picking a connected peer to ask.
     rr: usize,
+    /// Peers already told they speak an older wire (bounded).
+    old_wire: HashSet<PeerId>,
 }
 
 impl PeerTable {
@@ -104,6 +110,7 @@ impl PeerTable {
             connected: BTreeSet::new(),
             cap: cap.max(2),
             rr: 0,
+            old_wire: HashSet::new(),
         }
     }
 
@@ -213,19 +220,41 @@ impl PeerTable {
         self.connected.contains(peer)
     }
 
-    /// A connected peer to ask, taking turns; `prefer` if it is connected.
-    pub fn pick(&mut self, prefer: Option<PeerId>) -> Option<PeerId> {
-        if let Some(p) = prefer.filter(|p| self.connected.contains(p)) {
-            return Some(p);
-        }
-        if self.connected.is_empty() {
+    /// A connected peer to ask, taking turns, never a banned one.
+    pub fn pick(&mut self, now: Millis) -> Option<PeerId> {
+        let usable: Vec<PeerId> = self
+            .connected
+            .iter()
+            .filter(|p| !self.is_banned(p, now))
+            .copied()
+            .collect();
+        if usable.is_empty() {
             return None;
         }
         self.rr = self.rr.wrapping_add(1);
-        self.connected
-            .iter()
-            .nth(self.rr % self.connected.len())
-            .copied()
+        usable.get(self.rr % usable.len()).copied()
+    }
+
+    /// Stop asking and answering a peer until `until`.
+    pub fn ban(&mut self, peer: &PeerId, until: Millis) {
+        if let Some(k) = self.keys.get(peer) {
+            let p = &mut self.peers[*k as usize];
+            p.banned_until = p.banned_until.max(until);
+        }
+    }
+
+    pub fn is_banned(&self, peer: &PeerId, now: Millis) -> bool {
+        self.keys
+            .get(peer)
+            .is_some_and(|k| self.peers[*k as usize].banned_until > now)
+    }
+
+    /// Whether this is the first time `peer` is seen speaking an older wire.
+    pub fn note_old_wire(&mut self, peer: &PeerId) -> bool {
+        if self.old_wire.len() >= 1024 {
+            return false;
+        }
+        self.old_wire.insert(*peer)
     }
 
     /// Every peer but this node, with its key.

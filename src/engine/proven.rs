@@ -74,11 +74,7 @@ impl StateProof {
         o: &ProvenOrder,
     ) -> Result<StateProof, Forged> {
         o.state().ok_or(Forged::Inconsistent)?;
-        let order_proof = v.check(
-            owner,
-            &Item::Order(o.order.item.clone()),
-            &o.order.proof,
-        )?;
+        let order_proof = v.check(owner, &Item::Order(o.order.item.clone()), &o.order.proof)?;
         let fill = match &o.fill {
             None => None,
             Some(f) => {

@@ -18,8 +18,10 @@ use libp2p::PeerId;
 use super::digest::Digest;
 use super::durable::Trade;
 use super::ids::TradeId;
+use super::proven::StateProof;
 use crate::book::{Book, OrderKey, OrderView, OwnerKey};
 use crate::market::{MarketSpec, Qty, Side};
+use crate::wire::proof::Stored;
 use crate::wire::{Heartbeat, OrderState};
 
 /// What applying a message did.
@@ -37,6 +39,9 @@ pub enum Applied {
 #[derive(Clone, Debug)]
 pub struct RepOrder {
     pub state: OrderState,
+    /// The owner's signed records of its latest version that has them
+    /// (the state itself may be newer: a fill learnt from a take answer).
+    pub proof: Option<StateProof>,
 }
 
 /// What the replica knows of one owner on this market.
@@ -107,7 +112,7 @@ pub struct Replica {
     next_key: OrderKey,
     pub owners: HashMap<OwnerKey, OwnerRep>,
     pub digest: Digest,
-    trades: VecDeque<(OwnerKey, Trade)>,
+    trades: VecDeque<(OwnerKey, Trade, Option<Stored>)>,
     trade_ids: HashSet<TradeId>,
     max_trades: usize,
 }
@@ -161,22 +166,33 @@ impl Replica {
     }
 
     /// Apply an order's state from its owner: the highest version wins.
+    /// `proof` is where the state sits in a batch its owner signed, when
+    /// it came in one.
     pub fn upsert(
         &mut self,
         owner: OwnerKey,
         peer: &PeerId,
         state: OrderState,
         max_per_owner: usize,
+        proof: Option<Stored>,
     ) -> Applied {
         if let Some(key) = self.key_of(owner, state.seq) {
-            let Some(cur) = self.orders.get(&key) else {
+            let Some(cur) = self.orders.get_mut(&key) else {
                 return Applied::Ignored;
             };
             let c = &cur.state;
             let same_order = c.side == state.side
                 && c.price == state.price
                 && c.qty == state.qty
-                && c.created_ms == state.created_ms;
+                && c.created_ms == state.created_ms
+                && c.expires_ms == state.expires_ms;
+            if state == cur.state && cur.proof.as_ref().is_none_or(|p| p.ver() < state.ver) {
+                // The same state again, signed: keep its proof to hand on.
+                if let Some(p) = proof {
+                    cur.proof = Some(StateProof::new(state, p));
+                }
+                return Applied::Ignored;
+            }
             if state.ver <= c.ver || !same_order || state.remaining > c.qty {
                 return Applied::Ignored;
             }
@@ -193,6 +209,9 @@ impl Replica {
             rep.digest.remove(old);
             rep.digest.add(new);
             if let Some(o) = self.orders.get_mut(&key) {
+                if let Some(p) = proof {
+                    o.proof = Some(StateProof::new(state.clone(), p));
+                }
                 o.state = state;
             }
             return Applied::Updated;
@@ -226,7 +245,8 @@ impl Replica {
         rep.digest.add(d);
         self.digest.add(d);
         self.keys.insert((owner, state.seq), key);
-        self.orders.insert(key, RepOrder { state });
+        let proof = proof.map(|p| StateProof::new(state.clone(), p));
+        self.orders.insert(key, RepOrder { state, proof });
         Applied::New
     }
 
@@ -250,21 +270,24 @@ impl Replica {
     }
 
     /// Replace what is held of `owner`'s orders with `after < seq <= upto`
-    /// by `orders` (an authoritative page): the ones missing are gone.
+    /// by `orders` (the owner's own page): the ones it does not list, and
+    /// does not say are still `pending`, are gone.
+    #[allow(clippy::too_many_arguments)]
     pub fn replace_range(
         &mut self,
         owner: OwnerKey,
         peer: &PeerId,
         after: u64,
         upto: u64,
-        orders: Vec<OrderState>,
+        pending: &HashSet<u64>,
+        orders: Vec<StateProof>,
         max_per_owner: usize,
     ) {
         if upto <= after {
             // An empty (or nonsensical) range says nothing about any order.
             return;
         }
-        let keep: HashSet<u64> = orders.iter().map(|o| o.seq).collect();
+        let keep: HashSet<u64> = orders.iter().map(|o| o.order.seq).collect();
         let gone: Vec<u64> = self
             .owners
             .get(&owner)
@@ -272,34 +295,86 @@ impl Replica {
                 rep.live
                     .range(after.saturating_add(1)..=upto)
                     .map(|(s, _)| *s)
-                    .filter(|s| !keep.contains(s))
+                    .filter(|s| !keep.contains(s) && !pending.contains(s))
                     .collect()
             })
             .unwrap_or_default();
         for seq in gone {
             self.remove(owner, peer, seq, true);
         }
-        for o in orders {
-            if o.seq > after && o.seq <= upto {
-                self.upsert(owner, peer, o, max_per_owner);
+        for p in orders {
+            if p.order.seq > after && p.order.seq <= upto {
+                self.upsert_proven(owner, peer, p, max_per_owner);
             }
         }
         let rep = self.owner(owner);
-        if after <= rep.floor {
+        if after <= rep.floor && pending.is_empty() {
             rep.raise_floor(upto);
         }
     }
 
+    /// Apply an order whose owner's signed records were checked: its
+    /// current state, and those records to hand on.
+    pub fn upsert_proven(
+        &mut self,
+        owner: OwnerKey,
+        peer: &PeerId,
+        p: StateProof,
+        max_per_owner: usize,
+    ) -> Applied {
+        let state = p.state();
+        let applied = self.upsert(owner, peer, p.order.clone(), max_per_owner, None);
+        let applied = match &p.fill {
+            None => applied,
+            Some(_) if applied == Applied::OverLimit => applied,
+            Some(_) => {
+                // The fill's remaining and version, on top of the order item.
+                let a = self.upsert(owner, peer, state.clone(), max_per_owner, None);
+                if a == Applied::Ignored {
+                    applied
+                } else {
+                    a
+                }
+            }
+        };
+        if let Some(key) = self.key_of(owner, state.seq) {
+            if let Some(o) = self.orders.get_mut(&key) {
+                let newer = o.proof.as_ref().is_none_or(|q| q.ver() < p.ver());
+                if newer && o.state.ver >= p.ver() {
+                    o.proof = Some(p);
+                }
+            }
+        }
+        applied
+    }
+
     /// Record a trade (once), and apply what it says of the maker's order.
-    /// Returns whether the trade was new here.
-    pub fn apply_trade(&mut self, maker: OwnerKey, maker_peer: &PeerId, t: &Trade) -> bool {
-        self.apply_maker_side(maker, maker_peer, t);
+    /// Returns whether the trade was new here. `proof` is where its fill
+    /// sits in a batch the maker signed, when it came in one.
+    pub fn apply_trade(
+        &mut self,
+        maker: OwnerKey,
+        maker_peer: &PeerId,
+        t: &Trade,
+        proof: Option<Stored>,
+    ) -> bool {
+        self.apply_maker_side(maker, maker_peer, t, proof.as_ref());
         if !self.trade_ids.insert(t.id) {
+            if let Some(p) = proof {
+                if let Some(entry) = self
+                    .trades
+                    .iter_mut()
+                    .rev()
+                    .find(|(_, old, pr)| old.id == t.id && pr.is_none())
+                {
+                    entry.2 = Some(p);
+                }
+            }
             return false;
         }
-        self.trades.push_back((maker, t.clone()));
+        self.trades.push_back((maker, t.clone(), proof));
         while self.trades.len() > self.max_trades {
-            if let Some((_, old)) = self.trades.pop_front() {
+            if let Some((_, old, _)) = self.trades.pop_front() {
                 self.trade_ids.remove(&old.id);
             }
         }
@@ -308,7 +383,13 @@ impl Replica {
 
     /// Apply what a trade says of the maker's own order and fill count,
     /// without recording the trade itself.
-    pub fn apply_maker_side(&mut self, maker: OwnerKey, maker_peer: &PeerId, t: &Trade) {
+    pub fn apply_maker_side(
+        &mut self,
+        maker: OwnerKey,
+        maker_peer: &PeerId,
+        t: &Trade,
+        proof: Option<&Stored>,
+    ) {
         if let Some(key) = self.key_of(maker, t.id.maker.seq) {
             let newer = self
                 .orders
@@ -321,7 +402,16 @@ impl Replica {
                     let mut s = o.state.clone();
                     s.remaining = t.maker_remaining;
                     s.ver = t.maker_ver;
-                    self.upsert(maker, maker_peer, s, usize::MAX);
+                    let proof = match (&o.proof, proof) {
+                        (Some(base), Some(p)) => {
+                            Some(base.with_fill(super::maker::fill_msg(t), p.clone()))
+                        }
+                        (old, _) => old.clone(),
+                    };
+                    self.upsert(maker, maker_peer, s, usize::MAX, None);
+                    if let Some(o) = self.orders.get_mut(&key) {
+                        o.proof = proof;
+                    }
                 }
             }
         } else if t.maker_remaining.is_zero() {
@@ -335,43 +425,52 @@ impl Replica {
 
     /// Recent trades, newest first.
     pub fn recent_trades(&self) -> impl Iterator<Item = &Trade> {
-        self.trades.iter().rev().map(|(_, t)| t)
+        self.trades.iter().rev().map(|(_, t, _)| t)
     }
 
-    /// One owner's fills as maker with `mseq >= from`, oldest first, and the
-    /// oldest `mseq` still held.
+    /// Recent trades whose fills the makers signed, newest first, with the
+    /// maker's key and the proof.
+    pub fn recent_proven_trades(&self) -> impl Iterator<Item = (OwnerKey, &Trade, &Stored)> {
+        self.trades
+            .iter()
+            .rev()
+            .filter_map(|(k, t, p)| p.as_ref().map(|p| (*k, t, p)))
+    }
+
+    /// One owner's signed fills as maker with `mseq >= from`, oldest first,
+    /// and the oldest `mseq` held.
     pub fn owner_trades(
         &self,
         owner: OwnerKey,
         from: u64,
         limit: usize,
-    ) -> (Vec<Trade>, u64, bool) {
-        let mut all: Vec<&Trade> = self
+    ) -> (Vec<(&Trade, &Stored)>, u64, bool) {
+        let mut all: Vec<(&Trade, &Stored)> = self
             .trades
             .iter()
-            .filter(|(o, _)| *o == owner)
-            .map(|(_, t)| t)
+            .filter(|(o, _, _)| *o == owner)
+            .filter_map(|(_, t, p)| p.as_ref().map(|p| (t, p)))
             .collect();
-        all.sort_by_key(|t| t.mseq);
-        let oldest = all.first().map(|t| t.mseq).unwrap_or(from);
-        let mut out: Vec<Trade> = all
+        all.sort_by_key(|(t, _)| t.mseq);
+        let oldest = all.first().map(|(t, _)| t.mseq).unwrap_or(from);
+        let mut out: Vec<(&Trade, &Stored)> = all
             .into_iter()
-            .filter(|t| t.mseq >= from)
+            .filter(|(t, _)| t.mseq >= from)
             .take(limit.saturating_add(1))
-            .cloned()
             .collect();
         let more = out.len() > limit;
         out.truncate(limit);
         (out, oldest, more)
     }
 
-    /// Open orders of `owner` with `seq > after`, ascending.
-    pub fn owner_orders(&self, owner: OwnerKey, after: u64) -> impl Iterator<Item = &OrderState> {
+    /// Open orders of `owner` with `seq > after` that can be handed on
+    /// (their owner's signed records are known), ascending.
+    pub fn owner_orders(&self, owner: OwnerKey, after: u64) -> impl Iterator<Item = &StateProof> {
         self.owners
             .get(&owner)
             .into_iter()
             .flat_map(move |rep| rep.live.range(after.saturating_add(1)..))
-            .filter_map(|(_, k)| self.orders.get(k).map(|o| &o.state))
+            .filter_map(|(_, k)| self.orders.get(k).and_then(|o| o.proof.as_ref()))
     }
 
     /// Aggregated depth, best first, `levels` per side.

@@ -39,7 +39,9 @@ impl Engine {
             }
             let peer = t.id.maker.owner;
             if let Some(maker_key) = self.peers.admit(peer, self.now) {
-                self.markets[mkt].replica.apply_trade(maker_key, &peer, &t);
+                self.markets[mkt]
+                    .replica
+                    .apply_trade(maker_key, &peer, &t, None);
             }
             self.own.record_trade(t);
         }
@@ -55,6 +57,7 @@ impl Engine {
                 by_order.entry(t.taker.seq).or_default().push(t.id);
             }
         }
+        let mut reopened = Vec::new();
         for rec in snap.orders.into_values() {
             let Some(mkt) = self.markets.by_name(&rec.market) else {
                 tracing::warn!(seq = rec.seq, market = %rec.market, "own order of a market no longer configured is left aside");
@@ -65,15 +68,7 @@ impl Engine {
             own.trades = by_order.remove(&own.rec.seq).unwrap_or_default();
             let seq = own.rec.seq;
             match status {
-                OrderStatus::Open => {
-                    // It was published before the restart (or the owner-sync
-                    // repair will tell the others).
-                    let st = own.state();
-                    let m = &mut self.markets[mkt];
-                    m.stream.republish(&self.me, None, Some(&st));
-                    m.replica.upsert(ME, &self.me, st.clone(), usize::MAX);
-                    own.published = Some(st);
-                }
+                OrderStatus::Open => reopened.push(seq),
                 OrderStatus::Taking => {
                     own.taking = Some(Taking {
                         resume_only: true,
@@ -100,6 +95,33 @@ impl Engine {
                 (i.taker_seq, i.n),
                 Doubt::new(mkt, i.maker, maker_key, i.qty, self.now),
             );
+        }
+        // Open orders go back on the book, published again at a new version:
+        // their signed records did not survive the restart, and others may
+        // ask us for them.
+        for seq in reopened {
+            let Some(own) = self.own.get_mut(seq) else {
+                continue;
+            };
+            own.rec.ver += 1;
+            let (mkt, st) = (own.mkt, own.state());
+            self.tx.dirty(seq);
+            self.markets[mkt]
+                .replica
+                .upsert(ME, &self.me, st.clone(), usize::MAX, None);
+            self.stream(mkt, Item::Order(st));
+        }
+        // Our recent fills as maker are signed again too: others may ask us
+        // for them (fill sync), and their proofs did not survive either.
+        for mkt in 0..self.markets.len() {
+            let ids = &self.markets[mkt].my_fills;
+            let recent: Vec<TradeId> =
+                ids[ids.len().saturating_sub(self.cfg.recent_fills)..].to_vec();
+            for id in recent {
+                if let Some(f) = self.own.trade(&id).map(super::maker::fill_msg) {
+                    self.stream(mkt, Item::Fill(f));
+                }
+            }
         }
         // Orders caught in their taking phase with nothing in doubt end now.
         for seq in self.own.taking() {

@@ -119,6 +119,7 @@ enum Ev {
 /// One simulated host.
 pub struct SimNode {
     pub id: PeerId,
+    pub key: libp2p::identity::Keypair,
     pub engine: Option<Engine>,
     /// What this node made durable: it survives crashes.
     pub durable: Snapshot,
@@ -152,6 +153,8 @@ pub struct Sim {
     pub replies: HashMap<u64, Result<OrderInfo, EngineError>>,
     /// Gossip verdicts that were `Reject` (honest nodes never earn one).
     pub rejected: u64,
+    /// Bans one node asked of another (an honest run never has any).
+    pub bans: u64,
 }
 
 /// Simulated time starts here (a realistic wall clock, for skew checks).
@@ -173,11 +176,11 @@ impl Sim {
             for chunk in bytes.chunks_mut(8) {
                 chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
             }
-            let id = libp2p::identity::Keypair::ed25519_from_bytes(bytes)
-                .map(|k| k.public().to_peer_id())
-                .unwrap_or_else(|_| PeerId::random());
+            let key = libp2p::identity::Keypair::ed25519_from_bytes(bytes)
+                .unwrap_or_else(|_| libp2p::identity::Keypair::generate_ed25519());
             nodes.push(SimNode {
-                id,
+                id: key.public().to_peer_id(),
+                key,
                 engine: None,
                 durable: Snapshot::default(),
                 epoch: 0,
@@ -205,6 +208,7 @@ impl Sim {
             next_cmd: 1,
             replies: HashMap::new(),
             rejected: 0,
+            bans: 0,
         };
         for i in 0..n {
             sim.start(i);
@@ -312,7 +316,7 @@ impl Sim {
         }
         let n = &mut self.nodes[i];
         let e = Engine::new(
-            n.id,
+            n.key.clone(),
             self.cfg.clone(),
             self.markets.clone(),
             n.durable.clone(),
@@ -486,6 +490,7 @@ impl Sim {
                     ),
                 }
             }
+            NetAction::Ban { .. } => self.bans += 1,
             NetAction::Respond { id, data } => {
                 let Some((from, from_epoch, tag)) = self.nodes[i].inbound.remove(&id) else {
                     return;

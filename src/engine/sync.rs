@@ -9,16 +9,22 @@
 //! when it matches the digest the owner signed. Missing fills are pulled the
 //! same way. Answers are bounded in size; every page is its own request.
 
+use std::collections::HashSet;
+
 use super::peers::Budget;
+use super::proven::{proven_fill, StateProof};
 use super::requests::Pending;
 use super::*;
+use crate::wire::proof::{BatchSig, Forged, PageBatches, PageVerifier, Proven};
 use crate::wire::{
-    self, BookPage, FillsPage, OwnerOrders, OwnerPage, SyncRefusal, SyncRequest, SyncResponse,
-    WIRE_VERSION,
+    self, BookPage, FillMsg, FillsPage, OwnerOrders, OwnerPage, ProvenOrder, SyncRefusal,
+    SyncRequest, SyncResponse, WIRE_VERSION,
 };
 
 /// Fills sent with the first page of a book sync.
 const BOOK_SYNC_FILLS: usize = 1_000;
+/// How long a peer that served records that do not verify is banned.
+const BAN_MS: Millis = 10 * 60 * 1000;
 
 impl Engine {
     fn send_sync(&mut self, mkt: usize, peer: PeerId, what: SyncWhat) {
@@ -37,7 +43,7 @@ impl Engine {
     pub(super) fn start_book_syncs(&mut self) {
         for mkt in 0..self.markets.len() {
             if self.markets[mkt].book_sync == BookSync::Needed {
-                let Some(peer) = self.peers.pick(None) else {
+                let Some(peer) = self.peers.pick(self.now) else {
                     return;
                 };
                 tracing::info!(%peer, market = %self.markets[mkt].name(), "pulling the book");
@@ -56,7 +62,7 @@ impl Engine {
         if rep.sync_attempts % 2 == 1 || self.peers.is_connected(&owner) {
             return Some(owner);
         }
-        self.peers.pick(None)
+        self.peers.pick(self.now)
     }
 
     pub(super) fn start_owner_sync(&mut self, mkt: usize, key: u32, owner: PeerId, after: u64) {
@@ -81,24 +87,32 @@ impl Engine {
 
     pub(super) fn on_sync_request(&mut self, peer: PeerId, id: InboundId, data: &[u8]) {
         let (now, rate) = (self.now, self.cfg.max_syncs_per_peer_per_sec);
-        // A stranger beyond the peer table's cap is refused like a peer over
-        // its rate.
-        let allowed = self
-            .peers
-            .admit(peer, now)
-            .is_some_and(|key| self.peers.spend(key, Budget::Syncs, now, rate));
+        // A stranger beyond the peer table's cap, or a peer banned for
+        // serving forgeries, is refused like a peer over its rate.
+        let allowed = !self.peers.is_banned(&peer, now)
+            && self
+                .peers
+                .admit(peer, now)
+                .is_some_and(|key| self.peers.spend(key, Budget::Syncs, now, rate));
         // Over its rate, a peer's request is not even decoded.
-        let decoded = allowed.then(|| wire::decode::<SyncRequest>(data, self.cfg.wire.request));
-        let resp = match decoded {
+        let version = allowed.then(|| wire::version_of(data, self.cfg.wire.request));
+        let resp = match version {
             None => {
                 self.counters.syncs_rate_limited += 1;
                 SyncResponse::Refused(SyncRefusal::Busy)
             }
-            Some(Err(_)) => SyncResponse::Refused(SyncRefusal::BadRequest),
-            Some(Ok(r)) if r.v != WIRE_VERSION => SyncResponse::Refused(SyncRefusal::BadRequest),
-            Some(Ok(r)) => match self.markets.by_name(&r.market) {
-                None => SyncResponse::Refused(SyncRefusal::UnknownMarket),
-                Some(mkt) => self.answer_sync(mkt, r.what),
+            Some(Some(v)) if v != WIRE_VERSION => {
+                if v < WIRE_VERSION {
+                    self.old_wire(peer, v);
+                }
+                SyncResponse::Refused(SyncRefusal::BadRequest)
+            }
+            Some(_) => match wire::decode::<SyncRequest>(data, self.cfg.wire.request) {
+                Err(_) => SyncResponse::Refused(SyncRefusal::BadRequest),
+                Ok(r) => match self.markets.by_name(&r.market) {
+                    None => SyncResponse::Refused(SyncRefusal::UnknownMarket),
+                    Some(mkt) => self.answer_sync(mkt, r.what),
+                },
             },
         };
         tracing::trace!(%peer, "answering sync");
@@ -107,20 +121,34 @@ impl Engine {
     }
 
     /// Up to `limit` of our published open orders on a market with
-    /// `seq > after`, ascending.
-    fn my_published(&self, mkt: usize, after: u64, limit: usize) -> Vec<OrderState> {
+    /// `seq > after` whose batches went out signed, ascending.
+    fn my_published(&self, mkt: usize, after: u64, limit: usize) -> Vec<&StateProof> {
         self.own
             .after(after)
-            .filter(|o| o.mkt == mkt)
-            .filter_map(|o| o.published.clone())
+            .filter(|o| o.mkt == mkt && o.published.is_some())
+            .filter_map(|o| o.proof.as_ref())
             .take(limit)
             .collect()
+    }
+
+    /// An owner's open orders that can be handed on, `seq > after`.
+    fn owner_proofs(&self, mkt: usize, key: u32, after: u64, limit: usize) -> Vec<&StateProof> {
+        if key == ME {
+            self.my_published(mkt, after, limit)
+        } else {
+            self.markets[mkt]
+                .replica
+                .owner_orders(key, after)
+                .take(limit)
+                .collect()
+        }
     }
 
     fn answer_sync(&self, mkt: usize, what: SyncWhat) -> SyncResponse {
         let page = self.cfg.sync_page_orders.max(1);
         let m = &self.markets[mkt];
         let r = &m.replica;
+        let mut batches = PageBatches::default();
         match what {
             SyncWhat::Book { after } => {
                 let mut owners: Vec<(PeerId, u32)> = r
@@ -140,18 +168,11 @@ impl Engine {
                         _ => 0,
                     };
                     let want = page - count + 1;
-                    let orders: Vec<OrderState> = if key == ME {
-                        self.my_published(mkt, start, want)
-                    } else {
-                        r.owner_orders(key, start).take(want).cloned().collect()
-                    };
-                    let mut block = Vec::new();
-                    for o in orders {
+                    let mut block: Vec<ProvenOrder> = Vec::new();
+                    let mut last = start;
+                    for o in self.owner_proofs(mkt, key, start, want) {
                         if count == page {
-                            next = block
-                                .last()
-                                .map(|l: &OrderState| (peer, l.seq))
-                                .or(Some((peer, start)));
+                            next = Some((peer, last));
                             if !block.is_empty() {
                                 out.push(OwnerOrders {
                                     owner: peer,
@@ -161,7 +182,8 @@ impl Engine {
                             break 'owners;
                         }
                         count += 1;
-                        block.push(o);
+                        last = o.order.seq;
+                        block.push(o.to_wire(&mut batches));
                     }
                     if !block.is_empty() {
                         out.push(OwnerOrders {
@@ -171,10 +193,10 @@ impl Engine {
                     }
                 }
                 let fills = if after.is_none() {
-                    let mut f: Vec<(PeerId, wire::FillMsg)> = r
-                        .recent_trades()
+                    let mut f: Vec<(PeerId, Proven<FillMsg>)> = r
+                        .recent_proven_trades()
                         .take(BOOK_SYNC_FILLS)
-                        .map(|t| (t.id.maker.owner, maker::fill_msg(t)))
+                        .map(|(_, t, p)| (t.id.maker.owner, proven_fill(t, p, &mut batches)))
                         .collect();
                     f.reverse();
                     f
@@ -182,6 +204,7 @@ impl Engine {
                     Vec::new()
                 };
                 SyncResponse::Book(BookPage {
+                    batches: batches.into_list(),
                     owners: out,
                     fills,
                     next,
@@ -189,23 +212,42 @@ impl Engine {
             }
             SyncWhat::Owner { owner, after } => {
                 if owner == self.me {
-                    let wm = m.watermark(self.own.last_seq());
-                    let mut orders: Vec<OrderState> = self
-                        .my_published(mkt, after, page + 1)
-                        .into_iter()
-                        .filter(|o| o.seq <= wm)
+                    // Our own word covers every sequence number we handed
+                    // out; the orders still taking are said to be pending.
+                    let last = self.own.last_seq();
+                    let mine = self.my_published(mkt, after, page + 1);
+                    let more = mine.len() > page;
+                    let orders: Vec<ProvenOrder> = mine
+                        .iter()
+                        .take(page)
+                        .map(|o| o.to_wire(&mut batches))
                         .collect();
-                    let more = orders.len() > page;
-                    orders.truncate(page);
                     let upto = if more {
-                        orders.last().map_or(wm, |o| o.seq)
+                        orders.last().map_or(last, |o| o.order.item.seq)
                     } else {
-                        wm
+                        last
                     };
+                    let pending = m
+                        .unpublished
+                        .range(after.saturating_add(1)..=upto.max(after))
+                        .copied()
+                        .chain(
+                            // Published but not yet out in a signed batch.
+                            self.own
+                                .after(after)
+                                .take_while(|o| o.rec.seq <= upto)
+                                .filter(|o| {
+                                    o.mkt == mkt && o.published.is_some() && o.proof.is_none()
+                                })
+                                .map(|o| o.rec.seq),
+                        )
+                        .collect();
                     SyncResponse::Owner(OwnerPage {
                         owner,
                         after,
                         upto: upto.max(after),
+                        pending,
+                        batches: batches.into_list(),
                         orders,
                         more,
                     })
@@ -215,62 +257,56 @@ impl Engine {
                             owner,
                             after,
                             upto: after,
+                            pending: Vec::new(),
+                            batches: Vec::new(),
                             orders: Vec::new(),
                             more: false,
                         });
                     };
-                    let mut orders: Vec<OrderState> =
-                        r.owner_orders(key, after).take(page + 1).cloned().collect();
-                    let more = orders.len() > page;
-                    orders.truncate(page);
-                    let upto = orders.last().map_or(after, |o| o.seq);
+                    let found = self.owner_proofs(mkt, key, after, page + 1);
+                    let more = found.len() > page;
+                    let orders: Vec<ProvenOrder> = found
+                        .iter()
+                        .take(page)
+                        .map(|o| o.to_wire(&mut batches))
+                        .collect();
+                    let upto = orders.last().map_or(after, |o| o.order.item.seq);
                     SyncResponse::Owner(OwnerPage {
                         owner,
                         after,
                         upto,
+                        pending: Vec::new(),
+                        batches: batches.into_list(),
                         orders,
                         more,
                     })
                 }
             }
             SyncWhat::Fills { owner, from } => {
-                if owner == self.me {
-                    let published = m.stream.fills;
-                    let fills: Vec<wire::FillMsg> = m
-                        .my_fills
-                        .iter()
-                        .filter_map(|id| self.own.trade(id))
-                        .filter(|t| t.mseq >= from && t.mseq <= published)
-                        .take(page + 1)
-                        .map(maker::fill_msg)
-                        .collect();
-                    let more = fills.len() > page;
-                    let mut fills = fills;
-                    fills.truncate(page);
-                    let oldest = m
-                        .my_fills
-                        .first()
-                        .and_then(|id| self.own.trade(id))
-                        .map_or(1, |t| t.mseq);
-                    SyncResponse::Fills(FillsPage {
+                let Some(key) = self.peers.key(&owner) else {
+                    return SyncResponse::Fills(FillsPage {
                         owner,
-                        fills,
-                        oldest,
-                        more,
-                    })
-                } else {
-                    let key = self.peers.key(&owner);
-                    let (trades, oldest, more) = match key {
-                        Some(k) => r.owner_trades(k, from, page),
-                        None => (Vec::new(), from, false),
-                    };
-                    SyncResponse::Fills(FillsPage {
-                        owner,
-                        fills: trades.iter().map(maker::fill_msg).collect(),
-                        oldest,
-                        more,
-                    })
-                }
+                        batches: Vec::new(),
+                        fills: Vec::new(),
+                        oldest: from,
+                        more: false,
+                    });
+                };
+                // Our own fills are in the replica's log too, with proofs
+                // once their batch went out.
+                let (trades, oldest, more) = r.owner_trades(key, from, page);
+                let fills = trades
+                    .into_iter()
+                    .filter(|(t, _)| key != ME || t.mseq <= m.stream.fills)
+                    .map(|(t, p)| proven_fill(t, p, &mut batches))
+                    .collect();
+                SyncResponse::Fills(FillsPage {
+                    owner,
+                    batches: batches.into_list(),
+                    fills,
+                    oldest,
+                    more,
+                })
             }
         }
     }
@@ -325,10 +361,56 @@ impl Engine {
         o.out_of_range().is_none() && !o.remaining.is_zero()
     }
 
+    /// The orders of one owner in a page that verify as its own; the ones
+    /// that do not are counted, and their server is banned.
+    fn verified_orders(
+        &mut self,
+        mkt: usize,
+        server: PeerId,
+        owner: &PeerId,
+        batches: &[BatchSig],
+        orders: &[ProvenOrder],
+    ) -> Vec<StateProof> {
+        let name = self.markets[mkt].name().to_string();
+        let mut v = PageVerifier::new(&name, batches);
+        let mut out = Vec::new();
+        let mut forged = None;
+        for o in orders {
+            match StateProof::verify(&mut v, owner, o) {
+                Ok(p) if Self::sane(&p.state()) => out.push(p),
+                Ok(_) => forged = Some(Forged::Inconsistent),
+                Err(why) => forged = Some(why),
+            }
+            if let Some(why) = forged.take() {
+                self.refused_record(why);
+                self.forgery_from(server, why);
+            }
+        }
+        out
+    }
+
+    /// A peer served records that do not verify: it is not asked again, and
+    /// not answered, for a while, and the network drops it.
+    fn forgery_from(&mut self, peer: PeerId, why: Forged) {
+        if self.peers.is_banned(&peer, self.now) {
+            return;
+        }
+        tracing::warn!(%peer, reason = %why, "peer served records that do not verify as their owners'; banning it for a while");
+        self.counters.peers_banned += 1;
+        self.peers.ban(&peer, self.now + BAN_MS);
+        self.actions.push_back(
+            NetAction::Ban {
+                peer,
+                for_ms: BAN_MS,
+            }
+            .into(),
+        );
+    }
+
     fn on_book_page(&mut self, mkt: usize, peer: PeerId, page: BookPage) {
         self.counters.sync_pages += 1;
         let max = self.cfg.max_orders_per_owner;
-        for block in page.owners {
+        for block in &page.owners {
             if block.owner == self.me {
                 continue;
             }
@@ -336,24 +418,20 @@ impl Engine {
                 self.counters.owners_limit_hits += 1;
                 continue;
             };
-            for o in block.orders {
-                if Self::sane(&o) {
-                    self.markets[mkt].replica.upsert(key, &block.owner, o, max);
-                }
+            let good = self.verified_orders(mkt, peer, &block.owner, &page.batches, &block.orders);
+            for p in good {
+                self.markets[mkt]
+                    .replica
+                    .upsert_proven(key, &block.owner, p, max);
             }
         }
-        for (maker, f) in page.fills {
-            if maker != self.me && f.in_range() {
-                let Some(key) = self.peers.admit(maker, self.now) else {
-                    self.counters.owners_limit_hits += 1;
-                    continue;
-                };
-                self.apply_fill(mkt, key, maker, &f);
-            }
-        }
+        self.apply_page_fills(mkt, peer, &page.batches, &page.fills);
         self.markets[mkt].book_changed = true;
         match page.next {
-            Some(after) => self.send_sync(mkt, peer, SyncWhat::Book { after: Some(after) }),
+            Some(after) if !self.peers.is_banned(&peer, self.now) => {
+                self.send_sync(mkt, peer, SyncWhat::Book { after: Some(after) })
+            }
+            Some(_) => self.markets[mkt].book_sync = BookSync::Needed,
             None => {
                 let m = &mut self.markets[mkt];
                 tracing::info!(%peer, market = %m.name(), orders = m.replica.len(), "book pulled");
@@ -361,6 +439,47 @@ impl Engine {
             }
         }
         self.check_crossing(mkt);
+    }
+
+    /// Fills from a page, each checked as its maker's.
+    fn apply_page_fills(
+        &mut self,
+        mkt: usize,
+        server: PeerId,
+        batches: &[BatchSig],
+        fills: &[(PeerId, Proven<FillMsg>)],
+    ) {
+        let name = self.markets[mkt].name().to_string();
+        let mut checked = Vec::new();
+        {
+            let mut v = PageVerifier::new(&name, batches);
+            for (maker, f) in fills {
+                if *maker == self.me {
+                    continue;
+                }
+                let result = if f.item.in_range() {
+                    v.check(maker, &Item::Fill(f.item.clone()), &f.proof)
+                } else {
+                    Err(Forged::Inconsistent)
+                };
+                checked.push((*maker, f.item.clone(), result));
+            }
+        }
+        for (maker, f, result) in checked {
+            match result {
+                Ok(p) => {
+                    let Some(key) = self.peers.admit(maker, self.now) else {
+                        self.counters.owners_limit_hits += 1;
+                        continue;
+                    };
+                    self.apply_fill(mkt, key, maker, &f, Some(p));
+                }
+                Err(why) => {
+                    self.refused_record(why);
+                    self.forgery_from(server, why);
+                }
+            }
+        }
     }
 
     fn on_owner_page(&mut self, mkt: usize, peer: PeerId, page: OwnerPage) {
@@ -374,31 +493,22 @@ impl Engine {
             return;
         };
         let max = self.cfg.max_orders_per_owner;
-        let orders: Vec<OrderState> = page.orders.into_iter().filter(Self::sane).collect();
+        let orders = self.verified_orders(mkt, peer, &owner, &page.batches, &page.orders);
         let r = &mut self.markets[mkt].replica;
         if peer == owner {
-            // The owner's own word: what it does not list is gone.
-            r.replace_range(key, &owner, page.after, page.upto, orders, max);
+            // The owner's own word, on a connection only it can hold: what
+            // it does not list (and does not say is pending) is gone.
+            let pending: HashSet<u64> = page.pending.iter().copied().collect();
+            r.replace_range(key, &owner, page.after, page.upto, &pending, orders, max);
         } else {
-            let hb = r.owners.get(&key).and_then(|o| o.last_hb.clone());
-            let mut d = Digest::EMPTY;
-            for o in &orders {
-                d.add(Digest::of_order(&owner, o));
-            }
-            match hb {
-                Some(hb) if !page.more && page.after == 0 && Digest::from_bytes(hb.digest) == d => {
-                    // What the owner signed: as good as its own word.
-                    r.replace_range(key, &owner, 0, hb.watermark, orders, max);
-                }
-                _ => {
-                    for o in orders {
-                        r.upsert(key, &owner, o, max);
-                    }
-                }
+            // A third party's: every record is the owner's (checked), but
+            // it may be old; the register keeps the newest of each.
+            for p in orders {
+                r.upsert_proven(key, &owner, p, max);
             }
         }
         self.markets[mkt].book_changed = true;
-        if page.more && page.upto > page.after {
+        if page.more && page.upto > page.after && !self.peers.is_banned(&peer, self.now) {
             self.send_sync(
                 mkt,
                 peer,
@@ -425,10 +535,10 @@ impl Engine {
             self.counters.owners_limit_hits += 1;
             return;
         };
-        let last = page.fills.last().map(|f| f.mseq);
-        for f in page.fills.iter().filter(|f| f.in_range()) {
-            self.apply_fill(mkt, key, owner, f);
-        }
+        let last = page.fills.last().map(|f| f.item.mseq);
+        let fills: Vec<(PeerId, Proven<FillMsg>)> =
+            page.fills.into_iter().map(|f| (owner, f)).collect();
+        self.apply_page_fills(mkt, peer, &page.batches, &fills);
         if peer == owner {
             // The owner itself no longer has older fills: stop waiting.
             self.markets[mkt]
@@ -437,7 +547,9 @@ impl Engine {
                 .skip_fills_below(page.oldest);
         }
         match (page.more, last) {
-            (true, Some(l)) => self.send_sync(mkt, peer, SyncWhat::Fills { owner, from: l + 1 }),
+            (true, Some(l)) if !self.peers.is_banned(&peer, self.now) => {
+                self.send_sync(mkt, peer, SyncWhat::Fills { owner, from: l + 1 })
+            }
             _ => {
                 let rep = self.markets[mkt].replica.owner(key);
                 rep.fills_syncing = false;

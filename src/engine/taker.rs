@@ -445,7 +445,7 @@ impl Engine {
         });
         if let Some(maker_key) = self.peers.admit(sent.maker.owner, self.now) {
             let r = &mut self.markets[sent.mkt].replica;
-            if r.apply_trade(maker_key, &sent.maker.owner, &trade) {
+            if r.apply_trade(maker_key, &sent.maker.owner, &trade, None) {
                 let info = views::trade(&r.spec, &trade);
                 self.hold(Action::Event(Event::Trade(info)));
             }
@@ -639,7 +639,7 @@ impl Engine {
             let st = own.state();
             let changed = own.published.as_ref() != Some(&st);
             let m = &mut self.markets[mkt];
-            m.replica.upsert(ME, &self.me, st.clone(), usize::MAX);
+            m.replica.upsert(ME, &self.me, st.clone(), usize::MAX, None);
             m.book_changed = true;
             if changed {
                 self.tx.hold(Held::Gossip(mkt, Item::Order(st)));

@@ -382,8 +382,9 @@ fn a_hold_that_runs_out_frees_the_makers_quantity() {
 
 #[test]
 fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
-    let me = PeerId::random();
-    let peer = PeerId::random();
+    let me = libp2p::identity::Keypair::generate_ed25519();
+    let peer_key = libp2p::identity::Keypair::generate_ed25519();
+    let peer = peer_key.public().to_peer_id();
     let now = sim::EPOCH_MS;
     let mut e = Engine::new(
         me,
@@ -394,12 +395,8 @@ fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
     );
     let topic = e.topic(0);
     let mut verdict = |sent_ms: u64, seq: u64| {
-        let g = crate::wire::Gossip {
-            v: crate::wire::WIRE_VERSION,
-            market: "SIM".into(),
-            sent_ms,
-            items: vec![Item::Cancel { seq }],
-        };
+        let (g, _) =
+            crate::wire::Gossip::signed(&peer_key, "SIM", sent_ms, vec![Item::Cancel { seq }]);
         e.handle(
             NetInput::Gossip {
                 source: peer,
@@ -430,8 +427,9 @@ fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
 
 #[test]
 fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
-    let me = PeerId::random();
-    let maker = PeerId::random();
+    let me = libp2p::identity::Keypair::generate_ed25519();
+    let maker_key = libp2p::identity::Keypair::generate_ed25519();
+    let maker = maker_key.public().to_peer_id();
     let now = sim::EPOCH_MS;
     let mut e = Engine::new(
         me,
@@ -476,12 +474,9 @@ fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
             propagation_source: maker,
             message_id: libp2p::gossipsub::MessageId(vec![items.len() as u8]),
             topic: topic.clone(),
-            data: crate::wire::encode(&crate::wire::Gossip {
-                v: crate::wire::WIRE_VERSION,
-                market: "SIM".into(),
-                sent_ms: now,
-                items,
-            })
+            data: crate::wire::encode(
+                &crate::wire::Gossip::signed(&maker_key, "SIM", now, items).0,
+            )
             .unwrap(),
         }
         .into()
@@ -494,6 +489,7 @@ fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
         remaining: Qty(5),
         ver: 0,
         created_ms: now,
+        expires_ms: None,
     };
     assert_eq!(
         feed(&mut e, gossip(vec![Item::Order(order)])),
@@ -509,7 +505,7 @@ fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
         qty: Qty(2),
         maker_remaining: Qty(3),
         maker_ver: 1,
-        taker: me,
+        taker: e.local_peer_id(),
         taker_seq: my_seq,
         take_n: 0,
         ts_ms: now,
@@ -534,8 +530,9 @@ fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
 
 #[test]
 fn an_author_over_its_gossip_rate_is_dropped_and_counted_until_its_allowance_refills() {
-    let me = PeerId::random();
-    let peer = PeerId::random();
+    let me = libp2p::identity::Keypair::generate_ed25519();
+    let peer_key = libp2p::identity::Keypair::generate_ed25519();
+    let peer = peer_key.public().to_peer_id();
     let now = sim::EPOCH_MS;
     let cfg = EngineConfig {
         max_gossip_per_peer_per_sec: 10,
@@ -544,12 +541,7 @@ fn an_author_over_its_gossip_rate_is_dropped_and_counted_until_its_allowance_ref
     let mut e = Engine::new(me, cfg, vec![spec()], Snapshot::default(), now);
     let topic = e.topic(0);
     let mut verdict = |at: u64, seq: u64| {
-        let g = crate::wire::Gossip {
-            v: crate::wire::WIRE_VERSION,
-            market: "SIM".into(),
-            sent_ms: at,
-            items: vec![Item::Cancel { seq }],
-        };
+        let (g, _) = crate::wire::Gossip::signed(&peer_key, "SIM", at, vec![Item::Cancel { seq }]);
         e.handle(
             NetInput::Gossip {
                 source: peer,

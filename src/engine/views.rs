@@ -118,6 +118,18 @@ pub struct Counters {
     pub fok_aborted: u64,
     /// Messages of ours that could not be encoded (not sent).
     pub encode_failures: u64,
+    /// Records refused because they do not verify as their owner's, by
+    /// reason: no signature, a proof that leads nowhere, a signature that is
+    /// not the owner's, an owner id without a key, records that disagree.
+    pub records_refused_unsigned: u64,
+    pub records_refused_bad_proof: u64,
+    pub records_refused_bad_signature: u64,
+    pub records_refused_no_key: u64,
+    pub records_refused_inconsistent: u64,
+    /// Peers banned for serving records that do not verify.
+    pub peers_banned: u64,
+    /// Messages refused because their sender speaks an older wire version.
+    pub old_wire_refused: u64,
 }
 
 pub(crate) fn tif_str(t: Tif) -> &'static str {

@@ -12,7 +12,8 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, identify, kad, mdns, peer_store, ping, request_response, StreamProtocol,
+    allow_block_list, connection_limits, identify, kad, mdns, peer_store, ping, request_response,
+    StreamProtocol,
 };
 
 use super::codec::BytesCodec;
@@ -42,6 +43,8 @@ pub const IDENTIFY_PROTOCOL_VERSION: &str = "/peerbook/1.0.0";
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
+    /// Peers banned for serving forged records: refused until unblocked.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub peer_store: peer_store::Behaviour<peer_store::memory_store::MemoryStore>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -117,6 +120,7 @@ impl Behaviour {
 
         Ok(Behaviour {
             limits,
+            blocked: allow_block_list::Behaviour::default(),
             peer_store,
             identify,
             ping,

@@ -64,6 +64,8 @@ pub(crate) struct EventLoop {
     requests: Requests,
     peer_saver: PeerSaver,
     random_walk: RandomWalk,
+    /// Peers the engine banned, until when.
+    bans: HashMap<PeerId, Instant>,
 }
 
 impl EventLoop {
@@ -116,6 +118,7 @@ impl EventLoop {
             requests: Requests::default(),
             peer_saver: PeerSaver::new(store),
             random_walk: RandomWalk::new(walk_every, now),
+            bans: HashMap::new(),
         }
     }
 
@@ -347,6 +350,7 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Blocked(never) => match never {},
             BehaviourEvent::PeerStore(_) => {}
             BehaviourEvent::Identify(event) => {
                 self.libp2p_metrics.record(&event);
@@ -597,9 +601,34 @@ impl EventLoop {
             Command::Dial { addr, reply } => {
                 let _ = reply.send(self.dial_address(&addr));
             }
+            Command::Ban { peer, for_ms } => self.ban(peer, for_ms),
             Command::Shutdown { .. } => {
                 // Handled in `run`, which must await the save.
             }
+        }
+    }
+
+    /// Drop a peer's connections and refuse it for a while: the engine found
+    /// it serving records that do not verify.
+    fn ban(&mut self, peer: PeerId, for_ms: u64) {
+        tracing::warn!(%peer, for_secs = for_ms / 1000, "banning a peer that served forged records");
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.bans
+            .insert(peer, Instant::now() + Duration::from_millis(for_ms));
+    }
+
+    /// Lift the bans whose time is up.
+    fn lift_bans(&mut self, now: Instant) {
+        let over: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in over {
+            self.bans.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            tracing::info!(%peer, "ban over; the peer may connect again");
         }
     }
 
@@ -648,6 +677,7 @@ impl EventLoop {
     /// Due dials, random walks, and stale inbound requests.
     fn maintain(&mut self) {
         let now = Instant::now();
+        self.lift_bans(now);
         let short = self.short_of_peers();
         let connected = &self.connected;
         let due = self.dialer.due(now, short, |p| connected.contains(p));

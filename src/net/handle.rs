@@ -43,6 +43,10 @@ pub(crate) enum Command {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), NetError>>,
     },
+    Ban {
+        peer: PeerId,
+        for_ms: u64,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -141,6 +145,9 @@ impl NetHandle {
                 data,
             } => self.request(peer, proto, tag, data).await,
             NetAction::Respond { id, data } => self.respond(id, data).await,
+            NetAction::Ban { peer, for_ms } => {
+                self.send(Command::Ban { peer, for_ms }).await;
+            }
         }
     }
 

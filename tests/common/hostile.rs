@@ -67,6 +67,7 @@ struct Seen {
 /// A running hostile peer; its task stops when this is dropped.
 pub struct Hostile {
     id: PeerId,
+    key: Keypair,
     cmds: mpsc::Sender<Cmd>,
     seen: Arc<Mutex<Seen>>,
 }
@@ -100,7 +101,7 @@ impl Hostile {
             take: rr(TAKE_PROTOCOL),
             sync: rr(SYNC_PROTOCOL),
         };
-        let swarm = SwarmBuilder::with_existing_identity(key)
+        let swarm = SwarmBuilder::with_existing_identity(key.clone())
             .with_tokio()
             .with_tcp(
                 tcp::Config::default().nodelay(true),
@@ -115,11 +116,21 @@ impl Hostile {
         let (tx, rx) = mpsc::channel(1024);
         let seen = Arc::new(Mutex::new(Seen::default()));
         tokio::spawn(run(swarm, rx, seen.clone()));
-        Hostile { id, cmds: tx, seen }
+        Hostile {
+            id,
+            key,
+            cmds: tx,
+            seen,
+        }
     }
 
     pub fn id(&self) -> PeerId {
         self.id
+    }
+
+    /// Its key: the records it publishes are signed with it.
+    pub fn key(&self) -> &Keypair {
+        &self.key
     }
 
     /// Dial `addr` (with `/p2p/<id>`).

@@ -10,6 +10,13 @@
 //! Orders never name their owner: the owner of everything in a gossip message
 //! is the message's signed source, so a peer cannot even express an order,
 //! cancel or fill of somebody else's order.
+//!
+//! Since version 2 every gossip batch carries its author's own signature
+//! over a Merkle root of its items (`proof.rs`), and every record in a sync
+//! page carries its place in such a batch, so a record is verifiable as its
+//! owner's whoever hands it on. Version 1 records (unsigned) are refused.
+
+pub mod proof;
 
 use libp2p::PeerId;
 use serde::de::DeserializeOwned;
@@ -18,8 +25,21 @@ use serde::{Deserialize, Serialize};
 use crate::market::{Price, Qty, Side, MAX_UNITS};
 
 /// Version of every envelope this node writes. A message with a newer version
-/// is ignored (not penalised), so nodes can be upgraded one at a time.
-pub const WIRE_VERSION: u16 = 1;
+/// is ignored (not penalised), so nodes can be upgraded one at a time; an
+/// older one (version 1: unsigned records) is refused, and said so.
+pub const WIRE_VERSION: u16 = 2;
+
+/// The version field every envelope starts with, read before the rest so a
+/// message of another version is told apart from a malformed one.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Envelope {
+    pub v: u16,
+}
+
+/// The version of an envelope, if the bytes carry one.
+pub fn version_of(bytes: &[u8], limit: usize) -> Option<u16> {
+    decode::<Envelope>(bytes, limit).ok().map(|e| e.v)
+}
 
 /// Why bytes from the wire could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +106,29 @@ pub struct Gossip {
     /// receiver's clock means a replay or a broken clock, and is refused.
     pub sent_ms: u64,
     pub items: Vec<Item>,
+    /// The source's signature over the batch (see `proof.rs`).
+    #[serde(with = "serde_bytes")]
+    pub sig: Vec<u8>,
+}
+
+impl Gossip {
+    /// A batch of items signed by `key`, with each item's proof.
+    pub fn signed(
+        key: &libp2p::identity::Keypair,
+        market: &str,
+        sent_ms: u64,
+        items: Vec<Item>,
+    ) -> (Gossip, Vec<proof::Stored>) {
+        let (sig, stored) = proof::sign_batch(key, market, sent_ms, &items);
+        let g = Gossip {
+            v: WIRE_VERSION,
+            market: market.to_string(),
+            sent_ms,
+            items,
+            sig,
+        };
+        (g, stored)
+    }
 }
 
 /// Something the source says about its own orders on the market.
@@ -114,6 +157,9 @@ pub struct OrderState {
     pub remaining: Qty,
     pub ver: u64,
     pub created_ms: u64,
+    /// Good till this time (ms since the Unix epoch): from then on no
+    /// replica counts it as liquidity, whether or not its cancel has come.
+    pub expires_ms: Option<u64>,
 }
 
 impl OrderState {
@@ -310,12 +356,43 @@ pub enum SyncRefusal {
     BadRequest,
 }
 
-/// A page of the whole book.
+/// An open order as its owner signed it: the order item that fixed its
+/// side, price, quantity and times (at some version), and the owner's last
+/// fill of it when that is newer (its remaining quantity and version).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenOrder {
+    pub order: proof::Proven<OrderState>,
+    pub fill: Option<proof::Proven<FillMsg>>,
+}
+
+impl ProvenOrder {
+    /// The order's current state, if the two records are of one order.
+    pub fn state(&self) -> Option<OrderState> {
+        let mut st = self.order.item.clone();
+        if let Some(f) = &self.fill {
+            let f = &f.item;
+            let same = f.maker_seq == st.seq
+                && f.maker_side == st.side
+                && f.price == st.price
+                && f.maker_remaining <= st.qty
+                && f.maker_ver > st.ver;
+            if !same {
+                return None;
+            }
+            st.remaining = f.maker_remaining;
+            st.ver = f.maker_ver;
+        }
+        Some(st)
+    }
+}
+
+/// A page of the whole book. Every record's proof points into `batches`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookPage {
+    pub batches: Vec<proof::BatchSig>,
     pub owners: Vec<OwnerOrders>,
-    /// Recent fills of the market (first page only).
-    pub fills: Vec<(PeerId, FillMsg)>,
+    /// Recent fills of the market, with their makers (first page only).
+    pub fills: Vec<(PeerId, proof::Proven<FillMsg>)>,
     /// Where the next page starts; `None` on the last page.
     pub next: Option<(PeerId, u64)>,
 }
@@ -323,18 +400,21 @@ pub struct BookPage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerOrders {
     pub owner: PeerId,
-    pub orders: Vec<OrderState>,
+    pub orders: Vec<ProvenOrder>,
 }
 
 /// A page of one owner's open orders with `after < seq <= upto`. When the
-/// answer comes from the owner itself, every order in that range that is not
-/// in the page is gone for good, so the page replaces what the asker held.
+/// answer comes from the owner itself, every order in that range that is
+/// neither in the page nor `pending` (still taking, its state not yet
+/// published) is gone for good: the page replaces what the asker held.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerPage {
     pub owner: PeerId,
     pub after: u64,
     pub upto: u64,
-    pub orders: Vec<OrderState>,
+    pub pending: Vec<u64>,
+    pub batches: Vec<proof::BatchSig>,
+    pub orders: Vec<ProvenOrder>,
     /// More pages follow (ask again with `after = upto`).
     pub more: bool,
 }
@@ -343,7 +423,8 @@ pub struct OwnerPage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FillsPage {
     pub owner: PeerId,
-    pub fills: Vec<FillMsg>,
+    pub batches: Vec<proof::BatchSig>,
+    pub fills: Vec<proof::Proven<FillMsg>>,
     /// The oldest `mseq` the responder still holds (older ones are gone).
     pub oldest: u64,
     pub more: bool,
@@ -368,6 +449,7 @@ mod tests {
                     remaining: Qty(5),
                     ver: 0,
                     created_ms: 3,
+                    expires_ms: None,
                 }),
                 Item::Cancel { seq: 6 },
                 Item::Heartbeat(Heartbeat {
@@ -377,6 +459,7 @@ mod tests {
                     fills: 0,
                 }),
             ],
+            sig: vec![1; 64],
         };
         let bytes = encode(&g).unwrap();
         assert_eq!(decode::<Gossip>(&bytes, 1 << 20).unwrap(), g);
