@@ -6,7 +6,9 @@
 //! and heals links, and crashes and restarts nodes from their durable state.
 //! After every step no order may be filled past its quantity on any node;
 //! once the network is quiet, all nodes must hold equal digests and the same
-//! fill log, with nothing left in doubt and no crossed book.
+//! fill log, with nothing left in doubt and no crossed book. In some seeds a
+//! hostile node answers sync requests with forged pages: none of what it
+//! planted may show anywhere, and no honest node may ban another.
 //!
 //! `PEERBOOK_SIM_SEEDS=n` runs more seeds; `PEERBOOK_SIM_SEED=s` runs one.
 
@@ -30,6 +32,8 @@ struct Scenario {
     steps: usize,
     net: NetModel,
     faults: bool,
+    /// A hostile node that answers sync requests with forged pages.
+    hostile: bool,
 }
 
 fn scenario(seed: u64) -> Scenario {
@@ -61,6 +65,7 @@ fn scenario(seed: u64) -> Scenario {
             request_timeout: 3_000,
         },
         faults: r.chance(0.6),
+        hostile: r.chance(0.3),
     }
 }
 
@@ -109,6 +114,13 @@ fn run_seed(seed: u64) -> Result<(), String> {
                 sim.unlink(a, b);
             }
         }
+    }
+    if sc.hostile {
+        // It joins, and one node restarts beside it: that node pulls its
+        // book from whichever peer it picks, the hostile one perhaps.
+        sim.add_hostile();
+        sim.crash(0);
+        sim.start(0);
     }
     sim.run_for(300);
     let mut mid = [10_000i64, 5_000];
@@ -174,6 +186,9 @@ fn run_seed(seed: u64) -> Result<(), String> {
             sim.rejected
         )
     })?;
+    sim.check_nothing_planted()
+        .map_err(|e| format!("after quiet: {e}"))?;
+
     if sim.rejected > 0 {
         return Err(format!(
             "{} honest gossip messages were rejected",

@@ -120,6 +120,9 @@ enum Ev {
 pub struct SimNode {
     pub id: PeerId,
     pub key: libp2p::identity::Keypair,
+    /// A hostile node runs no engine: it answers every sync request with
+    /// pages it made up, and never gossips.
+    pub hostile: bool,
     pub engine: Option<Engine>,
     /// What this node made durable: it survives crashes.
     pub durable: Snapshot,
@@ -153,8 +156,14 @@ pub struct Sim {
     pub replies: HashMap<u64, Result<OrderInfo, EngineError>>,
     /// Gossip verdicts that were `Reject` (honest nodes never earn one).
     pub rejected: u64,
-    /// Bans one node asked of another (an honest run never has any).
-    pub bans: u64,
+    /// Every ban a node asked for: who asked, whom.
+    pub bans: Vec<(usize, PeerId)>,
+    /// What hostile nodes planted: owner and sequence number of orders,
+    /// and trade ids, none of which may ever show on an honest node.
+    pub planted_orders: Vec<(PeerId, u64)>,
+    pub planted_trades: Vec<String>,
+    /// Forged pages hostile nodes served.
+    pub forged_pages: u64,
 }
 
 /// Simulated time starts here (a realistic wall clock, for skew checks).
@@ -181,6 +190,7 @@ impl Sim {
             nodes.push(SimNode {
                 id: key.public().to_peer_id(),
                 key,
+                hostile: false,
                 engine: None,
                 durable: Snapshot::default(),
                 epoch: 0,
@@ -208,7 +218,10 @@ impl Sim {
             next_cmd: 1,
             replies: HashMap::new(),
             rejected: 0,
-            bans: 0,
+            bans: Vec::new(),
+            planted_orders: Vec::new(),
+            planted_trades: Vec::new(),
+            forged_pages: 0,
         };
         for i in 0..n {
             sim.start(i);
@@ -230,7 +243,7 @@ impl Sim {
     }
 
     pub fn is_up(&self, i: usize) -> bool {
-        self.nodes[i].engine.is_some()
+        self.nodes[i].engine.is_some() || self.nodes[i].hostile
     }
 
     fn connected(&self, a: usize, b: usize) -> bool {
@@ -490,7 +503,7 @@ impl Sim {
                     ),
                 }
             }
-            NetAction::Ban { .. } => self.bans += 1,
+            NetAction::Ban { peer, .. } => self.bans.push((i, peer)),
             NetAction::Respond { id, data } => {
                 let Some((from, from_epoch, tag)) = self.nodes[i].inbound.remove(&id) else {
                     return;
@@ -615,6 +628,20 @@ impl Sim {
                 {
                     return;
                 }
+                if self.nodes[to].hostile {
+                    let forged = self.forge(to, proto, &data);
+                    let d = self.delay();
+                    self.schedule(
+                        self.now + d,
+                        Ev::Response {
+                            to: from,
+                            epoch: from_epoch,
+                            tag,
+                            result: Ok(forged),
+                        },
+                    );
+                    return;
+                }
                 let id = InboundId(self.nodes[to].next_req);
                 self.nodes[to].next_req += 1;
                 self.nodes[to].inbound.insert(id, (from, from_epoch, tag));
@@ -663,6 +690,200 @@ impl Sim {
                 self.input(node, Input::Tick);
             }
         }
+    }
+
+    /// Add a hostile node, linked to every other node; its index.
+    pub fn add_hostile(&mut self) -> usize {
+        let mut bytes = [0u8; 32];
+        for chunk in bytes.chunks_mut(8) {
+            chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        }
+        let key = libp2p::identity::Keypair::ed25519_from_bytes(bytes)
+            .unwrap_or_else(|_| libp2p::identity::Keypair::generate_ed25519());
+        let i = self.nodes.len();
+        self.nodes.push(SimNode {
+            id: key.public().to_peer_id(),
+            key,
+            hostile: true,
+            engine: None,
+            durable: Snapshot::default(),
+            epoch: 0,
+            last_commit: 0,
+            seen: HashSet::new(),
+            validating: HashMap::new(),
+            inbound: HashMap::new(),
+            next_req: 1,
+            open_tags: HashSet::new(),
+            tick_at: None,
+        });
+        for b in 0..i {
+            self.link(i, b);
+        }
+        i
+    }
+
+    /// A hostile node's answer to a request: for a sync request, a page of
+    /// records "of" honest owners that it signed itself, or that carry
+    /// proofs leading nowhere (plants, erasing fills, frozen versions).
+    fn forge(&mut self, at: usize, proto: Proto, data: &[u8]) -> Vec<u8> {
+        use crate::wire::proof::{PageBatches, Proof, Proven};
+        use crate::wire::{
+            BookPage, FillsPage, Gossip, OwnerOrders, OwnerPage, ProvenOrder, SyncRequest,
+            SyncResponse, SyncWhat, TakeResponse,
+        };
+        let refuse = || crate::wire::encode(&TakeResponse::Refused(crate::wire::Refusal::Busy));
+        let Ok(req) = crate::wire::decode::<SyncRequest>(data, 1 << 20) else {
+            return refuse().unwrap_or_default();
+        };
+        if proto != Proto::Sync {
+            return refuse().unwrap_or_default();
+        }
+        let honest: Vec<PeerId> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.hostile)
+            .map(|n| n.id)
+            .collect();
+        let owner = match &req.what {
+            SyncWhat::Owner { owner, .. } | SyncWhat::Fills { owner, .. } => *owner,
+            SyncWhat::Book { .. } => honest[self.rng.range(0, honest.len() as u64 - 1) as usize],
+        };
+        let seq = 1_000_000 + self.rng.range(0, 1_000_000);
+        let real_seq = self.rng.range(1, 40);
+        let now = self.now;
+        let plant = OrderState {
+            seq,
+            side: if self.rng.chance(0.5) {
+                Side::Buy
+            } else {
+                Side::Sell
+            },
+            price: crate::market::Price(self.rng.range(1, 20_000)),
+            qty: Qty(50),
+            remaining: Qty(50),
+            ver: 0,
+            created_ms: now,
+            expires_ms: None,
+        };
+        let frozen = OrderState {
+            seq: real_seq,
+            remaining: Qty(1),
+            ver: u64::MAX,
+            ..plant.clone()
+        };
+        let fill_seq = 1_000_000 + self.rng.range(0, 1_000_000);
+        let erase = crate::wire::FillMsg {
+            maker_seq: real_seq,
+            fill_seq,
+            mseq: 1 + self.rng.range(0, 50),
+            maker_side: plant.side,
+            price: plant.price,
+            qty: Qty(1),
+            maker_remaining: Qty(0),
+            maker_ver: u64::MAX,
+            taker: self.nodes[at].id,
+            taker_seq: 1,
+            take_n: 0,
+            ts_ms: now,
+        };
+        self.forged_pages += 1;
+        self.planted_orders.push((owner, seq));
+        self.planted_trades
+            .push(format!("{owner}/{real_seq}/{fill_seq}"));
+        let key = self.nodes[at].key.clone();
+        let market = req.market.clone();
+        let (_, signed) = Gossip::signed(
+            &key,
+            &market,
+            now,
+            vec![Item::Order(plant.clone()), Item::Fill(erase.clone())],
+        );
+        let mut page = PageBatches::default();
+        let planted = ProvenOrder {
+            order: Proven {
+                item: plant,
+                proof: page.proof(&signed[0]),
+            },
+            fill: None,
+        };
+        let nowhere = ProvenOrder {
+            order: Proven {
+                item: frozen,
+                proof: Proof {
+                    batch: 0,
+                    index: 1,
+                    path: vec![self.rng.next_u64() as u8; 16],
+                },
+            },
+            fill: None,
+        };
+        let fill = Proven {
+            item: erase,
+            proof: page.proof(&signed[1]),
+        };
+        let batches = page.into_list();
+        let resp = match req.what {
+            SyncWhat::Book { .. } => SyncResponse::Book(BookPage {
+                batches,
+                owners: vec![OwnerOrders {
+                    owner,
+                    orders: vec![planted, nowhere],
+                }],
+                fills: vec![(owner, fill)],
+                next: None,
+            }),
+            SyncWhat::Owner { after, .. } => SyncResponse::Owner(OwnerPage {
+                owner,
+                after,
+                upto: u64::MAX,
+                pending: Vec::new(),
+                batches,
+                orders: vec![planted, nowhere],
+                more: false,
+            }),
+            SyncWhat::Fills { .. } => SyncResponse::Fills(FillsPage {
+                owner,
+                batches,
+                fills: vec![fill],
+                oldest: 1,
+                more: false,
+            }),
+        };
+        crate::wire::encode(&resp).unwrap_or_default()
+    }
+
+    /// None of what hostile nodes planted shows on any honest node, no
+    /// honest node banned another honest one, and a hostile node that
+    /// served forgeries was banned.
+    pub fn check_nothing_planted(&self) -> Result<(), String> {
+        if self.forged_pages > 0 && self.bans.is_empty() {
+            return Err(format!(
+                "{} forged pages were served and nobody banned their server",
+                self.forged_pages
+            ));
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(e) = &n.engine else { continue };
+            for (owner, seq) in &self.planted_orders {
+                if e.order(&format!("{owner}/{seq}")).is_ok() {
+                    return Err(format!("node {i} holds the planted order {owner}/{seq}"));
+                }
+            }
+            for m in &self.markets {
+                let trades = e
+                    .trades(Some(&m.name), usize::MAX)
+                    .map_err(|e| e.to_string())?;
+                if let Some(t) = trades.iter().find(|t| self.planted_trades.contains(&t.id)) {
+                    return Err(format!("node {i} shows the forged trade {}", t.id));
+                }
+            }
+        }
+        for (by, peer) in &self.bans {
+            if self.nodes.iter().any(|n| n.id == *peer && !n.hostile) {
+                return Err(format!("node {by} banned the honest peer {peer}"));
+            }
+        }
+        Ok(())
     }
 
     /// An order for node `i` at `ticks`/`lots` on market 0.

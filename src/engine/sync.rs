@@ -27,7 +27,7 @@ const BOOK_SYNC_FILLS: usize = 1_000;
 const BAN_MS: Millis = 10 * 60 * 1000;
 
 impl Engine {
-    fn send_sync(&mut self, mkt: usize, peer: PeerId, what: SyncWhat) {
+    pub(super) fn send_sync(&mut self, mkt: usize, peer: PeerId, what: SyncWhat) {
         let req = SyncRequest {
             v: WIRE_VERSION,
             market: self.markets[mkt].name().to_string(),
@@ -411,6 +411,9 @@ impl Engine {
         self.counters.sync_pages += 1;
         let max = self.cfg.max_orders_per_owner;
         for block in &page.owners {
+            // Records "of" us are checked too (a forgery is a forgery), but
+            // we know our own orders better than anyone.
+            let good = self.verified_orders(mkt, peer, &block.owner, &page.batches, &block.orders);
             if block.owner == self.me {
                 continue;
             }
@@ -418,7 +421,6 @@ impl Engine {
                 self.counters.owners_limit_hits += 1;
                 continue;
             };
-            let good = self.verified_orders(mkt, peer, &block.owner, &page.batches, &block.orders);
             for p in good {
                 self.markets[mkt]
                     .replica
@@ -428,10 +430,11 @@ impl Engine {
         self.apply_page_fills(mkt, peer, &page.batches, &page.fills);
         self.markets[mkt].book_changed = true;
         match page.next {
-            Some(after) if !self.peers.is_banned(&peer, self.now) => {
-                self.send_sync(mkt, peer, SyncWhat::Book { after: Some(after) })
+            // It served forgeries: pull the book again from someone else.
+            _ if self.peers.is_banned(&peer, self.now) => {
+                self.markets[mkt].book_sync = BookSync::Needed;
             }
-            Some(_) => self.markets[mkt].book_sync = BookSync::Needed,
+            Some(after) => self.send_sync(mkt, peer, SyncWhat::Book { after: Some(after) }),
             None => {
                 let m = &mut self.markets[mkt];
                 tracing::info!(%peer, market = %m.name(), orders = m.replica.len(), "book pulled");
@@ -454,9 +457,6 @@ impl Engine {
         {
             let mut v = PageVerifier::new(&name, batches);
             for (maker, f) in fills {
-                if *maker == self.me {
-                    continue;
-                }
                 let result = if f.item.in_range() {
                     v.check(maker, &Item::Fill(f.item.clone()), &f.proof)
                 } else {
@@ -467,6 +467,7 @@ impl Engine {
         }
         for (maker, f, result) in checked {
             match result {
+                Ok(_) if maker == self.me => {}
                 Ok(p) => {
                     let Some(key) = self.peers.admit(maker, self.now) else {
                         self.counters.owners_limit_hits += 1;

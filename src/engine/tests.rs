@@ -570,3 +570,348 @@ fn an_author_over_its_gossip_rate_is_dropped_and_counted_until_its_allowance_ref
     // A second later the allowance has refilled.
     assert_eq!(verdict(now + 1_000, 17), (Verdict::Accept, 6));
 }
+
+// ---------------------------------------------------------------- forgeries
+
+mod forged {
+    //! A third party answers our sync requests with pages it made up: orders
+    //! "of" an honest owner it never placed (plant), a fill that empties a
+    //! real order (erase), a real order at a version the owner never signed
+    //! (freeze), a trade that never was. None of it may reach the book or the
+    //! trades; the page's genuine records still count; the server is counted
+    //! and banned.
+
+    use super::*;
+    use crate::wire::proof::{PageBatches, Proof, Proven, Stored};
+    use crate::wire::{
+        BookPage, FillMsg, FillsPage, Gossip, OwnerOrders, OwnerPage, ProvenOrder, SyncResponse,
+    };
+    use libp2p::identity::Keypair;
+
+    struct World {
+        e: Engine,
+        now: Millis,
+        owner: Keypair,
+        hostile: Keypair,
+        /// The owner's genuine records, as signed in its one batch.
+        genuine: Vec<(Item, Stored)>,
+    }
+
+    fn state(seq: u64, price: u64, qty: u64, ver: u64, now: Millis) -> OrderState {
+        OrderState {
+            seq,
+            side: Side::Sell,
+            price: crate::market::Price(price),
+            qty: Qty(qty),
+            remaining: Qty(qty),
+            ver,
+            created_ms: now,
+            expires_ms: None,
+        }
+    }
+
+    /// Our engine holds two genuine orders of `owner`, learnt by gossip.
+    fn world() -> World {
+        let now = sim::EPOCH_MS;
+        let me = Keypair::generate_ed25519();
+        let owner = Keypair::generate_ed25519();
+        let hostile = Keypair::generate_ed25519();
+        let mut e = Engine::new(
+            me,
+            EngineConfig::default(),
+            vec![spec()],
+            Snapshot::default(),
+            now,
+        );
+        for k in [&owner, &hostile] {
+            e.handle(NetInput::PeerConnected(k.public().to_peer_id()).into(), now);
+        }
+        let items = vec![
+            Item::Order(state(1, 10_000, 5, 0, now)),
+            Item::Order(state(2, 10_100, 3, 0, now)),
+        ];
+        let (g, stored) = Gossip::signed(&owner, "SIM", now, items.clone());
+        e.handle(
+            NetInput::Gossip {
+                source: owner.public().to_peer_id(),
+                propagation_source: owner.public().to_peer_id(),
+                message_id: libp2p::gossipsub::MessageId(vec![1]),
+                topic: e.topic(0),
+                data: crate::wire::encode(&g).unwrap(),
+            }
+            .into(),
+            now,
+        );
+        drain(&mut e, now);
+        let genuine = items.into_iter().zip(stored).collect();
+        World {
+            e,
+            now,
+            owner,
+            hostile,
+            genuine,
+        }
+    }
+
+    /// Carry out writes at once; the bans asked for.
+    fn drain(e: &mut Engine, now: Millis) -> Vec<PeerId> {
+        let mut bans = Vec::new();
+        while let Some(a) = e.poll_action() {
+            match a {
+                Action::Persist { ticket, .. } => e.handle(Input::Persisted { ticket }, now),
+                Action::Net(NetAction::Ban { peer, .. }) => bans.push(peer),
+                _ => {}
+            }
+        }
+        bans
+    }
+
+    /// Ask the hostile peer `what` and feed it `answer`; the bans asked for.
+    fn ask_hostile(w: &mut World, what: SyncWhat, answer: SyncResponse) -> Vec<PeerId> {
+        let hostile = w.hostile.public().to_peer_id();
+        w.e.send_sync(0, hostile, what);
+        let mut tag = None;
+        let mut bans = Vec::new();
+        while let Some(a) = w.e.poll_action() {
+            match a {
+                Action::Net(NetAction::Request { peer, tag: t, .. }) if peer == hostile => {
+                    tag = Some(t)
+                }
+                Action::Net(NetAction::Ban { peer, .. }) => bans.push(peer),
+                _ => {}
+            }
+        }
+        let tag = tag.expect("the sync request went to the hostile peer");
+        let result = Ok(crate::wire::encode(&answer).unwrap());
+        w.e.handle(NetInput::Response { tag, result }.into(), w.now);
+        bans.extend(drain(&mut w.e, w.now));
+        bans
+    }
+
+    /// A record as a page carries it, with the proof `p`.
+    fn carried(item: &OrderState, p: &Stored, page: &mut PageBatches) -> ProvenOrder {
+        ProvenOrder {
+            order: Proven {
+                item: item.clone(),
+                proof: page.proof(p),
+            },
+            fill: None,
+        }
+    }
+
+    fn genuine_order(w: &World, i: usize) -> (OrderState, Stored) {
+        match &w.genuine[i] {
+            (Item::Order(o), p) => (o.clone(), p.clone()),
+            _ => unreachable!(),
+        }
+    }
+
+    fn asks(w: &World) -> Vec<(Decimal, Decimal)> {
+        w.e.book("SIM", 10).unwrap().asks
+    }
+
+    fn refused(w: &World) -> u64 {
+        let c = w.e.counters();
+        c.records_refused_unsigned
+            + c.records_refused_bad_proof
+            + c.records_refused_bad_signature
+            + c.records_refused_no_key
+            + c.records_refused_inconsistent
+    }
+
+    #[test]
+    fn a_forged_book_page_plants_erases_and_freezes_nothing_and_its_server_is_banned() {
+        let mut w = world();
+        let truth = asks(&w);
+        let digest = w.e.digest("SIM").unwrap();
+        let owner = w.owner.public().to_peer_id();
+        let hostile = w.hostile.public().to_peer_id();
+        let mut page = PageBatches::default();
+        let (o1, p1) = genuine_order(&w, 0);
+        let (o2, p2) = genuine_order(&w, 1);
+        // Plant: seq 9 "of the owner", signed by the hostile peer.
+        let (_, planted) = Gossip::signed(
+            &w.hostile,
+            "SIM",
+            w.now,
+            vec![Item::Order(state(9, 9_000, 50, 0, w.now))],
+        );
+        // Freeze: the owner's real order 2 at a version it never signed,
+        // with the proof of the real one.
+        let mut frozen = o2.clone();
+        frozen.ver = u64::MAX;
+        frozen.remaining = Qty(1);
+        // Erase: a fill emptying order 1, signed by the hostile peer.
+        let erase = FillMsg {
+            maker_seq: 1,
+            fill_seq: 1,
+            mseq: 1,
+            maker_side: Side::Sell,
+            price: o1.price,
+            qty: Qty(5),
+            maker_remaining: Qty(0),
+            maker_ver: 1,
+            taker: hostile,
+            taker_seq: 1,
+            take_n: 0,
+            ts_ms: w.now,
+        };
+        let (_, erase_proof) =
+            Gossip::signed(&w.hostile, "SIM", w.now, vec![Item::Fill(erase.clone())]);
+        let orders = vec![
+            carried(&state(9, 9_000, 50, 0, w.now), &planted[0], &mut page),
+            carried(&frozen, &p2, &mut page),
+            // A proof that leads nowhere.
+            ProvenOrder {
+                order: Proven {
+                    item: state(10, 9_100, 50, 0, w.now),
+                    proof: Proof {
+                        batch: 0,
+                        index: 3,
+                        path: vec![7; 16],
+                    },
+                },
+                fill: None,
+            },
+            // The genuine order 1, which must still count.
+            carried(&o1, &p1, &mut page),
+        ];
+        let fills = vec![(
+            owner,
+            Proven {
+                item: erase,
+                proof: page.proof(&erase_proof[0]),
+            },
+        )];
+        let answer = SyncResponse::Book(BookPage {
+            batches: page.into_list(),
+            owners: vec![OwnerOrders { owner, orders }],
+            fills,
+            next: None,
+        });
+        let bans = ask_hostile(&mut w, SyncWhat::Book { after: None }, answer);
+        assert_eq!(asks(&w), truth, "nothing forged reached the book");
+        assert_eq!(w.e.digest("SIM").unwrap(), digest);
+        assert!(w.e.trades(None, 10).unwrap().is_empty(), "no forged trade");
+        assert!(w.e.order(&format!("{owner}/9")).is_err(), "nothing planted");
+        assert_eq!(refused(&w), 4);
+        assert!(w.e.counters().records_refused_bad_signature >= 3);
+        assert_eq!(w.e.counters().records_refused_bad_proof, 1);
+        assert_eq!(bans, vec![hostile]);
+        assert_eq!(w.e.counters().peers_banned, 1);
+    }
+
+    #[test]
+    fn a_third_partys_owner_and_fills_pages_cannot_speak_for_the_owner() {
+        let mut w = world();
+        let truth = asks(&w);
+        let owner = w.owner.public().to_peer_id();
+        let hostile = w.hostile.public().to_peer_id();
+        let (o2, p2) = genuine_order(&w, 1);
+        let mut page = PageBatches::default();
+        let mut frozen = o2.clone();
+        frozen.ver = 9;
+        frozen.remaining = Qty(1);
+        let answer = SyncResponse::Owner(OwnerPage {
+            owner,
+            after: 0,
+            upto: 100,
+            pending: vec![],
+            orders: vec![carried(&frozen, &p2, &mut page)],
+            batches: page.into_list(),
+            more: false,
+        });
+        let bans = ask_hostile(&mut w, SyncWhat::Owner { owner, after: 0 }, answer);
+        assert_eq!(bans, vec![hostile]);
+        // A third party's owner page is never the owner's word: even had it
+        // verified, what it leaves out is not gone.
+        assert_eq!(asks(&w), truth);
+
+        // A fills page "of the owner": a trade it never made.
+        let fake = FillMsg {
+            maker_seq: 2,
+            fill_seq: 1,
+            mseq: 1,
+            maker_side: Side::Sell,
+            price: o2.price,
+            qty: Qty(3),
+            maker_remaining: Qty(0),
+            maker_ver: 1,
+            taker: hostile,
+            taker_seq: 4,
+            take_n: 0,
+            ts_ms: w.now,
+        };
+        let (_, fp) = Gossip::signed(&w.hostile, "SIM", w.now, vec![Item::Fill(fake.clone())]);
+        let mut page = PageBatches::default();
+        let proof = page.proof(&fp[0]);
+        let answer = SyncResponse::Fills(FillsPage {
+            owner,
+            batches: page.into_list(),
+            fills: vec![Proven { item: fake, proof }],
+            oldest: 1,
+            more: false,
+        });
+        // The engine never picks a banned peer to ask again; the request is
+        // made by hand here to show that even its answer changes nothing.
+        w.e.send_sync(0, hostile, SyncWhat::Fills { owner, from: 1 });
+        let tag = std::iter::from_fn(|| w.e.poll_action())
+            .find_map(|a| match a {
+                Action::Net(NetAction::Request { tag, .. }) => Some(tag),
+                _ => None,
+            })
+            .unwrap();
+        w.e.handle(
+            NetInput::Response {
+                tag,
+                result: Ok(crate::wire::encode(&answer).unwrap()),
+            }
+            .into(),
+            w.now,
+        );
+        drain(&mut w.e, w.now);
+        assert!(w.e.trades(None, 10).unwrap().is_empty(), "no forged trade");
+        assert_eq!(asks(&w), truth, "the real order is still there, whole");
+        assert_eq!(refused(&w), 2);
+        // A banned peer's own sync requests are refused too.
+        assert!(w.e.peers.is_banned(&hostile, w.now));
+    }
+
+    #[test]
+    fn the_owners_own_page_replaces_everything_it_holds_for_that_owner() {
+        let mut w = world();
+        let owner = w.owner.public().to_peer_id();
+        // The owner says: of every order up to 5, only order 1 is open
+        // (order 2 was cancelled, and we missed the cancel).
+        let (o1, p1) = genuine_order(&w, 0);
+        let mut page = PageBatches::default();
+        let answer = SyncResponse::Owner(OwnerPage {
+            owner,
+            after: 0,
+            upto: 5,
+            pending: vec![],
+            orders: vec![carried(&o1, &p1, &mut page)],
+            batches: page.into_list(),
+            more: false,
+        });
+        w.e.send_sync(0, owner, SyncWhat::Owner { owner, after: 0 });
+        let tag = std::iter::from_fn(|| w.e.poll_action())
+            .find_map(|a| match a {
+                Action::Net(NetAction::Request { tag, .. }) => Some(tag),
+                _ => None,
+            })
+            .unwrap();
+        w.e.handle(
+            NetInput::Response {
+                tag,
+                result: Ok(crate::wire::encode(&answer).unwrap()),
+            }
+            .into(),
+            w.now,
+        );
+        let bans = drain(&mut w.e, w.now);
+        assert!(bans.is_empty());
+        assert_eq!(asks(&w), vec![(d("100"), d("5"))]);
+        assert_eq!(refused(&w), 0);
+    }
+}
