@@ -4,11 +4,17 @@
 //! subscribe and publish anything) and the take and sync request-response
 //! protocols with the node's own codec. It signs whatever bytes the test
 //! hands it, so it can publish malformed, oversized, forged, late and
-//! replayed gossip and send any take request, and it never answers requests.
+//! replayed gossip and send any take request. It answers sync requests only
+//! when the test gives it a page maker ([`Hostile::answer_sync`]), and keeps
+//! what gossip it received ([`Hostile::gossip_of`]), so it can forge pages
+//! from honest nodes' real records.
 //!
 //! A background task owns the swarm; the test drives it through
 //! [`Hostile`]'s methods and reads what it saw (connections, subscriptions)
 //! from shared state.
+
+// Each test binary that includes this file uses a part of it.
+#![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -57,11 +63,19 @@ enum Cmd {
     },
 }
 
+/// Builds the answer to a sync request (the request's bytes), if any.
+pub type SyncAnswer = Box<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send>;
+
 /// What the hostile peer's swarm has seen.
 #[derive(Default)]
 struct Seen {
     connected: HashSet<PeerId>,
     subscriptions: HashMap<PeerId, HashSet<TopicHash>>,
+    /// Gossip received: its signed source and data.
+    gossip: Vec<(PeerId, Vec<u8>)>,
+    /// Sync requests received, by peer.
+    sync_requests: HashMap<PeerId, usize>,
+    answer_sync: Option<SyncAnswer>,
 }
 
 /// A running hostile peer; its task stops when this is dropped.
@@ -157,6 +171,34 @@ impl Hostile {
             .is_some_and(|t| t.contains(&hash))
     }
 
+    /// Answer sync requests with what `f` makes of them from now on.
+    pub fn answer_sync(&self, f: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static) {
+        self.seen.lock().unwrap().answer_sync = Some(Box::new(f));
+    }
+
+    /// The data of every gossip message from `source` received so far.
+    pub fn gossip_of(&self, source: &PeerId) -> Vec<Vec<u8>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .gossip
+            .iter()
+            .filter(|(s, _)| s == source)
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+
+    /// How many sync requests `peer` sent us.
+    pub fn sync_requests_from(&self, peer: &PeerId) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .sync_requests
+            .get(peer)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Sign and publish `data` on `topic`.
     pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
@@ -222,9 +264,28 @@ async fn run(
                             t.remove(&topic);
                         }
                     }
+                    gossipsub::Event::Message { message, .. } => {
+                        if let Some(source) = message.source {
+                            seen.lock().unwrap().gossip.push((source, message.data));
+                        }
+                    }
                     _ => {}
                 },
                 SwarmEvent::Behaviour(BehaviourEvent::Take(e)) => on_rr(Proto::Take, e, &mut pending),
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                    peer,
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let answer = {
+                        let mut s = seen.lock().unwrap();
+                        *s.sync_requests.entry(peer).or_default() += 1;
+                        s.answer_sync.as_ref().and_then(|f| f(&request))
+                    };
+                    if let Some(data) = answer {
+                        let _ = swarm.behaviour_mut().sync.send_response(channel, data);
+                    }
+                }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => on_rr(Proto::Sync, e, &mut pending),
                 _ => {}
             },
