@@ -385,21 +385,26 @@ impl<'a> PageVerifier<'a> {
     }
 }
 
-/// Builds the batch list of a page being written: each distinct batch once.
+/// Builds the batch list of a page being written: each distinct batch once
+/// (batches are told apart by their signature).
 #[derive(Default)]
 pub struct PageBatches {
     list: Vec<BatchSig>,
-    index: std::collections::HashMap<*const BatchSig, u32>,
+    index: std::collections::HashMap<Vec<u8>, u32>,
 }
 
 impl PageBatches {
     /// The wire proof of a stored one, its batch added to the page.
     pub fn proof(&mut self, s: &Stored) -> Proof {
-        let key = Arc::as_ptr(&s.batch);
-        let batch = *self.index.entry(key).or_insert_with(|| {
-            self.list.push((*s.batch).clone());
-            (self.list.len() - 1) as u32
-        });
+        let batch = match self.index.get(&s.batch.sig) {
+            Some(i) => *i,
+            None => {
+                self.list.push((*s.batch).clone());
+                let i = (self.list.len() - 1) as u32;
+                self.index.insert(s.batch.sig.clone(), i);
+                i
+            }
+        };
         Proof {
             batch,
             index: s.index,
