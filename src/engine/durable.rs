@@ -120,6 +120,24 @@ pub struct Trade {
 }
 
 impl Trade {
+    /// The fill message that states this trade, as its maker gossips it.
+    pub fn fill_msg(&self) -> crate::wire::FillMsg {
+        crate::wire::FillMsg {
+            maker_seq: self.id.maker.seq,
+            fill_seq: self.id.fill_seq,
+            mseq: self.mseq,
+            maker_side: self.maker_side,
+            price: self.price,
+            qty: self.qty,
+            maker_remaining: self.maker_remaining,
+            maker_ver: self.maker_ver,
+            taker: self.taker.owner,
+            taker_seq: self.taker.seq,
+            take_n: self.take_n,
+            ts_ms: self.ts_ms,
+        }
+    }
+
     /// The trade a maker's fill of its own order states (the fill's
     /// source is the maker).
     pub fn of_fill(maker: libp2p::PeerId, market: &str, f: &crate::wire::FillMsg) -> Trade {

@@ -8,45 +8,10 @@
 //! ends `rejected` with nothing filled. See docs/ARCHITECTURE.md for the
 //! window this leaves (a hold that vanishes before its commit).
 
-use super::own::Taking;
 use super::takes::{Sent, SentKind};
+use super::taking::{HeldTake, Taking};
 use super::*;
 use crate::wire::{TakeKind, TakeRequest, TakeResponse, WireError, WIRE_VERSION};
-
-/// A fill-or-kill taking phase.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Fok {
-    committing: bool,
-    holds: Vec<HeldTake>,
-    started: Millis,
-}
-
-/// Quantity a maker holds for one of our takes.
-#[derive(Clone, Debug)]
-struct HeldTake {
-    n: u32,
-    maker: OrderId,
-    maker_key: Option<OrderKey>,
-    qty: Qty,
-}
-
-impl Fok {
-    pub fn new(started: Millis) -> Fok {
-        Fok {
-            started,
-            ..Fok::default()
-        }
-    }
-
-    /// Whether the commits are out (no more holds are planned).
-    pub fn committing(&self) -> bool {
-        self.committing
-    }
-
-    fn held(&self) -> Qty {
-        self.holds.iter().fold(Qty::ZERO, |a, h| a + h.qty)
-    }
-}
 
 impl Engine {
     /// A maker's answer to a fill-or-kill hold.
@@ -63,7 +28,7 @@ impl Engine {
             (Ok(Ok(TakeResponse::Held { qty })), Some(fok))
                 if !qty.is_zero() && qty <= sent.qty =>
             {
-                fok.holds.push(HeldTake {
+                fok.add_hold(HeldTake {
                     n: sent.n,
                     maker: sent.maker,
                     maker_key: sent.maker_key,
@@ -102,18 +67,18 @@ impl Engine {
         else {
             return false;
         };
-        if fok.committing {
+        if fok.committing() {
             return false;
         }
         let need = own.rec.remaining();
-        let in_time = self.now.saturating_sub(fok.started) < self.cfg.fok_hold_ms / 2;
-        let holds = fok.holds.clone();
+        let in_time = self.now.saturating_sub(fok.started()) < self.cfg.fok_hold_ms / 2;
+        let holds = fok.holds().to_vec();
         let stop = *stop;
         let market = own.rec.market.clone();
         let mkt = own.mkt;
         if stop.is_none() && !need.is_zero() && fok.held() >= need && in_time {
             if let Some(f) = self.own.taking_mut(seq).and_then(|t| t.fok.as_mut()) {
-                f.committing = true;
+                f.start_commit();
             }
             for h in holds {
                 self.send_take(

@@ -14,7 +14,7 @@ use libp2p::PeerId;
 use rust_decimal::Decimal;
 
 use super::durable::{Op, OrderKind, Tif};
-use super::views::{OrderInfo, TradeInfo};
+use super::info::{OrderInfo, TradeInfo};
 use crate::market::Side;
 
 /// The driver's handle on a command, echoed in its `Reply`.

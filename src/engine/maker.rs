@@ -11,7 +11,7 @@ use super::peers::Budget;
 use super::served::Hold;
 use super::tx::Held;
 use super::*;
-use crate::wire::{self, FillMsg, Refusal, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION};
+use crate::wire::{self, Refusal, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION};
 
 impl Engine {
     pub(super) fn on_take_request(&mut self, peer: PeerId, id: InboundId, data: &[u8]) {
@@ -60,7 +60,11 @@ impl Engine {
         };
         if let Some(tid) = self.served.filled(&take) {
             // Asked again: the same answer, once it is durable.
-            let fill = self.own.trade(&tid).map(fill_msg).ok_or(Refusal::Busy)?;
+            let fill = self
+                .own
+                .trade(&tid)
+                .map(Trade::fill_msg)
+                .ok_or(Refusal::Busy)?;
             if self.tx.writes_trade(&tid) {
                 return Err(Refusal::Busy);
             }
@@ -183,7 +187,7 @@ impl Engine {
         self.counters.fills_maker += 1;
         self.tx.op(Op::PutTrade(trade.clone()));
         self.tx.dirty(seq);
-        let fill = fill_msg(&trade);
+        let fill = trade.fill_msg();
         self.peers.take_opened(peer);
         self.tx.hold(Held::TakeAnswer {
             id,
@@ -251,23 +255,5 @@ impl Engine {
         for h in self.served.expired(self.now) {
             self.drop_hold(&h);
         }
-    }
-}
-
-/// The fill message of a trade we made as maker.
-pub(super) fn fill_msg(t: &Trade) -> FillMsg {
-    FillMsg {
-        maker_seq: t.id.maker.seq,
-        fill_seq: t.id.fill_seq,
-        mseq: t.mseq,
-        maker_side: t.maker_side,
-        price: t.price,
-        qty: t.qty,
-        maker_remaining: t.maker_remaining,
-        maker_ver: t.maker_ver,
-        taker: t.taker.owner,
-        taker_seq: t.taker.seq,
-        take_n: t.take_n,
-        ts_ms: t.ts_ms,
     }
 }

@@ -36,7 +36,7 @@
 //! (fill-or-kill's two rounds), `maker.rs` (serving takes), `gossip.rs`
 //! (publishing and accepting gossip), `sync.rs` (pulling and serving pages)
 //! and `restore.rs` (rebuilding from durable state). `views.rs` holds the
-//! queries and what they return.
+//! queries, `info.rs` what they return.
 
 mod config;
 mod digest;
@@ -48,6 +48,7 @@ mod fok;
 pub mod fuzz;
 mod gossip;
 mod ids;
+mod info;
 mod io;
 mod maker;
 mod market;
@@ -63,6 +64,7 @@ pub mod sim;
 mod sync;
 mod taker;
 mod takes;
+mod taking;
 mod tx;
 mod views;
 
@@ -75,11 +77,11 @@ pub use config::EngineConfig;
 pub use digest::Digest;
 pub use durable::{Op, OrderKind, OrderStatus, OwnOrder, Snapshot, TakeIntent, Tif, Trade};
 pub use ids::{BadId, OrderId, TakeId, TradeId};
+pub use info::{BookInfo, Counters, MarketInfo, OrderInfo, OwnerInfo, TradeInfo};
 pub use io::{
     Action, Command, CommandId, EngineError, Event, InboundId, Input, NetAction, NetInput,
     PlaceOrder, Proto, RequestFailure, RequestTag, Verdict,
 };
-pub use views::{BookInfo, Counters, MarketInfo, OrderInfo, OwnerInfo, TradeInfo};
 
 use crate::book::OrderKey;
 use crate::market::{MarketSpec, Qty, Side};

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::durable::{OrderStatus, OwnOrder, Trade};
 use super::ids::TradeId;
-use super::io::CommandId;
 use super::proven::StateProof;
+use super::taking::Taking;
 use super::Millis;
 use crate::book::OrderKey;
 use crate::market::{Price, Qty};
@@ -118,36 +118,6 @@ impl Own {
     /// Whether the order rests and could take from a crossing order.
     pub fn can_resolve_crossing(&self) -> bool {
         self.rec.status == OrderStatus::Open && self.taking.is_none() && !self.free().is_zero()
-    }
-}
-
-/// An order's taking phase.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Taking {
-    /// The placement waiting for the phase to end.
-    pub reply: Option<CommandId>,
-    /// A cancel waiting for the phase to end.
-    pub cancel_reply: Option<CommandId>,
-    /// Takes sent and not answered.
-    pub inflight: u32,
-    /// Resolving a crossed book: take only orders older than this one.
-    pub only_older: bool,
-    /// Why the phase stopped early (self-trade prevention, a cancel).
-    pub stop: Option<&'static str>,
-    /// After a restart: resolve the takes in doubt, plan no new ones.
-    pub resume_only: bool,
-    /// A fill-or-kill order's two rounds (holds, then commits).
-    pub fok: Option<super::fok::Fok>,
-}
-
-impl Taking {
-    /// The replies waiting for the phase to end, taken out.
-    pub fn take_replies(&mut self) -> Vec<CommandId> {
-        self.reply
-            .take()
-            .into_iter()
-            .chain(self.cancel_reply.take())
-            .collect()
     }
 }
 

@@ -6,7 +6,6 @@
 //! owner's latest fill of it, which sets its remaining quantity and
 //! version. Both come with their place in a signed batch.
 
-use super::maker::fill_msg;
 use super::Trade;
 use crate::wire::proof::{Forged, PageBatches, PageVerifier, Proven, Stored};
 use crate::wire::{FillMsg, Item, OrderState, ProvenOrder};
@@ -93,7 +92,7 @@ impl StateProof {
 /// A trade's fill as a page carries it.
 pub fn proven_fill(t: &Trade, p: &Stored, page: &mut PageBatches) -> Proven<FillMsg> {
     Proven {
-        item: fill_msg(t),
+        item: t.fill_msg(),
         proof: page.proof(p),
     }
 }

@@ -403,9 +403,7 @@ impl Replica {
                     s.remaining = t.maker_remaining;
                     s.ver = t.maker_ver;
                     let proof = match (&o.proof, proof) {
-                        (Some(base), Some(p)) => {
-                            Some(base.with_fill(super::maker::fill_msg(t), p.clone()))
-                        }
+                        (Some(base), Some(p)) => Some(base.with_fill(t.fill_msg(), p.clone())),
                         (old, _) => old.clone(),
                     };
                     self.upsert(maker, maker_peer, s, usize::MAX, None);

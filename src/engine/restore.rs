@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 
-use super::own::{Own, Taking};
+use super::own::Own;
 use super::takes::Doubt;
+use super::taking::Taking;
 use super::*;
 
 impl Engine {
@@ -118,7 +119,7 @@ impl Engine {
             let recent: Vec<TradeId> =
                 ids[ids.len().saturating_sub(self.cfg.recent_fills)..].to_vec();
             for id in recent {
-                if let Some(f) = self.own.trade(&id).map(super::maker::fill_msg) {
+                if let Some(f) = self.own.trade(&id).map(Trade::fill_msg) {
                     self.stream(mkt, Item::Fill(f));
                 }
             }

@@ -10,10 +10,10 @@
 //! flight the phase ends and the rest rests (GTC), is dropped (IOC, market,
 //! FOK), or is cancelled (self-trade prevention, a cancel).
 
-use super::fok::Fok;
-use super::own::{Own, Taking};
+use super::own::Own;
 use super::requests::Pending;
 use super::takes::{Doubt, Sent, SentKind};
+use super::taking::{Fok, Taking};
 use super::*;
 use crate::market::Price;
 use crate::wire::{self, FillMsg, Refusal, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION};
