@@ -26,7 +26,11 @@ use peerbook::wire::{Gossip, Item, OrderState};
 fn order(seq: u64) -> Item {
     Item::Order(OrderState {
         seq,
-        side: if seq.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+        side: if seq.is_multiple_of(2) {
+            Side::Buy
+        } else {
+            Side::Sell
+        },
         price: Price(10_000 + seq % 500),
         qty: Qty(1 + seq % 100),
         remaining: Qty(1 + seq % 100),

@@ -51,6 +51,45 @@ pub struct Config {
     pub markets: Vec<MarketConfig>,
     pub engine: EngineConfig,
     pub net: NetTuning,
+    pub store: StoreConfig,
+}
+
+/// The `[store]` section: how long the database keeps what is done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Done orders, their trades and the trade tape are kept this many
+    /// seconds (7 days by default).
+    pub retention_secs: u64,
+    /// Beyond this many MiB of stored data the oldest done records go,
+    /// whatever their age (live orders are never removed).
+    pub max_mb: u64,
+    /// How often the node looks for records past the retention.
+    pub prune_interval_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            retention_secs: 7 * 86_400,
+            max_mb: 2048,
+            prune_interval_secs: 60,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn zero_fields(&self) -> Vec<&'static str> {
+        [
+            ("retention_secs", self.retention_secs),
+            ("max_mb", self.max_mb),
+            ("prune_interval_secs", self.prune_interval_secs),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v == 0)
+        .map(|(k, _)| k)
+        .collect()
+    }
 }
 
 /// The `[node]` section: where the node listens and how it finds peers.
@@ -167,6 +206,7 @@ impl Default for Config {
             ],
             engine: EngineConfig::default(),
             net: NetTuning::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -452,7 +492,7 @@ fn env_keys(defaults: &Table) -> BTreeMap<String, (String, Kind)> {
         let var = format!("{ENV_PREFIX}{}", key.replace('.', "_").to_uppercase());
         keys.insert(var, (key, kind));
     };
-    for section in ["node", "api", "engine", "net"] {
+    for section in ["node", "api", "engine", "net", "store"] {
         if let Some(Value::Table(t)) = defaults.get(section) {
             for (k, v) in t {
                 if let Some(kind) = kind_of(v) {
@@ -599,6 +639,10 @@ fn validate(loaded: &Loaded) -> Result<Vec<MarketSpec>, ConfigError> {
     }
     if let Some(field) = c.engine.zero_fields().first() {
         let key = format!("engine.{field}");
+        return Err(bad(&key, "must be greater than zero".into()));
+    }
+    if let Some(field) = c.store.zero_fields().first() {
+        let key = format!("store.{field}");
         return Err(bad(&key, "must be greater than zero".into()));
     }
     if c.engine.stale_after_ms < c.engine.heartbeat_ms {

@@ -119,6 +119,18 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
     let peer_id = net.local_peer_id();
     let latency = Latency::default();
     latency.register(&mut registry);
+    let store_metrics = driver::StoreMetrics::default();
+    store_metrics.register(&mut registry);
+    let upkeep = driver::Upkeep {
+        me: peer_id,
+        retention: crate::store::Retention {
+            max_age_ms: config.store.retention_secs.saturating_mul(1000),
+            max_bytes: config.store.max_mb.saturating_mul(1 << 20),
+        },
+        every: std::time::Duration::from_secs(config.store.prune_interval_secs),
+        chunk: 2_000,
+        metrics: store_metrics,
+    };
     let market_names: Vec<String> = loaded.markets.iter().map(|m| m.name.clone()).collect();
 
     println!("peerbook {}", env!("CARGO_PKG_VERSION"));
@@ -143,6 +155,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
                 ..config.engine.clone()
             },
             markets: loaded.markets.clone(),
+            upkeep,
         },
         store.clone(),
         net.clone(),

@@ -14,7 +14,9 @@ pub fn engine_error(e: EngineError, in_path: bool) -> ApiError {
         EngineError::UnknownMarket(_) if in_path => ApiError::not_found(message),
         EngineError::UnknownMarket(_) => ApiError::bad_request("unknown_market", message),
         EngineError::Invalid(_) => ApiError::bad_request("bad_value", message),
-        EngineError::NotFound(_) => ApiError::not_found(message),
+        EngineError::NotFound(_) | EngineError::NotHeld(_) | EngineError::PastRetention(..) => {
+            ApiError::not_found(message)
+        }
         EngineError::NotOwner(_) => ApiError::forbidden(message),
         EngineError::AlreadyDone(..) => ApiError::conflict(message),
         EngineError::Storage(_) => ApiError::new(

@@ -247,6 +247,10 @@ struct ListQuery {
     market: Option<String>,
     status: Option<String>,
     limit: Option<usize>,
+    /// Orders older than this one (an order id), for the next page.
+    before: Option<String>,
+    /// Orders newer than this one.
+    after: Option<String>,
 }
 
 async fn list(
@@ -263,7 +267,15 @@ async fn list(
     let limit = q.limit.unwrap_or(1_000).min(10_000);
     let result = state
         .engine
-        .orders(q.market, status, limit)
+        .orders(
+            q.market,
+            status,
+            crate::driver::Page {
+                before: q.before,
+                after: q.after,
+            },
+            limit,
+        )
         .await
         .map_err(gone)?;
     result.map(Json).map_err(|e| engine_error(e, false))

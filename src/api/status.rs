@@ -29,6 +29,24 @@ pub struct Status {
     /// Why the node refuses new orders, if it does (storage failure).
     pub degraded: Option<String>,
     pub version: String,
+    /// The database: its size and what it holds, and the retention in force.
+    #[serde(default)]
+    pub store: StoreInfo,
+}
+
+/// The store as the status shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoreInfo {
+    pub file_bytes: u64,
+    pub stored_bytes: u64,
+    pub live_orders: u64,
+    pub done_orders: u64,
+    pub trades: u64,
+    pub tape: u64,
+    /// Done orders, their fills and the trade tape are kept this long...
+    pub retention_secs: u64,
+    /// ...or until the stored data passes this.
+    pub max_bytes: u64,
 }
 
 pub fn routes() -> Router<Arc<ApiState>> {
@@ -57,5 +75,18 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, supe
         owners: engine.owners,
         degraded: engine.degraded,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        store: {
+            let st = state.engine.store_status();
+            StoreInfo {
+                file_bytes: st.stats.file_bytes,
+                stored_bytes: st.stats.stored_bytes,
+                live_orders: st.stats.live_orders,
+                done_orders: st.stats.done_orders,
+                trades: st.stats.trades,
+                tape: st.stats.tape,
+                retention_secs: st.retention_secs,
+                max_bytes: st.max_bytes,
+            }
+        },
     }))
 }

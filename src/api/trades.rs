@@ -1,5 +1,6 @@
-//! `GET /api/v1/trades?market=&limit=`: recent fills this node knows, of
-//! every owner, newest first.
+//! `GET /api/v1/trades?market=&limit=&before=&after=`: fills this node
+//! knows, of every owner, newest first: the recent ones from memory, older
+//! ones from the durable tape, within the retention.
 
 use std::sync::Arc;
 
@@ -24,6 +25,10 @@ pub fn routes() -> Router<Arc<ApiState>> {
 struct TradesQuery {
     market: Option<String>,
     limit: Option<usize>,
+    /// Trades strictly older than this time (ms since the Unix epoch).
+    before: Option<u64>,
+    /// Trades strictly newer than this time.
+    after: Option<u64>,
 }
 
 async fn trades(
@@ -32,6 +37,14 @@ async fn trades(
 ) -> Result<Json<Vec<TradeInfo>>, ApiError> {
     let Query(q) = query?;
     let limit = q.limit.unwrap_or(100).min(MAX_LIMIT);
-    let result = state.engine.trades(q.market, limit).await.map_err(gone)?;
+    let page = crate::driver::Page {
+        before: q.before,
+        after: q.after,
+    };
+    let result = state
+        .engine
+        .trades(q.market, page, limit)
+        .await
+        .map_err(gone)?;
     result.map(Json).map_err(|e| engine_error(e, false))
 }

@@ -16,11 +16,13 @@
 //!
 //! Files: this one is the task (its loop and what it does with each input
 //! and action); `handle.rs` is [`EngineHandle`], the API's side of it;
-//! `writer.rs` the store writer thread and its group commit; `latency.rs`
-//! the [`Latency`] histograms it observes.
+//! `writer.rs` the store writer thread and its group commit; `upkeep.rs`
+//! what it prunes and reports; `latency.rs` the [`Latency`] histograms it
+//! observes.
 
 mod handle;
 mod latency;
+mod upkeep;
 mod writer;
 
 use std::collections::HashMap;
@@ -39,10 +41,11 @@ use crate::engine::{
 use crate::market::MarketSpec;
 use crate::net::NetHandle;
 use crate::shutdown::Shutdown;
-use crate::store::{Store, StoreError};
+use crate::store::{LoadWindow, Store, StoreError};
 
-pub use handle::{EngineGone, EngineHandle, EngineMetrics, EngineStatus};
+pub use handle::{EngineGone, EngineHandle, EngineMetrics, EngineStatus, Page, StoreStatus};
 pub use latency::Latency;
+pub use upkeep::{StoreMetrics, Upkeep};
 
 use handle::ApiRequest;
 use writer::{spawn_writer, DoneRx, ToWriter, WriteTx};
@@ -58,6 +61,19 @@ pub struct EngineParts {
     pub key: Keypair,
     pub config: EngineConfig,
     pub markets: Vec<MarketSpec>,
+    /// How the store is kept bounded, and the retention the API tells.
+    pub upkeep: Upkeep,
+}
+
+impl EngineParts {
+    /// How much of what is done the engine is rebuilt with.
+    fn window(&self) -> LoadWindow {
+        LoadWindow {
+            done_orders: self.config.recent_orders,
+            trades_per_market: self.config.recent_fills,
+            markets: self.markets.iter().map(|m| m.name.clone()).collect(),
+        }
+    }
 }
 
 /// Why the engine task could not start.
@@ -78,7 +94,16 @@ pub fn spawn(
     latency: Latency,
     shutdown: Shutdown,
 ) -> Result<(EngineHandle, JoinHandle<()>), LoadError> {
-    let snapshot = store.load()?;
+    let started = std::time::Instant::now();
+    let snapshot = store.load(&parts.upkeep.me, parts.window())?;
+    let (open, doubts) = (
+        snapshot
+            .orders
+            .values()
+            .filter(|o| !o.status.is_done())
+            .count(),
+        snapshot.intents.len(),
+    );
     let engine = Engine::new(
         parts.key.clone(),
         parts.config.clone(),
@@ -88,8 +113,25 @@ pub fn spawn(
     );
     let (tx, api) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(4096);
-    let (writes, persisted) =
-        spawn_writer(store.clone(), latency.store_commit.clone()).map_err(LoadError::Writer)?;
+    tracing::info!(
+        open_orders = open,
+        takes_in_doubt = doubts,
+        ms = started.elapsed().as_millis() as u64,
+        "restored the node's orders from its database"
+    );
+    let (writes, persisted) = spawn_writer(
+        store.clone(),
+        latency.store_commit.clone(),
+        parts.upkeep.clone(),
+    )
+    .map_err(LoadError::Writer)?;
+    let handle = EngineHandle::new(
+        tx,
+        events.clone(),
+        store.clone(),
+        parts.upkeep.clone(),
+        parts.markets.clone(),
+    );
     let driver = Driver {
         engine,
         parts,
@@ -108,7 +150,7 @@ pub fn spawn(
         takes_sent: HashMap::new(),
     };
     let task = tokio::spawn(driver.run());
-    Ok((EngineHandle::new(tx, events), task))
+    Ok((handle, task))
 }
 
 struct Driver {
@@ -257,6 +299,7 @@ impl Driver {
         for ms in self.engine.take_replication_delays() {
             self.latency.replication.observe(ms as f64 / 1000.0);
         }
+        let mut tape = Vec::new();
         while let Some(action) = self.engine.poll_action() {
             match action {
                 Action::Net(action) => {
@@ -283,9 +326,17 @@ impl Driver {
                     }
                 }
                 Action::Event(ev) => {
+                    if let Event::Trade(t) = &ev {
+                        tape.push(t.clone());
+                    }
                     let _ = self.events.send(ev);
                 }
             }
+        }
+        // Every trade the node learns of goes on the durable tape (it needs
+        // no answer: it rides along with the next group commit).
+        if !tape.is_empty() {
+            let _ = self.writes.send(ToWriter::Tape(tape));
         }
     }
 
@@ -301,7 +352,11 @@ impl Driver {
         // writer, after every write already queued, so what it loads is
         // all the disk will hold.
         let (reply, answer) = oneshot::channel();
-        if self.writes.send(ToWriter::Recover(reply)).is_err() {
+        if self
+            .writes
+            .send(ToWriter::Recover(self.parts.window(), reply))
+            .is_err()
+        {
             tracing::error!("the store writer stopped; the node cannot recover its storage");
             self.probing = Some(Instant::now() + PROBE_EVERY);
             return;

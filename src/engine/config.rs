@@ -30,6 +30,9 @@ pub struct EngineConfig {
     /// How many recent fills per market are kept in memory (for `/trades`
     /// and for answering sync).
     pub recent_fills: usize,
+    /// How many done own orders (with their fills) are kept in memory, for
+    /// fast answers and client id idempotency; older ones are in the store.
+    pub recent_orders: usize,
     /// Gossip messages accepted per author and second (a burst of as many
     /// is allowed); beyond, messages are dropped unforwarded and counted.
     pub max_gossip_per_peer_per_sec: u32,
@@ -65,6 +68,7 @@ impl Default for EngineConfig {
             max_orders_per_owner: 200_000,
             max_clock_skew_ms: 60_000,
             recent_fills: 10_000,
+            recent_orders: 10_000,
             max_gossip_per_peer_per_sec: 500,
             max_takes_per_peer_per_sec: 2_000,
             max_open_takes_per_peer: 256,
@@ -80,7 +84,7 @@ impl EngineConfig {
     /// The keys whose value is zero but must not be, for the config loader
     /// to refuse with their names.
     pub fn zero_fields(&self) -> Vec<&'static str> {
-        let checks: [(&'static str, u64); 14] = [
+        let checks: [(&'static str, u64); 15] = [
             ("heartbeat_ms", self.heartbeat_ms),
             ("stale_after_ms", self.stale_after_ms),
             ("flush_ms", self.flush_ms),
@@ -89,6 +93,7 @@ impl EngineConfig {
             ("max_orders_per_owner", self.max_orders_per_owner as u64),
             ("max_clock_skew_ms", self.max_clock_skew_ms),
             ("recent_fills", self.recent_fills as u64),
+            ("recent_orders", self.recent_orders as u64),
             (
                 "max_gossip_per_peer_per_sec",
                 self.max_gossip_per_peer_per_sec as u64,

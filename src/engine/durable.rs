@@ -195,6 +195,9 @@ pub struct Snapshot {
     pub trades: BTreeMap<TradeId, Trade>,
     pub intents: BTreeMap<(u64, u32), TakeIntent>,
     pub reserved_seq: u64,
+    /// This node's highest fill counter as maker, per market (its trades
+    /// may be older than the store keeps).
+    pub mseq: BTreeMap<String, u64>,
 }
 
 impl Snapshot {

@@ -63,6 +63,12 @@ pub enum EngineError {
     AlreadyDone(String, &'static str),
     #[error("cannot make the change durable: {0}")]
     Storage(String),
+    /// One of this node's orders that the engine no longer holds in memory
+    /// (done, and older than its window): the store answers for it.
+    #[error("order {0} not found")]
+    NotHeld(String),
+    #[error("order {0} is past retention: done orders are kept for {1}")]
+    PastRetention(String, String),
 }
 
 /// Which request-response protocol a request travels on.

@@ -181,6 +181,11 @@ impl Engine {
         };
         own.trades.push(trade.id);
         m.my_fills.push(trade.id);
+        let keep = self.cfg.recent_fills;
+        if m.my_fills.len() > 2 * keep {
+            let cut = m.my_fills.len() - keep;
+            m.my_fills.drain(..cut);
+        }
         m.book_changed = true;
         m.replica.apply_trade(ME, &self.me, &trade, None);
         self.served.record_fill(take, trade.id);

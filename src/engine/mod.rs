@@ -82,6 +82,7 @@ pub use io::{
     Action, Command, CommandId, EngineError, Event, InboundId, Input, NetAction, NetInput,
     PlaceOrder, Proto, RequestFailure, RequestTag, Verdict,
 };
+pub use views::stored_order_info;
 
 use crate::book::OrderKey;
 use crate::market::{MarketSpec, Qty, Side};
@@ -280,10 +281,20 @@ impl Engine {
     /// Write the dirty own orders and the ops of this input as one batch;
     /// what was held for it waits for `Persisted`.
     fn commit_tx(&mut self) {
+        let mut done = false;
         for seq in self.tx.take_dirty() {
             if let Some(o) = self.own.get(seq) {
                 self.tx.op(Op::PutOrder(o.rec.clone()));
+                if o.rec.status.is_done() {
+                    self.own.note_done(seq);
+                    done = true;
+                }
             }
+        }
+        if done {
+            // Memory holds what is live and a window of what is done; the
+            // rest is in the store, written with this very batch.
+            self.own.evict_done(self.cfg.recent_orders);
         }
         if let Some(reserved) = self.own.reservation_due() {
             self.tx.op(Op::ReserveSeq(reserved));

@@ -9,7 +9,7 @@
 //! or free. Each side changes only its own part, through the methods here,
 //! and the sum never passes the order's quantity.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::durable::{OrderStatus, OwnOrder, Trade};
 use super::ids::TradeId;
@@ -126,8 +126,12 @@ impl Own {
 pub(super) struct OwnOrders {
     orders: BTreeMap<u64, Own>,
     client_ids: HashMap<String, u64>,
-    /// Every fill this node took part in, as maker or taker.
+    /// The fills of the orders held here, as maker or taker.
     trades: HashMap<TradeId, Trade>,
+    /// Done orders held here, oldest done first: beyond a window they are
+    /// let go (the store keeps them).
+    done: VecDeque<u64>,
+    in_done: HashSet<u64>,
     next_seq: u64,
     /// No sequence number at or above this is durably reserved yet.
     reserved_seq: u64,
@@ -139,6 +143,8 @@ impl OwnOrders {
             orders: BTreeMap::new(),
             client_ids: HashMap::new(),
             trades: HashMap::new(),
+            done: VecDeque::new(),
+            in_done: HashSet::new(),
             next_seq: 1,
             reserved_seq: 0,
         }
@@ -198,8 +204,14 @@ impl OwnOrders {
             .and_then(|s| self.orders.get(s))
     }
 
+    #[cfg(any(test, feature = "testkit"))]
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &Own> {
         self.orders.values()
+    }
+
+    /// Own orders with a sequence number below `before`, ascending.
+    pub fn below(&self, before: u64) -> impl DoubleEndedIterator<Item = &Own> {
+        self.orders.range(..before).map(|(_, o)| o)
     }
 
     /// Own orders with a sequence number above `after`, ascending.
@@ -230,6 +242,51 @@ impl OwnOrders {
             .iter()
             .filter_map(|id| self.trades.get(id))
             .collect()
+    }
+
+    /// An order is done: it joins the window of done orders kept here.
+    pub fn note_done(&mut self, seq: u64) {
+        if self.in_done.insert(seq) {
+            self.done.push_back(seq);
+        }
+    }
+
+    /// Let go of the oldest done orders beyond `keep`, with their trades;
+    /// an order with takes still in doubt (its quantity reserved) stays.
+    /// The sequence numbers let go.
+    pub fn evict_done(&mut self, keep: usize) -> usize {
+        let mut gone = 0;
+        let mut tries = self.done.len();
+        while self.done.len() > keep && tries > 0 {
+            tries -= 1;
+            let Some(seq) = self.done.pop_front() else {
+                break;
+            };
+            match self.orders.get(&seq) {
+                Some(o) if o.has_reserved() || o.taking.is_some() => {
+                    self.done.push_back(seq);
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    self.in_done.remove(&seq);
+                    continue;
+                }
+            }
+            self.in_done.remove(&seq);
+            if let Some(o) = self.orders.remove(&seq) {
+                if let Some(c) = &o.rec.client_id {
+                    if self.client_ids.get(c) == Some(&seq) {
+                        self.client_ids.remove(c);
+                    }
+                }
+                for id in &o.trades {
+                    self.trades.remove(id);
+                }
+            }
+            gone += 1;
+        }
+        gone
     }
 
     /// The sequence numbers of the orders in a taking phase.

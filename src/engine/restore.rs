@@ -18,6 +18,13 @@ impl Engine {
     /// Rebuild own orders, trades and takes in doubt from durable state.
     pub(super) fn restore(&mut self, snap: Snapshot) {
         let max_seq = snap.orders.keys().next_back().copied().unwrap_or(0);
+        for (market, mseq) in &snap.mseq {
+            if let Some(mkt) = self.markets.by_name(market) {
+                let m = &mut self.markets[mkt];
+                m.mseq = m.mseq.max(*mseq);
+                m.stream.fills = m.mseq;
+            }
+        }
         self.own.resume_numbering(max_seq, snap.reserved_seq);
         let mut trades: Vec<Trade> = snap.trades.into_values().collect();
         trades.sort_by(|a, b| (&a.market, a.mseq, a.ts_ms).cmp(&(&b.market, b.mseq, b.ts_ms)));
@@ -80,6 +87,9 @@ impl Engine {
                 _ => {}
             }
             self.own.insert(own);
+            if status.is_done() {
+                self.own.note_done(seq);
+            }
         }
         for i in snap.intents.into_values() {
             let Some(own) = self.own.get_mut(i.taker_seq) else {

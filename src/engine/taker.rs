@@ -599,7 +599,8 @@ impl Engine {
         let m = &mut self.markets[mkt];
         m.unpublished.remove(&seq);
         if was_listed {
-            m.replica.remove(ME, &self.me, seq, true);
+            // Our own orders need no tombstone: nobody else can bring them back.
+            m.replica.remove(ME, &self.me, seq, false);
             m.book_changed = true;
             let item = if status == OrderStatus::Cancelled {
                 Item::Cancel { seq }
@@ -675,10 +676,8 @@ impl Engine {
             });
         }
         let degraded = self.tx.degraded().map(str::to_string);
-        let own = self
-            .own
-            .get_mut(oid.seq)
-            .ok_or_else(|| EngineError::NotFound(order.to_string()))?;
+        let missing = self.own_missing(order, oid.seq);
+        let own = self.own.get_mut(oid.seq).ok_or(missing)?;
         if own.rec.status.is_done() {
             return Err(EngineError::AlreadyDone(
                 order.to_string(),

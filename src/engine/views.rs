@@ -33,6 +33,18 @@ pub(super) fn trade(spec: &MarketSpec, t: &Trade) -> TradeInfo {
     }
 }
 
+/// An own order as the API shows it, from its stored record and trades
+/// (for orders the engine no longer holds in memory).
+pub fn stored_order_info(
+    spec: &MarketSpec,
+    me: PeerId,
+    o: &OwnOrder,
+    trades: &[Trade],
+) -> OrderInfo {
+    let refs: Vec<&Trade> = trades.iter().collect();
+    own_order(spec, me, o, Qty::ZERO, &refs)
+}
+
 pub(super) fn own_order(
     spec: &MarketSpec,
     me: PeerId,
@@ -152,7 +164,7 @@ impl Engine {
             let own = self
                 .own
                 .get(oid.seq)
-                .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+                .ok_or_else(|| self.own_missing(id, oid.seq))?;
             return Ok(self.own_info(own));
         }
         let key = self
@@ -174,10 +186,22 @@ impl Engine {
         status: Option<OrderStatus>,
         limit: usize,
     ) -> Result<Vec<OrderInfo>, EngineError> {
+        self.orders_before(market, status, u64::MAX, limit)
+    }
+
+    /// Own orders held in memory (every live one and the recently done)
+    /// with a sequence number below `before`, newest first.
+    pub fn orders_before(
+        &self,
+        market: Option<&str>,
+        status: Option<OrderStatus>,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<OrderInfo>, EngineError> {
         let mkt = market.map(|m| self.market_idx(m)).transpose()?;
         Ok(self
             .own
-            .values()
+            .below(before)
             .rev()
             .filter(|o| mkt.is_none_or(|m| o.mkt == m))
             .filter(|o| status.is_none_or(|s| o.rec.status == s))
@@ -236,6 +260,16 @@ impl Engine {
                     .sum(),
             })
             .collect()
+    }
+
+    /// Why one of our order ids is not here: one we handed out and let go
+    /// of (the store has it, or had it), or one we never handed out.
+    pub(super) fn own_missing(&self, id: &str, seq: u64) -> EngineError {
+        if seq >= 1 && seq <= self.own.last_seq() {
+            EngineError::NotHeld(id.to_string())
+        } else {
+            EngineError::NotFound(id.to_string())
+        }
     }
 
     pub(super) fn own_info(&self, o: &Own) -> OrderInfo {

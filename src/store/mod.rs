@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use redb::Database;
 
+pub use engine_state::{LoadWindow, Pruned, Retention, StoreStats};
 pub use peers::StoredPeer;
 
 /// File name of the database inside the data dir.
