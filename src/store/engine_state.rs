@@ -821,7 +821,10 @@ mod tests {
                 let t = trade(me, maker, 2, 1, 5);
                 tx.open_table(TRADES)
                     .unwrap()
-                    .insert(trade_key(&t).as_slice(), encode("trade", &t).unwrap().as_slice())
+                    .insert(
+                        trade_key(&t).as_slice(),
+                        encode("trade", &t).unwrap().as_slice(),
+                    )
                     .unwrap();
             }
             tx.commit().unwrap();
