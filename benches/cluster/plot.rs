@@ -27,7 +27,7 @@ const FONTS: [&str; 3] = [
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
 ];
 
-fn load_font() -> Result<(), String> {
+pub fn load_font() -> Result<(), String> {
     let candidates: Vec<String> = std::env::var("PEERBOOK_BENCH_FONT")
         .into_iter()
         .chain(FONTS.iter().map(|s| s.to_string()))
