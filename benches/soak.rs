@@ -191,6 +191,9 @@ async fn main() {
     }
 }
 
+/// A line of the chart: its name, colour and value.
+type Series = (&'static str, RGBColor, fn(&Sample) -> f64);
+
 /// RSS and store file size of the first node against time.
 fn draw(path: &std::path::Path, samples: &[Sample]) -> Result<(), String> {
     plot::load_font()?;
@@ -216,7 +219,7 @@ fn draw(path: &std::path::Path, samples: &[Sample]) -> Result<(), String> {
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(|e| e.to_string())?;
-    let series: [(&str, RGBColor, fn(&Sample) -> f64); 2] = [
+    let series: [Series; 2] = [
         ("resident memory", RGBColor(200, 60, 40), |s| s.rss),
         ("database file", RGBColor(40, 90, 190), |s| s.file),
     ];
