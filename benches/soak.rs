@@ -104,19 +104,13 @@ async fn main() {
     } else {
         node::cluster(&http, root.path(), n_nodes).await
     };
-    println!(
-        "soak nodes={n_nodes} secs={secs} retention_secs={retention} every_secs={every}"
-    );
+    println!("soak nodes={n_nodes} secs={secs} retention_secs={retention} every_secs={every}");
     let stop = Arc::new(AtomicBool::new(false));
     let counts: Vec<Arc<AtomicU64>> = (0..n_nodes).map(|_| Arc::default()).collect();
     let mut clients = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
-        let (http, api, stop, count) = (
-            http.clone(),
-            n.api.clone(),
-            stop.clone(),
-            counts[i].clone(),
-        );
+        let (http, api, stop, count) =
+            (http.clone(), n.api.clone(), stop.clone(), counts[i].clone());
         clients.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 count.fetch_add(round(&http, &api, 500).await, Ordering::Relaxed);
@@ -137,10 +131,16 @@ async fn main() {
             last_pairs[i] = pairs;
             let m = n.metrics(&http).await;
             let commit = Buckets::parse(&m, "peerbook_store_commit_seconds");
-            let p99 = commit.minus(&last_commit[i]).quantile_ms(0.99).unwrap_or(0.0);
+            let p99 = commit
+                .minus(&last_commit[i])
+                .quantile_ms(0.99)
+                .unwrap_or(0.0);
             last_commit[i] = commit;
             let mb = |name: &str| sample(&m, name).unwrap_or(0.0) / (1 << 20) as f64;
-            let (file, data) = (mb("peerbook_store_file_bytes"), mb("peerbook_store_stored_bytes"));
+            let (file, data) = (
+                mb("peerbook_store_file_bytes"),
+                mb("peerbook_store_stored_bytes"),
+            );
             let pruned = sample(&m, "peerbook_store_pruned_total{kind=\"orders\"}").unwrap_or(0.0);
             let rss = n.rss_mb();
             println!(
@@ -157,7 +157,10 @@ async fn main() {
     for c in clients {
         let _ = c.await;
     }
-    let half: Vec<&Sample> = samples.iter().filter(|s| s.t >= secs as f64 / 2.0).collect();
+    let half: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t >= secs as f64 / 2.0)
+        .collect();
     if let (Some(first), Some(last)) = (half.first(), half.last()) {
         let growth = (last.rss - first.rss) / first.rss.max(1.0) * 100.0;
         println!(

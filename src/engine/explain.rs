@@ -50,6 +50,11 @@ impl Engine {
         self.outbound.tags()
     }
 
+    /// How many own orders the engine holds in memory.
+    pub fn held_orders(&self) -> usize {
+        self.own.values().count()
+    }
+
     /// The sequence numbers of every own order.
     pub fn own_seqs(&self) -> Vec<u64> {
         self.own.values().map(|o| o.rec.seq).collect()

@@ -571,6 +571,44 @@ fn an_author_over_its_gossip_rate_is_dropped_and_counted_until_its_allowance_ref
     assert_eq!(verdict(now + 1_000, 17), (Verdict::Accept, 6));
 }
 
+#[test]
+fn memory_holds_what_is_live_and_a_window_of_what_is_done() {
+    let cfg = EngineConfig {
+        recent_orders: 10,
+        ..EngineConfig::default()
+    };
+    let mut s = Sim::new(2, 7, vec![spec()], cfg, NetModel::calm());
+    s.run_for(500);
+    let keep = s.command(0, s.order(Side::Buy, 9_000, 1, Tif::Gtc));
+    for i in 0..200 {
+        let c = s.command(0, s.order(Side::Buy, 9_100 + i % 10, 1, Tif::Gtc));
+        s.run_for(5);
+        let id = reply(&s, c).id;
+        s.command(0, Command::Cancel { id });
+        s.run_for(5);
+    }
+    s.run_for(500);
+    let e = s.nodes[0].engine.as_ref().unwrap();
+    assert!(e.held_orders() <= 11, "{} held", e.held_orders());
+    // What is live is whole, and a restart brings back exactly that.
+    let open = |s: &Sim| {
+        s.nodes[0]
+            .engine
+            .as_ref()
+            .unwrap()
+            .orders(None, Some(OrderStatus::Open), 100)
+            .unwrap()
+    };
+    let before = open(&s);
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].id, reply(&s, keep).id);
+    s.crash(0);
+    s.start(0);
+    s.run_for(500);
+    assert_eq!(open(&s), before);
+    assert!(digests_equal(&s));
+}
+
 // ---------------------------------------------------------------- forgeries
 
 mod forged {
