@@ -143,6 +143,8 @@ pub struct ApiConfig {
     /// Seconds a connection may sit with nothing moving either way before
     /// it is closed.
     pub idle_timeout_secs: u64,
+    /// Most WebSocket clients (`GET /api/v1/ws`) at once; one more gets 503.
+    pub max_ws_clients: usize,
 }
 
 /// Default of `api.max_body_bytes`: room for a batch of a few thousand
@@ -171,6 +173,7 @@ impl Default for ApiConfig {
             max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            max_ws_clients: 64,
         }
     }
 }
@@ -666,6 +669,7 @@ fn validate(loaded: &Loaded) -> Result<Vec<MarketSpec>, ConfigError> {
     for (key, value) in [
         ("api.max_body_bytes", c.api.max_body_bytes),
         ("api.max_event_streams", c.api.max_event_streams),
+        ("api.max_ws_clients", c.api.max_ws_clients),
         ("api.max_connections", c.api.max_connections),
         ("api.idle_timeout_secs", c.api.idle_timeout_secs as usize),
     ] {

@@ -173,6 +173,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         token: config.api.token.clone(),
         limits: api::ApiLimits::from(&config.api),
         counters: Arc::default(),
+        tickers: api::ticker::Tickers::default(),
     });
     let api_listener = api::BoundedListener::new(
         api_listener,

@@ -252,6 +252,24 @@ fn engine_registry(s: &EngineMetrics, sse_clients: usize, api: &ApiCounters) -> 
         "HTTP connections closed because nothing moved for api.idle_timeout_secs",
         api.connections_timed_out.load(Ordering::Relaxed),
     );
+    counter(
+        &mut r,
+        "api_ws_refused",
+        "WebSocket clients refused with 503: api.max_ws_clients were connected",
+        api.ws_refused.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut r,
+        "api_ws_resyncs",
+        "Book channels of WebSocket clients resynced because the client fell behind",
+        api.ws_resyncs.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut r,
+        "api_ws_clients",
+        "WebSocket clients connected",
+        usize::try_from(api.ws_clients.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+    );
     gauge(
         &mut r,
         "api_connections",

@@ -25,7 +25,9 @@ mod metrics;
 pub mod orders;
 pub mod peers;
 pub mod status;
+pub mod ticker;
 pub mod trades;
+mod ws;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,6 +61,8 @@ pub struct ApiLimits {
     pub max_connections: usize,
     /// A connection on which nothing moves for this long is closed.
     pub idle_timeout: std::time::Duration,
+    /// Most WebSocket clients at once; one more gets 503.
+    pub max_ws_clients: usize,
 }
 
 impl From<&crate::config::ApiConfig> for ApiLimits {
@@ -68,6 +72,7 @@ impl From<&crate::config::ApiConfig> for ApiLimits {
             max_event_streams: c.max_event_streams,
             max_connections: c.max_connections,
             idle_timeout: std::time::Duration::from_secs(c.idle_timeout_secs),
+            max_ws_clients: c.max_ws_clients,
         }
     }
 }
@@ -85,6 +90,12 @@ pub struct ApiCounters {
     pub connections_refused: AtomicU64,
     /// Connections closed because nothing moved for `idle_timeout`.
     pub connections_timed_out: AtomicU64,
+    /// WebSocket clients connected now.
+    pub ws_clients: AtomicU64,
+    /// WebSocket clients refused with 503: `max_ws_clients` were connected.
+    pub ws_refused: AtomicU64,
+    /// Book channels resynced because a client fell behind.
+    pub ws_resyncs: AtomicU64,
 }
 
 impl ApiCounters {
@@ -108,11 +119,14 @@ pub struct ApiState {
     pub limits: ApiLimits,
     /// Shared with the event hub, which counts the streams it refuses.
     pub counters: Arc<ApiCounters>,
+    /// Every market's last 24 hours, for tickers.
+    pub tickers: ticker::Tickers,
 }
 
 /// The whole API. Starts the event hub, which records events from now on.
 pub fn router(state: Arc<ApiState>) -> Router {
     let hub = events::Hub::start(state.clone());
+    ticker::start(state.clone());
     let protected = Router::new()
         .merge(events::routes())
         .merge(status::routes())
@@ -120,11 +134,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(orders::routes())
         .merge(book::routes())
         .merge(trades::routes())
+        .merge(ticker::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ));
+    // The WebSocket checks the token itself: a browser can only give it in
+    // a message.
     let public = Router::new()
+        .merge(ws::routes())
         .merge(index::routes())
         .merge(metrics::routes());
     Router::new()

@@ -685,6 +685,16 @@ impl Book {
         Some((Price(level.price), Qty(level.total)))
     }
 
+    /// The total quantity resting at one price of a side (zero when no
+    /// level is there).
+    pub fn level_qty(&self, side: Side, price: Price) -> Qty {
+        let lh = self.ladders[side as usize].get(key_of(side, price.0));
+        if lh == NIL {
+            return Qty::ZERO;
+        }
+        Qty(self.levels[lh as usize].total)
+    }
+
     /// The best `levels` price levels of a side, aggregated, best first.
     pub fn depth(&self, side: Side, levels: usize) -> Vec<(Price, Qty)> {
         let mut out = Vec::with_capacity(levels.min(self.ladders[side as usize].count()));

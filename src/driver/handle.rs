@@ -11,7 +11,11 @@
 //! A handle is cheap to clone. When the engine task has stopped (the node is
 //! shutting down), every call answers [`EngineGone`].
 
+use std::sync::Arc;
+
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::feed::{BookDelta, BookSnapshot};
 
 use super::upkeep::Upkeep;
 use crate::engine::{
@@ -137,6 +141,11 @@ pub(super) enum ApiRequest {
         cmd: Command,
         reply: oneshot::Sender<Result<OrderInfo, EngineError>>,
     },
+    /// A whole book with the feed's sequence number (see `feed.rs`).
+    Snapshot {
+        market: String,
+        reply: oneshot::Sender<Result<BookSnapshot, EngineError>>,
+    },
     Query(Query),
 }
 
@@ -171,6 +180,7 @@ pub struct StoreStatus {
 pub struct EngineHandle {
     tx: mpsc::Sender<ApiRequest>,
     events: broadcast::Sender<Event>,
+    levels: broadcast::Sender<Arc<BookDelta>>,
     store: Store,
     upkeep: Upkeep,
     markets: Vec<MarketSpec>,
@@ -180,6 +190,7 @@ impl EngineHandle {
     pub(super) fn new(
         tx: mpsc::Sender<ApiRequest>,
         events: broadcast::Sender<Event>,
+        levels: broadcast::Sender<Arc<BookDelta>>,
         store: Store,
         upkeep: Upkeep,
         markets: Vec<MarketSpec>,
@@ -187,6 +198,7 @@ impl EngineHandle {
         EngineHandle {
             tx,
             events,
+            levels,
             store,
             upkeep,
             markets,
@@ -462,5 +474,47 @@ impl EngineHandle {
     /// Every event from now on (lagging receivers lose the oldest).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Every book delta of every market from now on (a lagging receiver is
+    /// told it lagged: it must take a snapshot again).
+    pub fn subscribe_levels(&self) -> broadcast::Receiver<Arc<BookDelta>> {
+        self.levels.subscribe()
+    }
+
+    /// A market's whole book and the sequence number of the last delta it
+    /// holds: subscribe first, then take this, then apply the deltas after.
+    pub async fn book_snapshot(
+        &self,
+        market: String,
+    ) -> Result<Result<BookSnapshot, EngineError>, EngineGone> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ApiRequest::Snapshot { market, reply })
+            .await
+            .map_err(|_| EngineGone)?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
+    /// This node's peer id.
+    pub fn me(&self) -> libp2p::PeerId {
+        self.upkeep.me
+    }
+
+    /// The configured markets.
+    pub fn market_specs(&self) -> &[MarketSpec] {
+        &self.markets
+    }
+
+    /// Read the store off the runtime's threads.
+    pub async fn read_store<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<R, crate::store::StoreError> + Send + 'static,
+    ) -> Result<R, EngineError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| EngineError::Storage(e.to_string()))?
+            .map_err(|e| EngineError::Storage(e.to_string()))
     }
 }

@@ -20,6 +20,7 @@
 //! what it prunes and reports; `latency.rs` the [`Latency`] histograms it
 //! observes.
 
+mod feed;
 mod handle;
 mod latency;
 mod upkeep;
@@ -44,6 +45,7 @@ use crate::shutdown::Shutdown;
 use crate::store::{LoadWindow, Store, StoreError};
 
 pub use handle::{EngineGone, EngineHandle, EngineMetrics, EngineStatus, Page, StoreStatus};
+pub use feed::{checksum as book_checksum, BookDelta, BookSnapshot};
 pub use latency::Latency;
 pub use upkeep::{StoreMetrics, Upkeep};
 
@@ -125,9 +127,11 @@ pub fn spawn(
         parts.upkeep.clone(),
     )
     .map_err(LoadError::Writer)?;
+    let feed = feed::LevelFeed::new();
     let handle = EngineHandle::new(
         tx,
         events.clone(),
+        feed.sender(),
         store.clone(),
         parts.upkeep.clone(),
         parts.markets.clone(),
@@ -148,6 +152,7 @@ pub fn spawn(
         fresh_tickets: 0,
         latency,
         takes_sent: HashMap::new(),
+        feed,
     };
     let task = tokio::spawn(driver.run());
     Ok((handle, task))
@@ -173,6 +178,8 @@ struct Driver {
     latency: Latency,
     /// When each take request in flight left, by tag.
     takes_sent: HashMap<RequestTag, Instant>,
+    /// The level-2 feed of changed book levels.
+    feed: feed::LevelFeed,
 }
 
 impl Driver {
@@ -273,6 +280,9 @@ impl Driver {
                     now_ms(),
                 );
             }
+            ApiRequest::Snapshot { market, reply } => {
+                let _ = reply.send(self.feed.snapshot(&mut self.engine, &market));
+            }
             ApiRequest::Query(q) => q.answer(&self.engine),
         }
     }
@@ -338,6 +348,7 @@ impl Driver {
         if !tape.is_empty() {
             let _ = self.writes.send(ToWriter::Tape(tape));
         }
+        self.feed.publish(&mut self.engine);
     }
 
     /// While degraded: once the disk takes a write, rebuild the engine from

@@ -113,8 +113,12 @@ pub(super) struct Market {
 
 impl Market {
     fn new(spec: MarketSpec, recent_fills: usize, now: Millis) -> Market {
+        let mut replica = Replica::new(spec, recent_fills);
+        // The level-2 feed follows every market's levels (a set insert per
+        // change; the driver takes them after every burst).
+        replica.track_levels(true);
         Market {
-            replica: Replica::new(spec, recent_fills),
+            replica,
             stream: Stream::new(),
             mseq: 0,
             my_fills: Vec::new(),

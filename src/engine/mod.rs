@@ -41,6 +41,7 @@
 mod config;
 mod digest;
 mod durable;
+mod feed;
 #[cfg(any(test, feature = "testkit"))]
 mod explain;
 mod fok;
@@ -82,6 +83,7 @@ pub use io::{
     Action, Command, CommandId, EngineError, Event, InboundId, Input, NetAction, NetInput,
     PlaceOrder, Proto, RequestFailure, RequestTag, Verdict,
 };
+pub use feed::LevelChanges;
 pub use views::stored_order_info;
 
 use crate::book::OrderKey;

@@ -115,6 +115,8 @@ pub struct Replica {
     trades: VecDeque<(OwnerKey, Trade, Option<Stored>)>,
     trade_ids: HashSet<TradeId>,
     max_trades: usize,
+    /// Price levels changed since the feed last looked (`track_levels`).
+    changed: Option<HashSet<(Side, crate::market::Price)>>,
 }
 
 /// Time priority of an order in every replica: created time first, then a
@@ -142,11 +144,49 @@ impl Replica {
             trades: VecDeque::new(),
             trade_ids: HashSet::new(),
             max_trades: max_trades.max(1),
+            changed: None,
         }
     }
 
     pub fn len(&self) -> usize {
         self.orders.len()
+    }
+
+    /// Start or stop noting which price levels change (for a level-2 feed).
+    pub fn track_levels(&mut self, on: bool) {
+        match (on, self.changed.is_some()) {
+            (true, false) => self.changed = Some(HashSet::new()),
+            (false, true) => self.changed = None,
+            _ => {}
+        }
+    }
+
+    fn touch(&mut self, side: Side, price: crate::market::Price) {
+        if let Some(c) = &mut self.changed {
+            c.insert((side, price));
+        }
+    }
+
+    /// The levels changed since the last call, with their quantity now
+    /// (zero: the level is gone), bids before asks, each side best first.
+    pub fn take_changed_levels(&mut self) -> Vec<(Side, crate::market::Price, Qty)> {
+        let Some(c) = &mut self.changed else {
+            return Vec::new();
+        };
+        if c.is_empty() {
+            return Vec::new();
+        }
+        let mut levels: Vec<(Side, crate::market::Price)> = c.drain().collect();
+        levels.sort_by(|a, b| match (a.0, b.0) {
+            (Side::Buy, Side::Buy) => b.1.cmp(&a.1),
+            (Side::Sell, Side::Sell) => a.1.cmp(&b.1),
+            (Side::Buy, Side::Sell) => std::cmp::Ordering::Less,
+            (Side::Sell, Side::Buy) => std::cmp::Ordering::Greater,
+        });
+        levels
+            .into_iter()
+            .map(|(side, price)| (side, price, self.book.level_qty(side, price)))
+            .collect()
     }
 
     pub fn owner(&mut self, owner: OwnerKey) -> &mut OwnerRep {
@@ -203,6 +243,7 @@ impl Replica {
             let old = Digest::of_order(peer, &cur.state);
             let new = Digest::of_order(peer, &state);
             let _ = self.book.set_remaining(key, state.remaining);
+            self.touch(state.side, state.price);
             self.digest.remove(old);
             self.digest.add(new);
             let rep = self.owners.entry(owner).or_default();
@@ -239,6 +280,9 @@ impl Replica {
         if self.book.insert_resting(view).is_err() {
             return Applied::Ignored;
         }
+        if let Some(c) = &mut self.changed {
+            c.insert((state.side, state.price));
+        }
         self.next_key += 1;
         let d = Digest::of_order(peer, &state);
         rep.live.insert(state.seq, key);
@@ -262,6 +306,9 @@ impl Replica {
         rep.live.remove(&seq);
         let _ = self.book.cancel(key);
         if let Some(o) = self.orders.remove(&key) {
+            if let Some(c) = &mut self.changed {
+                c.insert((o.state.side, o.state.price));
+            }
             let d = Digest::of_order(peer, &o.state);
             rep.digest.remove(d);
             self.digest.remove(d);
