@@ -58,6 +58,8 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
         # Per book channel: the node's levels as decimal strings (what the
         # checksum is computed from) and the last sequence number.
         self._levels = {}
+        # The channels the node confirmed (its "subscribed" answers).
+        self.subscribed = set()
 
     async def _run(self, gen):
         answer = None
@@ -145,7 +147,16 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
     async def _subscribe(self, channel):
         url = self.urls["api"]["ws"]
         request = {"op": "subscribe", "channel": channel}
-        return await self.watch(url, channel, request, channel)
+        try:
+            return await self.watch(url, channel, request, channel)
+        except Exception:
+            # A rejection kept for a later call stays in the client's
+            # futures once raised; drop it so the next call waits anew.
+            client = self.client(url)
+            future = client.futures.get(channel)
+            if future is not None and future.done():
+                del client.futures[channel]
+            raise
 
     async def watch_order_book(self, symbol, limit=None, params={}):
         """The node's whole book, kept by the feed; each call returns once
@@ -183,7 +194,11 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
                 client.reject(error, channel)
             else:
                 client.reject(error)
-        # "subscribed", "unsubscribed", "authenticated": nothing to do.
+        elif kind == "subscribed":
+            self.subscribed.add(channel)
+        elif kind == "unsubscribed":
+            self.subscribed.discard(channel)
+        # "authenticated": nothing to do.
 
     def _book_symbol(self, channel):
         market_id = channel.split(":", 1)[1]
