@@ -13,12 +13,20 @@ import peerbook
 from conftest import eventually
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+PROJECT_README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def python_block(path, heading):
+    section = path.read_text().split(heading, 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_project_readme_shows_the_same_bot():
+    assert python_block(PROJECT_README, "## Python and CCXT") == python_block(README, "## A ten-line bot")
 
 
 def bot_source(url):
-    text = README.read_text()
-    section = text.split("## A ten-line bot", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = python_block(README, "## A ten-line bot")
     assert len(code.strip().splitlines()) == 10, "the README's bot is not ten lines"
     assert '"http://127.0.0.1:8080"' in code
     return code.replace('"http://127.0.0.1:8080"', repr(url))
