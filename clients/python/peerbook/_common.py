@@ -131,9 +131,9 @@ class PeerbookMixin:
                     "ws": True,
                     "watchOrderBook": True,
                     "watchTrades": True,
-                    "watchTicker": False,
-                    "watchOrders": False,
-                    "watchMyTrades": False,
+                    "watchTicker": True,
+                    "watchOrders": True,
+                    "watchMyTrades": True,
                     "watchBalance": False,
                 },
                 "options": {
@@ -298,18 +298,24 @@ class PeerbookMixin:
         return peer is not None and isinstance(order_id, str) and order_id.split("/", 1)[0] == peer
 
     def parse_trade(self, t, market=None):
-        """A trade of /api/v1/trades. When one of its orders is this node's
-        (known once the peer id is), ``order``, ``side`` and
-        ``takerOrMaker`` are this node's view of it; otherwise ``side`` is
-        the taker's."""
+        """A trade as everyone sees it (/api/v1/trades): ``side`` is the
+        taker's."""
+        return self._parse_trade(t, market, mine=False)
+
+    def parse_my_trade(self, t, market=None):
+        """A trade of this node's (a fill of one of its orders): ``order``,
+        ``side`` and ``takerOrMaker`` are this node's."""
+        return self._parse_trade(t, market, mine=True)
+
+    def _parse_trade(self, t, market, mine):
         market = self.safe_market(t.get("market"), market, "-")
         ts = self.safe_integer(t, "ts_ms")
         side = t.get("side")
         order = None
         role = None
-        if self._own(t.get("taker_order_id")):
+        if mine and self._own(t.get("taker_order_id")):
             order, role = t["taker_order_id"], "taker"
-        elif self._own(t.get("maker_order_id")):
+        elif mine and self._own(t.get("maker_order_id")):
             order, role = t["maker_order_id"], "maker"
             side = "sell" if side == "buy" else "buy"
         return self.safe_trade(
@@ -335,7 +341,7 @@ class PeerbookMixin:
         market = self.safe_market(o.get("market"), market, "-")
         tif = o.get("time_in_force")
         fills = o.get("fills") or []
-        trades = [self.parse_trade(f, market) for f in fills]
+        trades = [self.parse_my_trade(f, market) for f in fills]
         created = self.safe_integer(o, "created_ms")
         return self.safe_order(
             {
@@ -430,7 +436,7 @@ class PeerbookMixin:
         first ``limit`` at or after it. The node answers newest first, so
         this walks back in pages (``before``) until it has ``limit`` of
         them, or, with ``since``, reaches it."""
-        peer = yield from self._g_peer_id()
+        peer = (yield from self._g_peer_id()) if mine_only else None
         found = {}
         seen = set()
         before = None
@@ -452,7 +458,11 @@ class PeerbookMixin:
             # Trades of the oldest millisecond may go on past the page: ask
             # again up to and including it (the ids already seen are skipped).
             before = min(t["ts_ms"] for t in page) + 1
-        return self.parse_trades(list(found.values()), market, since, limit)
+        if not mine_only:
+            return self.parse_trades(list(found.values()), market, since, limit)
+        trades = self.sort_by([self.parse_my_trade(t, market) for t in found.values()], "timestamp")
+        symbol = market["symbol"] if market else None
+        return self.filter_by_symbol_since_limit(trades, symbol, since, limit, since is None)
 
     def _g_fetch_trades(self, symbol, since, limit, params):
         yield LOAD_MARKETS

@@ -25,7 +25,7 @@ import zlib
 from decimal import Decimal
 
 import ccxt.pro
-from ccxt.async_support.base.ws.cache import ArrayCache
+from ccxt.async_support.base.ws.cache import ArrayCache, ArrayCacheBySymbolById
 from ccxt.base.errors import ChecksumError, ExchangeError, InvalidNonce
 
 from ._common import LOAD_MARKETS, PeerbookMixin
@@ -175,6 +175,32 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
             limit = trades.getLimit(market["symbol"], limit)
         return self.filter_by_since_limit(trades, since, limit, "timestamp", True)
 
+    async def watch_ticker(self, symbol, params={}):
+        """The ticker: the node's at subscribing, then after every trade."""
+        await self.load_markets()
+        market = self.market(symbol)
+        return await self._subscribe("ticker:" + market["id"])
+
+    async def watch_orders(self, symbol=None, since=None, limit=None, params={}):
+        """This node's orders as they are placed and change (the private
+        ``orders`` channel), oldest first."""
+        await self.load_markets()
+        await self._run(self._g_peer_id())
+        orders = await self._subscribe("orders")
+        if self.newUpdates:
+            limit = orders.getLimit(symbol, limit)
+        return self.filter_by_symbol_since_limit(orders, symbol, since, limit, True)
+
+    async def watch_my_trades(self, symbol=None, since=None, limit=None, params={}):
+        """This node's trades as they happen (the private ``fills``
+        channel), oldest first, each from this node's side."""
+        await self.load_markets()
+        await self._run(self._g_peer_id())
+        trades = await self._subscribe("fills")
+        if self.newUpdates:
+            limit = trades.getLimit(symbol, limit)
+        return self.filter_by_symbol_since_limit(trades, symbol, since, limit, True)
+
     def handle_message(self, client, message):
         kind = message.get("type") if isinstance(message, dict) else None
         channel = message.get("channel") if isinstance(message, dict) else None
@@ -184,6 +210,20 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
             self._handle_delta(client, message)
         elif kind == "trade":
             self._handle_trade(client, message)
+        elif kind == "ticker":
+            ticker = self.parse_ticker(message["data"])
+            self.tickers[ticker["symbol"]] = ticker
+            client.resolve(ticker, channel)
+        elif kind == "order":
+            if self.orders is None:
+                self.orders = ArrayCacheBySymbolById(self.safe_integer(self.options, "ordersLimit", 1000))
+            self.orders.append(self.parse_order(message["data"]))
+            client.resolve(self.orders, channel)
+        elif kind == "fill":
+            if self.myTrades is None:
+                self.myTrades = ArrayCacheBySymbolById(self.safe_integer(self.options, "tradesLimit", 1000))
+            self.myTrades.append(self.parse_my_trade(message["data"]))
+            client.resolve(self.myTrades, channel)
         elif kind == "resync":
             # A fresh snapshot follows from the node: forget the copy.
             self._levels.pop(channel, None)

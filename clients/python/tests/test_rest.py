@@ -98,8 +98,10 @@ def test_two_nodes_trade_through_ccxt(ex, nodes):
     assert ta["cost"] == pytest.approx(300.075)
 
     # The public tape has it too, with the taker's side.
-    public = b_ex.fetch_trades(SYMBOL)
-    assert fill["id"] in [t["id"] for t in public]
+    for e in (a_ex, b_ex):
+        public = next(t for t in e.fetch_trades(SYMBOL) if t["id"] == fill["id"])
+        assert (public["side"], public["takerOrMaker"], public["order"]) == ("buy", None, None)
+        assert public["price"] == 1000.25 and public["amount"] == 0.3
 
     # Fill the rest: the sell is closed, and listed as such.
     b_ex.create_order(SYMBOL, "market", "buy", 0.2)
@@ -157,6 +159,8 @@ def test_order_book_equals_the_nodes(ex, nodes):
         a_ex.create_order(SYMBOL, "limit", "sell", 0.4, 5000),
     ]
     wait_level(b, "bids", "10", "0.3")
+    wait_level(b, "bids", "9.99", "0.3")
+    wait_level(b, "asks", "5000", "0.4")
     for node, e in ((a, a_ex), (b, b_ex)):
         book = e.fetch_order_book(SYMBOL)
         raw = node.get("/api/v1/book/BTC-USD")

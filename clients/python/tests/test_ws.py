@@ -166,8 +166,115 @@ def test_watch_trades_sees_a_trade_between_the_nodes(nodes):
                 trades = await asyncio.wait_for(eb.watch_trades(SYMBOL), DEADLINE)
             t = next(t for t in trades if t["id"] == fill_id)
             assert t["symbol"] == SYMBOL and t["price"] == 3000.5 and t["amount"] == 0.02
-            assert (t["side"], t["takerOrMaker"], t["order"]) == ("buy", "taker", buy["id"])
-            assert sell["id"] == t["info"]["maker_order_id"]
+            # Everyone's view: the taker's side, no order of ours.
+            assert (t["side"], t["takerOrMaker"], t["order"]) == ("buy", None, None)
+            assert (t["info"]["maker_order_id"], t["info"]["taker_order_id"]) == (sell["id"], buy["id"])
+        finally:
+            for ex in (ea, eb):
+                await ex.close()
+
+    run(go())
+
+
+def test_watch_orders_my_trades_and_ticker(nodes):
+    a, b = nodes
+
+    async def go():
+        ea = peerbook.pro.Peerbook({"url": a.url})
+        eb = peerbook.pro.Peerbook({"url": b.url})
+        try:
+            orders_a = asyncio.ensure_future(ea.watch_orders(SYMBOL))
+            fills_a = asyncio.ensure_future(ea.watch_my_trades(SYMBOL))
+            fills_b = asyncio.ensure_future(eb.watch_my_trades(SYMBOL))
+            while not {"orders", "fills"} <= ea.subscribed or "fills" not in eb.subscribed:
+                await asyncio.sleep(0.05)
+            sell = await ea.create_order(SYMBOL, "limit", "sell", 0.03, 2500.75)
+            orders = await asyncio.wait_for(orders_a, DEADLINE)
+            while sell["id"] not in [o["id"] for o in orders]:
+                orders = await asyncio.wait_for(ea.watch_orders(SYMBOL), DEADLINE)
+            seen = next(o for o in orders if o["id"] == sell["id"])
+            assert seen["status"] == "open" and seen["price"] == 2500.75 and seen["amount"] == 0.03
+            while True:
+                book = await eb.fetch_order_book(SYMBOL)
+                if any(p == 2500.75 for p, _ in book["asks"]):
+                    break
+                await asyncio.sleep(0.15)
+            buy = await eb.create_order(SYMBOL, "market", "buy", 0.03)
+            assert buy["status"] == "closed"
+            fill_id = buy["trades"][0]["id"]
+
+            async def my_trade(ex, future):
+                trades = await asyncio.wait_for(future, DEADLINE)
+                while fill_id not in [t["id"] for t in trades]:
+                    trades = await asyncio.wait_for(ex.watch_my_trades(SYMBOL), DEADLINE)
+                return next(t for t in trades if t["id"] == fill_id)
+
+            ta = await my_trade(ea, fills_a)
+            tb = await my_trade(eb, fills_b)
+            assert (ta["side"], ta["takerOrMaker"], ta["order"]) == ("sell", "maker", sell["id"])
+            assert (tb["side"], tb["takerOrMaker"], tb["order"]) == ("buy", "taker", buy["id"])
+            # The maker's order channel shows it filled (perhaps already:
+            # the cache keeps each order's latest).
+            orders = ea.orders
+            while not [o for o in orders if o["id"] == sell["id"] and o["status"] == "closed"]:
+                orders = await asyncio.wait_for(ea.watch_orders(SYMBOL), DEADLINE)
+            done = [o for o in orders if o["id"] == sell["id"]]
+            assert len(done) == 1 and done[0]["filled"] == 0.03 and done[0]["remaining"] == 0
+        finally:
+            for ex in (ea, eb):
+                await ex.close()
+
+    run(go())
+
+
+TICKER_FIELDS = ("last", "bid", "ask", "open", "high", "low", "baseVolume", "change")
+
+
+def test_watch_ticker_starts_with_the_nodes(nodes):
+    a, _ = nodes
+
+    async def go():
+        ex = peerbook.pro.Peerbook({"url": a.url})
+        try:
+            bid = await ex.create_order(SYMBOL, "limit", "buy", 0.01, 30)
+            ticker = await ex.watch_ticker(SYMBOL)
+            rest = await ex.fetch_ticker(SYMBOL)
+            assert ticker["symbol"] == SYMBOL and ticker["bid"] == rest["bid"] >= 30
+            for key in TICKER_FIELDS:
+                assert ticker[key] == rest[key], key
+            await ex.cancel_order(bid["id"])
+        finally:
+            await ex.close()
+
+    run(go())
+
+
+@pytest.mark.xfail(
+    reason="node: the ticker the WebSocket sends on a trade is read before the 24 h "
+    "figures count that trade (api/ws.rs on_event and api/ticker.rs start read the same "
+    "event broadcast in two tasks), so it shows the trade before",
+    strict=False,
+)
+def test_watch_ticker_shows_the_trade(nodes):
+    a, b = nodes
+
+    async def go():
+        ea = peerbook.pro.Peerbook({"url": a.url})
+        eb = peerbook.pro.Peerbook({"url": b.url})
+        try:
+            await eb.watch_ticker(SYMBOL)
+            price = 2222.22
+            sell = await ea.create_order(SYMBOL, "limit", "sell", 0.01, price)
+            while not any(p == price for p, _ in (await eb.fetch_order_book(SYMBOL))["asks"]):
+                await asyncio.sleep(0.15)
+            assert (await eb.create_order(SYMBOL, "market", "buy", 0.01))["status"] == "closed"
+            # The node sends a ticker on each trade: the one after this trade.
+            ticker = await asyncio.wait_for(eb.watch_ticker(SYMBOL), DEADLINE)
+            assert ticker["last"] == price
+            rest = await eb.fetch_ticker(SYMBOL)
+            for key in TICKER_FIELDS:
+                assert ticker[key] == rest[key], key
+            assert (await ea.fetch_order(sell["id"]))["id"] == sell["id"]
         finally:
             for ex in (ea, eb):
                 await ex.close()
