@@ -16,6 +16,7 @@
 
 mod auth;
 pub mod book;
+pub mod candles;
 mod conn;
 mod engine_error;
 pub mod error;
@@ -138,6 +139,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(book::routes())
         .merge(trades::routes())
         .merge(ticker::routes())
+        .merge(candles::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
