@@ -60,6 +60,10 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
         self._levels = {}
         # The channels the node confirmed (its "subscribed" answers).
         self.subscribed = set()
+        # Per book channel, how often the copy was replaced by a fresh
+        # snapshot: the node's resync (this client fell behind) or a wrong
+        # copy caught here.
+        self.resyncs = {}
 
     async def _run(self, gen):
         answer = None
@@ -227,6 +231,7 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
         elif kind == "resync":
             # A fresh snapshot follows from the node: forget the copy.
             self._levels.pop(channel, None)
+            self.resyncs[channel] = self.resyncs.get(channel, 0) + 1
         elif kind == "error":
             error = ExchangeError(f"{self.id} WebSocket: {message.get('message')}")
             if channel is not None:
@@ -313,6 +318,7 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
         """Throw the copy away, tell the waiting caller, and ask for a fresh
         snapshot."""
         self._levels.pop(channel, None)
+        self.resyncs[channel] = self.resyncs.get(channel, 0) + 1
         client.reject(error, channel)
         self.spawn(client.send, {"op": "subscribe", "channel": channel})
 

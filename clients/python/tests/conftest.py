@@ -58,16 +58,18 @@ def eventually(what, check, context=lambda: ""):
 class Node:
     """A running ``peerbook node``."""
 
-    def __init__(self, name, data_dir: Path, bootstrap=None, token=None):
+    def __init__(self, name, data_dir: Path, bootstrap=None, token=None, env=None):
         self.name = name
         self.p2p_port = free_port()
         self.api_port = free_port()
         self.token = token
         self.log_path = data_dir.parent / f"{name}.log"
+        extra_env = env
         env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOOK_")}
         env["RUST_LOG"] = "info"
         if token:
             env["PEERBOOK_API_TOKEN"] = token
+        env.update(extra_env or {})
         args = [
             binary(),
             "node",

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import urllib.request
 
 import ccxt
 import pytest
 
+import peerbook
 import peerbook.pro
+from conftest import Node
 from peerbook.pro import book_checksum
 
 SYMBOL = "BTC/USD"
@@ -280,3 +283,38 @@ def test_watch_ticker_shows_the_trade(nodes):
                 await ex.close()
 
     run(go())
+
+
+def test_a_client_that_falls_behind_is_resynced_and_keeps_a_right_copy(tmp_path):
+    # A node with a tiny WebSocket budget: a client that stops reading (and
+    # answering pings) for a few dozen deltas falls behind.
+    node = Node("lag", tmp_path / "lag", env={"PEERBOOK_API_WS_BUFFER_BYTES": "2048"})
+    try:
+        node.ready()
+
+        async def go():
+            ex = peerbook.pro.Peerbook({"url": node.url})
+            trader = peerbook.Peerbook({"url": node.url})
+            try:
+                await ex.watch_order_book(SYMBOL)
+                # Blocking calls in the event loop: the watcher reads nothing
+                # while the book changes under it.
+                placed = [trader.create_order(SYMBOL, "limit", "buy", 0.01, 100 + i) for i in range(60)]
+                for o in placed[::2]:
+                    trader.cancel_order(o["id"])
+                book = await settled(ex, ex)
+                assert ex.resyncs.get("book:BTC-USD", 0) >= 1, "the node never resynced the client"
+                assert len(book["bids"]) == 30
+                for o in placed[1::2]:
+                    trader.cancel_order(o["id"])
+                book = await settled(ex, ex)
+                assert book["bids"] == []
+            finally:
+                await ex.close()
+
+        run(go())
+        metrics = urllib.request.urlopen(node.url + "/metrics", timeout=10).read().decode()
+        resynced = [line for line in metrics.splitlines() if line.startswith("peerbook_api_ws_resyncs")]
+        assert resynced and float(resynced[0].split()[-1]) >= 1, resynced
+    finally:
+        node.stop()
