@@ -148,6 +148,15 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
 
     # ------------------------------------------------------------ WebSocket
 
+    async def _ready(self, private=False):
+        """Markets (and for private channels this node's peer id) loaded.
+        Awaits nothing once they are, so a watch call registers its wait
+        before any message can be handled in between."""
+        if not self.markets:
+            await self.load_markets()
+        if private and self.options.get("peerId") is None:
+            await self._run(self._g_peer_id())
+
     async def _subscribe(self, channel):
         url = self.urls["api"]["ws"]
         request = {"op": "subscribe", "channel": channel}
@@ -165,14 +174,14 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
     async def watch_order_book(self, symbol, limit=None, params={}):
         """The node's whole book, kept by the feed; each call returns once
         the next snapshot or delta is applied (``limit`` cuts the copy)."""
-        await self.load_markets()
+        await self._ready()
         market = self.market(symbol)
         book = await self._subscribe("book:" + market["id"])
         return book.limit()
 
     async def watch_trades(self, symbol, since=None, limit=None, params={}):
         """Trades as the node learns them (every owner's), oldest first."""
-        await self.load_markets()
+        await self._ready()
         market = self.market(symbol)
         trades = await self._subscribe("trades:" + market["id"])
         if self.newUpdates:
@@ -181,15 +190,14 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
 
     async def watch_ticker(self, symbol, params={}):
         """The ticker: the node's at subscribing, then after every trade."""
-        await self.load_markets()
+        await self._ready()
         market = self.market(symbol)
         return await self._subscribe("ticker:" + market["id"])
 
     async def watch_orders(self, symbol=None, since=None, limit=None, params={}):
         """This node's orders as they are placed and change (the private
         ``orders`` channel), oldest first."""
-        await self.load_markets()
-        await self._run(self._g_peer_id())
+        await self._ready(private=True)
         orders = await self._subscribe("orders")
         if self.newUpdates:
             limit = orders.getLimit(symbol, limit)
@@ -198,8 +206,7 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
     async def watch_my_trades(self, symbol=None, since=None, limit=None, params={}):
         """This node's trades as they happen (the private ``fills``
         channel), oldest first, each from this node's side."""
-        await self.load_markets()
-        await self._run(self._g_peer_id())
+        await self._ready(private=True)
         trades = await self._subscribe("fills")
         if self.newUpdates:
             limit = trades.getLimit(symbol, limit)

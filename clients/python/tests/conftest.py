@@ -167,3 +167,30 @@ def token_node(tmp_path_factory):
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_books(request):
+    """After each test on the two nodes: cancel what either left open and
+    wait until both books are empty, so no test trades with another's
+    leftovers."""
+    yield
+    if "nodes" not in request.fixturenames:
+        return
+    for node in request.getfixturevalue("nodes"):
+        for order in node.get("/api/v1/orders?status=open") or []:
+            req = urllib.request.Request(node.url + "/api/v1/orders/" + order["id"], method="DELETE")
+            try:
+                urllib.request.urlopen(req, timeout=10).close()
+            except urllib.error.HTTPError as e:
+                if e.code != 409:  # filled or cancelled meanwhile
+                    raise
+    for node in request.getfixturevalue("nodes"):
+        for market in ("BTC-USD", "ETH-USD"):
+            eventually(
+                f"{node.name}'s {market} book to be empty",
+                lambda: (book := node.get(f"/api/v1/book/{market}")) is not None
+                and not book["bids"]
+                and not book["asks"],
+                node.output,
+            )
