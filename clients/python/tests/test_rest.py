@@ -278,3 +278,27 @@ def test_token_node(token_node):
     order = right.create_order(SYMBOL, "limit", "buy", 0.01, 1)
     assert right.fetch_order(order["id"])["status"] == "open"
     assert right.cancel_order(order["id"])["status"] == "canceled"
+
+
+def test_good_till_date_orders_expire(ex, nodes):
+    a, b = nodes
+    a_ex, b_ex = ex
+    expires = a_ex.milliseconds() + 3_000
+    order = a_ex.create_order(SYMBOL, "limit", "sell", 0.01, 7777, {"expiresAt": expires})
+    assert order["status"] == "open" and order["info"]["expires_at"] == expires
+    wait_level(b, "asks", "7777", "0.01")
+    done = eventually(
+        "the order to expire",
+        lambda: (o := a_ex.fetch_order(order["id"])) and o["status"] == "expired" and o,
+        a.output,
+    )
+    assert done["filled"] == 0 and done["lastUpdateTimestamp"] >= expires
+    assert order["id"] in [o["id"] for o in a_ex.fetch_closed_orders(SYMBOL)]
+    eventually(
+        "the replica to drop the expired order",
+        lambda: all(p != 7777 for p, _ in b_ex.fetch_order_book(SYMBOL)["asks"]),
+        b.output,
+    )
+    # In the past: the node refuses it.
+    with pytest.raises(ccxt.InvalidOrder):
+        a_ex.create_order(SYMBOL, "limit", "sell", 0.01, 7777, {"expiresAt": a_ex.milliseconds() - 1_000})
