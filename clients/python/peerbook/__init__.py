@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ccxt
 
-from ._common import LOAD_MARKETS, PeerbookMixin, symbol_to_id
+from ._common import DONE, LOAD_MARKETS, OPEN, PeerbookMixin, symbol_to_id
 
 __all__ = ["Peerbook", "symbol_to_id"]
 __version__ = "0.1.0"
@@ -78,15 +78,14 @@ class Peerbook(PeerbookMixin, ccxt.Exchange):
         return self._run(self._g_fetch_orders(symbol, since, limit, params))
 
     def fetch_open_orders(self, symbol=None, since=None, limit=None, params={}):
-        return self._run(self._g_fetch_orders(symbol, since, limit, params, keep=("open",)))
+        return self._run(self._g_fetch_orders(symbol, since, limit, params, OPEN))
 
     def fetch_closed_orders(self, symbol=None, since=None, limit=None, params={}):
         """Orders that are done: filled, cancelled, expired or rejected."""
-        keep = ("closed", "canceled", "expired", "rejected")
-        return self._run(self._g_fetch_orders(symbol, since, limit, params, keep=keep))
+        return self._run(self._g_fetch_orders(symbol, since, limit, params, DONE))
 
     def fetch_canceled_orders(self, symbol=None, since=None, limit=None, params={}):
-        return self._run(self._g_fetch_orders(symbol, since, limit, params, status="cancelled"))
+        return self._run(self._g_fetch_orders(symbol, since, limit, params, ("cancelled",)))
 
     def fetch_my_trades(self, symbol=None, since=None, limit=None, params={}):
         return self._run(self._g_fetch_my_trades(symbol, since, limit, params))

@@ -47,6 +47,10 @@ STATUSES = {
     "rejected": "rejected",  # post-only that would take, fill-or-kill the book cannot fill whole
 }
 
+# The node's statuses of orders that are not done, and of those that are.
+OPEN = ("taking", "open")
+DONE = ("filled", "cancelled", "expired", "rejected")
+
 TIME_IN_FORCE = {"gtc": "GTC", "ioc": "IOC", "fok": "FOK", "post-only": "PO"}
 
 # Most items one page of /api/v1/trades or /api/v1/orders holds.
@@ -154,8 +158,8 @@ class PeerbookMixin:
             self.urls["api"] = {"rest": url, "ws": ws + "/api/v1/ws"}
         if self.apiKey:
             # The WebSocket takes the token in the handshake's header.
-            ws = self.options.setdefault("ws", {})
-            ws.setdefault("options", {})
+            # (ccxt's WebSocket client takes its settings from options.ws.options.)
+            ws = self.options.setdefault("ws", {}).setdefault("options", {})
             ws["headers"] = {"Authorization": "Bearer " + self.apiKey}
 
     # ------------------------------------------------------------ transport
@@ -532,32 +536,32 @@ class PeerbookMixin:
         order = yield ("GET", "orders/" + id, params)
         return self.parse_order(order)
 
-    def _g_fetch_orders(self, symbol, since, limit, params, keep=None, status=None):
-        """This node's orders, oldest first, created at or after ``since``;
-        ``keep`` filters by ccxt status, ``status`` asks the node for one of
-        its statuses."""
+    def _g_fetch_orders(self, symbol, since, limit, params, statuses=None):
+        """This node's orders, oldest first, created at or after ``since``:
+        all of them, or those of the node's ``statuses`` (each asked of the
+        node, so an open-orders call reads only open orders)."""
         yield LOAD_MARKETS
         market = self.market(symbol) if symbol is not None else None
         yield from self._g_peer_id()
-        found = []
-        before = None
-        while True:
-            query = {
-                "market": market["id"] if market else None,
-                "status": status,
-                "limit": PAGE,
-                "before": before,
-            }
-            page = yield ("GET", "orders", self.extend(query, params))
-            for o in page:
-                order = self.parse_order(o)
-                if keep is None or order["status"] in keep:
-                    found.append(order)
-            if len(page) < PAGE or (since is not None and page[-1]["created_ms"] < since):
-                break
-            before = page[-1]["id"]
-        found = self.sort_by(found, "timestamp")
-        return self.filter_by_symbol_since_limit(found, market["symbol"] if market else None, since, limit, since is None)
+        found = {}
+        for status in statuses or (None,):
+            before = None
+            while True:
+                query = {
+                    "market": market["id"] if market else None,
+                    "status": status,
+                    "limit": PAGE,
+                    "before": before,
+                }
+                page = yield ("GET", "orders", self.extend(query, params))
+                for o in page:
+                    found[o["id"]] = self.parse_order(o)
+                if len(page) < PAGE or (since is not None and page[-1]["created_ms"] < since):
+                    break
+                before = page[-1]["id"]
+        orders = self.sort_by(list(found.values()), "timestamp")
+        symbol = market["symbol"] if market else None
+        return self.filter_by_symbol_since_limit(orders, symbol, since, limit, since is None)
 
     def _g_fetch_order_trades(self, id, symbol, since, limit, params):
         order = yield from self._g_fetch_order(id, symbol, params)

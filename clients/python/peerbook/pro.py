@@ -26,9 +26,9 @@ from decimal import Decimal
 
 import ccxt.pro
 from ccxt.async_support.base.ws.cache import ArrayCache, ArrayCacheBySymbolById
-from ccxt.base.errors import ChecksumError, ExchangeError, InvalidNonce
+from ccxt.base.errors import AuthenticationError, ChecksumError, ExchangeError, InvalidNonce
 
-from ._common import LOAD_MARKETS, PeerbookMixin
+from ._common import DONE, LOAD_MARKETS, OPEN, PeerbookMixin
 
 __all__ = ["Peerbook", "book_checksum"]
 
@@ -113,14 +113,13 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
         return await self._run(self._g_fetch_orders(symbol, since, limit, params))
 
     async def fetch_open_orders(self, symbol=None, since=None, limit=None, params={}):
-        return await self._run(self._g_fetch_orders(symbol, since, limit, params, keep=("open",)))
+        return await self._run(self._g_fetch_orders(symbol, since, limit, params, OPEN))
 
     async def fetch_closed_orders(self, symbol=None, since=None, limit=None, params={}):
-        keep = ("closed", "canceled", "expired", "rejected")
-        return await self._run(self._g_fetch_orders(symbol, since, limit, params, keep=keep))
+        return await self._run(self._g_fetch_orders(symbol, since, limit, params, DONE))
 
     async def fetch_canceled_orders(self, symbol=None, since=None, limit=None, params={}):
-        return await self._run(self._g_fetch_orders(symbol, since, limit, params, status="cancelled"))
+        return await self._run(self._g_fetch_orders(symbol, since, limit, params, ("cancelled",)))
 
     async def fetch_my_trades(self, symbol=None, since=None, limit=None, params={}):
         return await self._run(self._g_fetch_my_trades(symbol, since, limit, params))
@@ -240,7 +239,11 @@ class Peerbook(PeerbookMixin, ccxt.pro.Exchange):
             self._levels.pop(channel, None)
             self.resyncs[channel] = self.resyncs.get(channel, 0) + 1
         elif kind == "error":
-            error = ExchangeError(f"{self.id} WebSocket: {message.get('message')}")
+            text = str(message.get("message"))
+            # The feed's refusals have no code; those about the token are
+            # the only ones that name it.
+            cls = AuthenticationError if "token" in text else ExchangeError
+            error = cls(f"{self.id} WebSocket {channel or ''}: {text}")
             if channel is not None:
                 client.subscriptions.pop(channel, None)
                 client.reject(error, channel)

@@ -362,3 +362,24 @@ def test_watch_ticker_shows_the_trade(nodes):
                 await ex.close()
 
     run(go())
+
+
+def test_the_feed_with_a_token(token_node):
+    async def go():
+        right = peerbook.pro.Peerbook({"url": token_node.url, "apiKey": token_node.token})
+        wrong = peerbook.pro.Peerbook({"url": token_node.url, "apiKey": "wrong"})
+        try:
+            # The token goes in the handshake's header: the node lets it in.
+            order = await right.create_order(SYMBOL, "limit", "buy", 0.01, 2)
+            book = await right.watch_order_book(SYMBOL)
+            assert [2.0, 0.01] in book["bids"]
+            await right.cancel_order(order["id"])
+            with pytest.raises(ccxt.AuthenticationError):
+                await wrong.fetch_order_book(SYMBOL)
+            with pytest.raises((ccxt.AuthenticationError, ccxt.NetworkError)):
+                await asyncio.wait_for(wrong.watch_order_book(SYMBOL), DEADLINE)
+        finally:
+            for ex in (right, wrong):
+                await ex.close()
+
+    run(go())
