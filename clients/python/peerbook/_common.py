@@ -144,6 +144,9 @@ class PeerbookMixin:
                     # The node's peer id, learned from /api/v1/status: which
                     # order ids are this node's (ids are <peer id>/<seq>).
                     "peerId": None,
+                    # Most items asked of the node per page of trades or
+                    # orders (the node serves at most 10,000).
+                    "pageSize": PAGE,
                 },
             },
         )
@@ -444,8 +447,11 @@ class PeerbookMixin:
         found = {}
         seen = set()
         before = None
+        # Only the newest `limit` of everyone's: one page of that size does.
+        page_size = self.options.get("pageSize", PAGE)
+        size = min(limit, page_size) if (since is None and limit is not None and not mine_only) else page_size
         while True:
-            query = {"market": market["id"] if market else None, "limit": PAGE, "before": before}
+            query = {"market": market["id"] if market else None, "limit": size, "before": before}
             if since is not None and since > 0:
                 query["after"] = since - 1  # the node's `after` is strict
             page = yield ("GET", "trades", self.extend(query, params))
@@ -455,7 +461,7 @@ class PeerbookMixin:
                 owners = (t["maker_order_id"].split("/", 1)[0], t["taker_order_id"].split("/", 1)[0])
                 if not mine_only or peer in owners:
                     found[t["id"]] = t
-            if len(page) < PAGE or not fresh:
+            if len(page) < size or not fresh:
                 break
             if since is None and limit is not None and len(found) >= limit:
                 break
@@ -544,19 +550,20 @@ class PeerbookMixin:
         market = self.market(symbol) if symbol is not None else None
         yield from self._g_peer_id()
         found = {}
+        size = self.options.get("pageSize", PAGE)
         for status in statuses or (None,):
             before = None
             while True:
                 query = {
                     "market": market["id"] if market else None,
                     "status": status,
-                    "limit": PAGE,
+                    "limit": size,
                     "before": before,
                 }
                 page = yield ("GET", "orders", self.extend(query, params))
                 for o in page:
                     found[o["id"]] = self.parse_order(o)
-                if len(page) < PAGE or (since is not None and page[-1]["created_ms"] < since):
+                if len(page) < size or (since is not None and page[-1]["created_ms"] < since):
                     break
                 before = page[-1]["id"]
         orders = self.sort_by(list(found.values()), "timestamp")

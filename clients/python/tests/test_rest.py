@@ -302,3 +302,18 @@ def test_good_till_date_orders_expire(ex, nodes):
     # In the past: the node refuses it.
     with pytest.raises(ccxt.InvalidOrder):
         a_ex.create_order(SYMBOL, "limit", "sell", 0.01, 7777, {"expiresAt": a_ex.milliseconds() - 1_000})
+
+
+def test_small_pages_walk_the_same_history(ex, nodes):
+    a, b = nodes
+    for node, whole in zip(nodes, ex):
+        paged = client(node, options={"pageSize": 2})
+        assert paged.fetch_my_trades(SYMBOL) == whole.fetch_my_trades(SYMBOL)
+        assert len(whole.fetch_my_trades(SYMBOL)) > 2
+        assert paged.fetch_trades(SYMBOL, since=0) == whole.fetch_trades(SYMBOL, since=0)
+        assert paged.fetch_trades(SYMBOL, limit=3) == whole.fetch_trades(SYMBOL, limit=3)
+        assert paged.fetch_orders(SYMBOL) == whole.fetch_orders(SYMBOL)
+        assert paged.fetch_closed_orders(SYMBOL) == whole.fetch_closed_orders(SYMBOL)
+        assert len(whole.fetch_closed_orders(SYMBOL)) > 2
+        since = whole.fetch_my_trades(SYMBOL)[1]["timestamp"]
+        assert paged.fetch_my_trades(SYMBOL, since=since, limit=2) == whole.fetch_my_trades(SYMBOL, since=since, limit=2)
