@@ -58,10 +58,9 @@ def eventually(what, check, context=lambda: ""):
 class Node:
     """A running ``peerbook node``."""
 
-    def __init__(self, name, data_dir: Path, bootstrap=None, token=None, env=None):
+    def __init__(self, name, data_dir: Path, bootstrap=None, token=None, env=None, ports=None):
         self.name = name
-        self.p2p_port = free_port()
-        self.api_port = free_port()
+        self.p2p_port, self.api_port = ports or (free_port(), free_port())
         self.token = token
         self.log_path = data_dir.parent / f"{name}.log"
         extra_env = env

@@ -383,3 +383,41 @@ def test_the_feed_with_a_token(token_node):
                 await ex.close()
 
     run(go())
+
+
+def test_the_watcher_comes_back_after_the_node_restarts(tmp_path):
+    started = [Node("r", tmp_path / "r")]
+    try:
+        first = started[0]
+        first.ready()
+
+        async def go():
+            ex = peerbook.pro.Peerbook({"url": first.url})
+            try:
+                order = await ex.create_order(SYMBOL, "limit", "buy", 0.01, 11)
+                book = await settled(ex, ex)
+                assert [11.0, 0.01] in book["bids"]
+                first.proc.terminate()
+                first.proc.wait()
+                # The connection is gone: the waiting call says so.
+                with pytest.raises(ccxt.NetworkError):
+                    while True:
+                        await asyncio.wait_for(ex.watch_order_book(SYMBOL), DEADLINE)
+                # The same node again (its data, its ports): the same client
+                # connects anew, subscribes again and follows the book, where
+                # the open order is back.
+                again = Node("r-again", tmp_path / "r", ports=(first.p2p_port, first.api_port))
+                started.append(again)
+                again.ready()
+                book = await settled(ex, ex)
+                assert [11.0, 0.01] in book["bids"]
+                await ex.cancel_order(order["id"])
+                book = await settled(ex, ex)
+                assert book["bids"] == []
+            finally:
+                await ex.close()
+
+        run(go())
+    finally:
+        for n in started:
+            n.stop()
