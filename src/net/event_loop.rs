@@ -253,7 +253,8 @@ impl EventLoop {
                 ..
             } => {
                 let remote = endpoint.get_remote_address().clone();
-                self.nat.connected(connection_id, peer_id, &endpoint);
+                self.nat
+                    .connected(&mut self.swarm, connection_id, peer_id, &endpoint);
                 self.connections
                     .insert(connection_id, (peer_id, remote.clone()));
                 if let Some(reached) =

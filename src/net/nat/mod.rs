@@ -97,7 +97,35 @@ impl Nat {
 
     // ---- connections ---------------------------------------------------
 
-    pub(crate) fn connected(&mut self, id: ConnectionId, peer: PeerId, endpoint: &ConnectedPoint) {
+    /// A connection opened. An inbound direct connection from a public
+    /// address, accepted on a public address of our own interface, proves the
+    /// node reachable there: no NAT sits in front of it. (AutoNAT v2 tests
+    /// only over connections the node dialled, and a public node that
+    /// everyone dials may have none.)
+    pub(crate) fn connected(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        id: ConnectionId,
+        peer: PeerId,
+        endpoint: &ConnectedPoint,
+    ) {
+        if let ConnectedPoint::Listener {
+            local_addr,
+            send_back_addr,
+        } = endpoint
+        {
+            if !endpoint.is_relayed()
+                && addr::is_public(local_addr)
+                && addr::is_public(send_back_addr)
+                && !self.reach.confirmed().any(|a| a == local_addr)
+            {
+                tracing::info!(address = %local_addr, from = %send_back_addr, "reached from the public network: this address is public");
+                swarm.add_external_address(local_addr.clone());
+                if let Some(now) = self.reach.confirmed_addr(local_addr) {
+                    self.reachability_changed(swarm, now);
+                }
+            }
+        }
         self.conns.insert(
             id,
             Conn {
