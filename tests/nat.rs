@@ -28,5 +28,8 @@ fn nat_traversal_in_network_namespaces() {
         .env("NAT_TEST_BIN", env!("CARGO_BIN_EXE_peerbook"))
         .status()
         .expect("cannot run bash tests/nat/run.sh");
-    assert!(status.success(), "tests/nat/run.sh failed ({status}); its output says where");
+    assert!(
+        status.success(),
+        "tests/nat/run.sh failed ({status}); its output says where"
+    );
 }
