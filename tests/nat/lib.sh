@@ -33,9 +33,14 @@ start_node() { # NAME [BOOTSTRAP ADDR...]
 }
 declare -A START_AT=()
 
+# Stop every node: the processes in the nodes' namespaces (`ip netns exec`
+# may run the node as its child, so its own pid is not enough).
 stop_nodes() {
-    local n
+    local n pids
     for n in "${!PID[@]}"; do
+        pids=$(ip netns pids "$(ns "$n")" 2>/dev/null || true)
+        # shellcheck disable=SC2086
+        [ -z "$pids" ] || kill $pids 2>/dev/null || true
         kill "${PID[$n]}" 2>/dev/null || true
     done
     for n in "${!PID[@]}"; do

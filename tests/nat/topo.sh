@@ -25,8 +25,12 @@ in_ns() { # NAME CMD...
 }
 
 topo_down() {
-    local n
+    local n pids
     for n in inet p q ra rb a b; do
+        # Nothing may outlive its namespace (a node left from a run cut short).
+        pids=$(ip netns pids "$(ns "$n")" 2>/dev/null || true)
+        # shellcheck disable=SC2086
+        [ -z "$pids" ] || kill $pids 2>/dev/null || true
         ip netns del "$(ns "$n")" 2>/dev/null || true
     done
 }
