@@ -156,7 +156,13 @@ impl Behaviour {
             relay: Toggle::from(relay),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
-            autonat_client: autonat::v2::client::Behaviour::default(),
+            // New candidates are tested within 2 s (the default 5 s
+            // delays a NATed node's relay reservation for nothing: only
+            // untested candidates cost a probe).
+            autonat_client: autonat::v2::client::Behaviour::new(
+                rand::make_rng::<rand::rngs::StdRng>(),
+                autonat::v2::client::Config::default().with_probe_interval(Duration::from_secs(2)),
+            ),
             autonat_server: autonat::v2::server::Behaviour::default(),
             upnp: Toggle::from(upnp),
         })

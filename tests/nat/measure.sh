@@ -26,7 +26,7 @@ fi
 [ -x "$BIN" ] || fail "no binary at $BIN (cargo build --bin peerbook)"
 BIN=$(realpath "$BIN")
 TAKES=${NAT_MEASURE_TAKES:-20}
-trap 'stop_nodes; topo_down; rm -rf "$TMP"' EXIT
+trap 'stop_nodes; topo_down; [ "${NAT_MEASURE_KEEP:-0}" = 1 ] || rm -rf "$TMP"' EXIT
 
 # ms between the first lines of LOG matching RE1 and RE2 (their timestamps).
 ms_between() { # LOG RE1 RE2
@@ -69,7 +69,11 @@ for mode in eim random; do
     place b buy 100 1 ioc
     if [ "$mode" = eim ]; then
         wait_for 60 "a direct connection from B to A" is_direct b "$pa"
+        # The punch is reported on one side or both: B's log, else A's.
         RES[$mode.punch]=$(ms_between "$TMP/b.log" "peer connected peer=$pa.*relayed=true" "hole punched")
+        if [ "${RES[$mode.punch]}" = - ]; then
+            RES[$mode.punch]=$(ms_between "$TMP/a.log" "peer connected peer=$(peer_id b).*relayed=true" "hole punched")
+        fi
     else
         RES[$mode.punch]="fails (relayed)"
     fi
@@ -82,6 +86,7 @@ for mode in eim random; do
     done | awk '{printf "%d\n", $1 * 1000}' >"$TMP/rt"
     RES[$mode.rt]=$(stats <"$TMP/rt")
     stop_nodes
+    mkdir -p "$TMP/logs-$mode" && cp "$TMP"/*.log "$TMP/logs-$mode/"
 done
 
 echo
@@ -91,4 +96,5 @@ for mode in eim random; do
     echo "| $mode | ${RES[$mode.res]} | ${RES[$mode.punch]} | ${RES[$mode.rt]} | ${RES[$mode.conn]} |"
 done
 echo
+[ "${NAT_MEASURE_KEEP:-0}" = 1 ] && echo "logs: $TMP/logs-*"
 echo "binary: $BIN; $TAKES takes per mapping; $(nproc) cores; $(date -u +%F)"
