@@ -76,15 +76,20 @@ pub(super) fn own_order(
         created_ms: o.created_ms,
         updated_ms: o.updated_ms,
         client_id: o.client_id.clone(),
+        expires_at: o.expires_ms,
         fills: trades.iter().map(|t| trade(spec, t)).collect(),
     }
 }
 
+/// A replicated order; `lapsed`: past its expiry here, its owner's word
+/// that it ended not yet come; `reachable`: this node could reach its
+/// owner lately (`reach.rs`).
 pub(super) fn remote_order(
     r: &Replica,
     id: OrderId,
     o: &RepOrder,
     stale: bool,
+    lapsed: bool,
     reachable: bool,
 ) -> OrderInfo {
     let spec = &r.spec;
@@ -100,14 +105,19 @@ pub(super) fn remote_order(
         filled: spec.lots_to_qty(s.qty.saturating_sub(s.remaining)),
         remaining: spec.lots_to_qty(s.remaining),
         pending: Decimal::ZERO,
-        status: OrderStatus::Open,
-        reason: None,
+        status: if lapsed {
+            OrderStatus::Expired
+        } else {
+            OrderStatus::Open
+        },
+        reason: lapsed.then(|| "its expires_at has passed".to_string()),
         own: false,
         stale,
         reachable,
         created_ms: s.created_ms,
         updated_ms: s.created_ms,
         client_id: None,
+        expires_at: s.expires_ms,
         fills: Vec::new(),
     }
 }
@@ -211,13 +221,13 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         for m in self.markets.iter() {
             if let Some(o) = m.replica.get_by_id(key, oid.seq) {
-                return Ok(remote_order(
-                    &m.replica,
-                    oid,
-                    o,
-                    self.peers.is_stale(key),
-                    !self.owner_unreachable(key),
-                ));
+                let lapsed = m
+                    .replica
+                    .key_of(key, oid.seq)
+                    .is_some_and(|k| m.replica.is_lapsed(k));
+                let stale = self.peers.is_stale(key);
+                let reachable = !self.owner_unreachable(key);
+                return Ok(remote_order(&m.replica, oid, o, stale, lapsed, reachable));
             }
         }
         Err(EngineError::NotFound(id.to_string()))
