@@ -162,3 +162,15 @@ ms_to_log() { # NODE REGEX
     [ -n "$line" ] || { echo "-"; return; }
     echo "$line"
 }
+
+# metric NODE NAME: the value of a metric without labels in /metrics (0 if
+# absent), in VALUE.
+metric() {
+    req "$1" GET /metrics
+    VALUE=$(awk -v n="$2" '$1 == n {print $2; found=1} END {if (!found) print 0}' <<<"$BODY")
+}
+metric_at_least() { # NODE NAME MIN
+    metric "$1" "$2"
+    WHY="$1 $2 = $VALUE"
+    awk -v v="$VALUE" -v m="$3" 'BEGIN {exit !(v + 0 >= m + 0)}'
+}

@@ -12,7 +12,8 @@
 #   3. eim: the connection between A and B ends direct (hole punched);
 #      random: they still trade, through the relay;
 #   4. Q, started after A's order rested, fills against it too;
-#   5. no order is left taking, and every node has the same book digest.
+#   5. no order is left taking, and every node has the same book digest;
+# and /metrics counts the relay's reservations and the hole punches.
 # Needs root (namespaces, iptables); never reaches outside its namespaces.
 # Env: NAT_TEST_BIN (default target/debug/peerbook, built if missing),
 #      NAT_TEST_MODES (default "eim random"), NAT_TEST_KEEP=1 (leave
@@ -66,6 +67,8 @@ scenario() { # MODE
     wait_for 60 "A private with a relay reservation" reach_is a private
     wait_for 60 "B private with a relay reservation" reach_is b private
     log "P public; A and B private, each with a relay reservation"
+    wait_for 10 "P counting the reservations it holds" metric_at_least p peerbook_nat_relay_reservations 2
+    wait_for 10 "A counting its reservation" metric_at_least a peerbook_nat_reservations_held 1
 
     place a sell 100 1
     local sell=$ORDER
@@ -80,6 +83,10 @@ scenario() { # MODE
     if [ "$mode" = eim ]; then
         wait_for 60 "a direct (hole-punched) connection from B to A" is_direct b "$pa"
         log "B and A are connected directly (hole punched)"
+        metric a peerbook_nat_holepunch_successes_total
+        local punched=$VALUE
+        metric b peerbook_nat_holepunch_successes_total
+        [ "$((punched + VALUE))" -ge 1 ] || fail "no hole punch success counted in A's or B's /metrics"
     else
         connection_to b "$pa"
         [ "$CONN" = relayed ] || fail "B to A should be relayed under random mapping, is $CONN"
