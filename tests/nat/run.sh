@@ -67,6 +67,9 @@ scenario() { # MODE
     wait_for 60 "A private with a relay reservation" reach_is a private
     wait_for 60 "B private with a relay reservation" reach_is b private
     log "P public; A and B private, each with a relay reservation"
+    in_ns a "$BIN" status >"$TMP/status.txt" 2>&1 || fail "peerbook status on A failed: $(cat "$TMP/status.txt")"
+    grep -q "^reach: *private, reachable through relays " "$TMP/status.txt" ||
+        fail "peerbook status on A does not say it is private behind a relay: $(cat "$TMP/status.txt")"
     wait_for 10 "P counting the reservations it holds" metric_at_least p peerbook_nat_relay_reservations 2
     wait_for 10 "A counting its reservation" metric_at_least a peerbook_nat_reservations_held 1
 
@@ -83,6 +86,9 @@ scenario() { # MODE
     if [ "$mode" = eim ]; then
         wait_for 60 "a direct (hole-punched) connection from B to A" is_direct b "$pa"
         log "B and A are connected directly (hole punched)"
+        in_ns b "$BIN" peers >"$TMP/peers.txt" 2>&1 || fail "peerbook peers on B failed: $(cat "$TMP/peers.txt")"
+        grep -Eq "^$pa +yes( \(direct\+relayed\))? " "$TMP/peers.txt" ||
+            fail "peerbook peers on B does not show A connected directly: $(cat "$TMP/peers.txt")"
         metric a peerbook_nat_holepunch_successes_total
         local punched=$VALUE
         metric b peerbook_nat_holepunch_successes_total
