@@ -13,7 +13,8 @@
 # MASQUERADE --random, a new random port per connection, which defeats
 # punching. Nothing here reaches outside these namespaces.
 
-NS_PREFIX=pbnat
+# Per run, so two runs on one machine (two worktrees) never share a namespace.
+NS_PREFIX=${NAT_TEST_PREFIX:-pbnat$$}
 NODES=(p q a b)
 declare -A NODE_IP=([p]=198.18.0.2 [q]=198.18.0.3 [a]=10.1.0.2 [b]=10.2.0.2)
 
