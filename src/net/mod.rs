@@ -18,6 +18,7 @@
 //! `requests.rs` (which response belongs to which request, both ways),
 //! `outbox.rs` (events on their way to the engine, shed when it lags),
 //! `identity.rs` (the key file), `peers.rs` (peer store persistence),
+//! `nat/` (reachability, relays, hole punching, UPnP: its own module doc),
 //! `event_loop.rs` (the task: its `select!`, dispatch and commands),
 //! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`,
 //! `fuzz.rs` (the framing's fuzzing entry point, with the `testkit`
