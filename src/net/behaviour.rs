@@ -12,14 +12,15 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, connection_limits, identify, kad, mdns, peer_store, ping, request_response,
-    StreamProtocol,
+    allow_block_list, autonat, connection_limits, dcutr, identify, kad, mdns, peer_store, ping,
+    relay, request_response, upnp, StreamProtocol,
 };
 
 use super::codec::BytesCodec;
 use super::config::NetConfig;
 use super::discovery;
 use super::gossip::{self, Gossipsub};
+use super::nat::addr::ip_of;
 use super::{NetError, Proto};
 
 pub const TAKE_PROTOCOL_NAME: &str = "/peerbook/take/1";
@@ -53,6 +54,18 @@ pub struct Behaviour {
     pub gossipsub: Gossipsub,
     pub take: request_response::Behaviour<BytesCodec>,
     pub sync: request_response::Behaviour<BytesCodec>,
+    // NAT traversal (decisions in `nat/`).
+    /// Circuit relay v2 server, advertised only while the node is public.
+    pub relay: Toggle<relay::Behaviour>,
+    /// Circuit relay v2 client: reservations and relayed dials.
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching over relayed connections.
+    pub dcutr: dcutr::Behaviour,
+    /// Asks peers to dial our candidate addresses back.
+    pub autonat_client: autonat::v2::client::Behaviour,
+    /// Dials peers' candidate addresses back for them.
+    pub autonat_server: autonat::v2::server::Behaviour,
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
 }
 
 impl Behaviour {
@@ -60,6 +73,7 @@ impl Behaviour {
     pub fn new(
         keypair: &Keypair,
         cfg: &NetConfig,
+        relay_client: relay::client::Behaviour,
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Self, NetError> {
         let peer_id = keypair.public().to_peer_id();
@@ -86,9 +100,10 @@ impl Behaviour {
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), keypair.public())
                 .with_agent_version(format!("peerbook/{}", env!("CARGO_PKG_VERSION")))
-                // The cache makes identify report peers' listen addresses to
-                // the swarm, which is how the peer store learns them.
-                .with_cache_size(256),
+                // No cache: the event loop gives the peer store only the
+                // addresses worth dialling (`nat::addr::shareable`), not
+                // every address a peer announces.
+                .with_cache_size(0),
         );
 
         let ping = ping::Behaviour::new(ping::Config::new());
@@ -118,6 +133,15 @@ impl Behaviour {
             )
         };
 
+        let nat = &cfg.nat;
+        let relay = nat
+            .relay_server
+            .then(|| relay::Behaviour::new(peer_id, nat.relay_config()));
+        // UPnP maps a LAN address; a node listening on loopback only has
+        // none (and must not search the LAN for a gateway).
+        let upnp =
+            (nat.upnp && cfg.listen.iter().any(maps_to_lan)).then(upnp::tokio::Behaviour::default);
+
         Ok(Behaviour {
             limits,
             blocked: allow_block_list::Behaviour::default(),
@@ -129,6 +153,27 @@ impl Behaviour {
             gossipsub,
             take: rr(TAKE_PROTOCOL, t.take_timeout_ms),
             sync: rr(SYNC_PROTOCOL, t.sync_timeout_ms),
+            relay: Toggle::from(relay),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(peer_id),
+            // New candidates are tested within 2 s (the default 5 s
+            // delays a NATed node's relay reservation for nothing: only
+            // untested candidates cost a probe).
+            autonat_client: autonat::v2::client::Behaviour::new(
+                rand::make_rng::<rand::rngs::StdRng>(),
+                autonat::v2::client::Config::default().with_probe_interval(Duration::from_secs(2)),
+            ),
+            autonat_server: autonat::v2::server::Behaviour::default(),
+            upnp: Toggle::from(upnp),
         })
+    }
+}
+
+/// Whether a listen address may be on a LAN a router could map (any
+/// interface, or a private IPv4 address).
+fn maps_to_lan(addr: &libp2p::Multiaddr) -> bool {
+    match ip_of(addr) {
+        Some(std::net::IpAddr::V4(ip)) => ip.is_unspecified() || ip.is_private(),
+        _ => false,
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 
+use super::nat::NatConfig;
 use crate::wire::WireLimits;
 
 /// Limits, timeouts and intervals of the network layer.
@@ -20,7 +21,8 @@ use crate::wire::WireLimits;
 pub struct NetTuning {
     /// Most connections the node keeps open at once, all peers together.
     pub max_established_total: u32,
-    /// Most connections to one peer (two allows a simultaneous dial from both sides).
+    /// Most connections to one peer (a relayed and a hole-punched direct
+    /// connection coexist for a moment, and both sides may dial at once).
     pub max_established_per_peer: u32,
     /// Most inbound connections still in their handshake.
     pub max_pending_incoming: u32,
@@ -79,7 +81,7 @@ impl Default for NetTuning {
         let wire = WireLimits::default();
         NetTuning {
             max_established_total: 128,
-            max_established_per_peer: 2,
+            max_established_per_peer: 3,
             max_pending_incoming: 64,
             max_pending_outgoing: 64,
             target_peers: 16,
@@ -163,6 +165,8 @@ pub struct NetConfig {
     pub topics: Vec<String>,
     /// Limits, timeouts and intervals.
     pub tuning: NetTuning,
+    /// Relaying, reservations, UPnP (the `[nat]` section).
+    pub nat: NatConfig,
 }
 
 impl NetConfig {
@@ -176,6 +180,10 @@ impl NetConfig {
             mdns: false,
             topics,
             tuning: NetTuning::default(),
+            nat: NatConfig {
+                upnp: false,
+                ..NatConfig::default()
+            },
         }
     }
 }

@@ -1,5 +1,5 @@
 //! What the node does with what discovery finds: identify's listen
-//! addresses go into the DHT, peers found by a DHT walk or on the LAN are
+//! addresses worth sharing go into the peer store and the DHT, peers found by a DHT walk or on the LAN are
 //! dialled while the node is short of peers, and random walks look for more.
 //!
 //! `discovery.rs` builds the protocols and holds the small decisions about
@@ -59,14 +59,19 @@ pub(super) fn on_identify(
             listen_addrs = ?info.listen_addrs,
             "peer identified"
         );
-        if !speaks_kad(&info) {
-            return;
-        }
         let remote = connections
             .get(&connection_id)
             .map(|(_, a)| a.clone())
             .unwrap_or_else(Multiaddr::empty);
-        for addr in dialable_listen_addrs(&info, &remote) {
+        let addrs = dialable_listen_addrs(&info, &remote);
+        // The peer store learns only the addresses worth dialling.
+        for addr in &addrs {
+            swarm.add_peer_address(peer_id, addr.clone());
+        }
+        if !speaks_kad(&info) {
+            return;
+        }
+        for addr in addrs {
             swarm.behaviour_mut().kad.add_address(&peer_id, addr);
         }
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::metrics::{Metrics, Recorder};
+use libp2p::peer_store::Store as _;
 use libp2p::request_response;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionError, ConnectionId, DialError, SwarmEvent};
@@ -38,10 +39,13 @@ use super::discovered::{self, RandomWalk, Wanted};
 use super::discovery::{plain_addrs, split_peer_id};
 use super::handle::Command;
 use super::metrics::NetMetrics;
+use super::nat::{Nat, NatMetrics};
 use super::outbox::{self, Outbox};
 use super::peers::{self, LastSeen, PeerSaver};
 use super::requests::{request_error, Requests};
-use super::{NetError, NetInput, NetStatus, PeerInfo, Proto, RequestFailure, Verdict};
+use super::{
+    ConnectionInfo, NetError, NetInput, NetStatus, PeerInfo, Proto, RequestFailure, Verdict,
+};
 
 /// How often the loop does its housekeeping (due dials, random walks).
 const TICK: Duration = Duration::from_secs(1);
@@ -66,6 +70,8 @@ pub(crate) struct EventLoop {
     random_walk: RandomWalk,
     /// Peers the engine banned, until when.
     bans: HashMap<PeerId, Instant>,
+    /// Reachability, relays and hole punching.
+    nat: Nat,
 }
 
 impl EventLoop {
@@ -103,6 +109,11 @@ impl EventLoop {
             );
         }
         let walk_every = Duration::from_secs(cfg.tuning.random_walk_interval_secs);
+        let mut nat = Nat::new(&cfg.nat, NatMetrics::new(registry));
+        // Configured external addresses are the operator's word: confirmed.
+        for addr in &cfg.external {
+            nat.external_confirmed(&mut swarm, addr);
+        }
         EventLoop {
             swarm,
             outbox: Outbox::new(events, cfg.tuning.event_buffer_max, &metrics),
@@ -119,6 +130,7 @@ impl EventLoop {
             peer_saver: PeerSaver::new(store),
             random_walk: RandomWalk::new(walk_every, now),
             bans: HashMap::new(),
+            nat,
         }
     }
 
@@ -217,9 +229,14 @@ impl EventLoop {
                     .send_modify(|addrs| addrs.retain(|a| *a != address));
             }
             SwarmEvent::ListenerClosed {
-                addresses, reason, ..
+                listener_id,
+                addresses,
+                reason,
             } => {
-                if let Err(e) = reason {
+                let failure = reason.as_ref().err().map(|e| e.to_string());
+                if self.nat.listener_closed(listener_id, failure.clone()) {
+                    // A relay's listener: the reservation was refused or lost.
+                } else if let Some(e) = failure {
                     tracing::error!(?addresses, error = %e, "a listener failed");
                 }
                 self.listen_addrs
@@ -236,6 +253,8 @@ impl EventLoop {
                 ..
             } => {
                 let remote = endpoint.get_remote_address().clone();
+                self.nat
+                    .connected(&mut self.swarm, connection_id, peer_id, &endpoint);
                 self.connections
                     .insert(connection_id, (peer_id, remote.clone()));
                 if let Some(reached) =
@@ -264,6 +283,7 @@ impl EventLoop {
                         peer = %peer_id,
                         address = %remote,
                         direction = if endpoint.is_dialer() { "outbound" } else { "inbound" },
+                        relayed = endpoint.is_relayed(),
                         peers = self.connected.len(),
                         "peer connected"
                     );
@@ -278,6 +298,7 @@ impl EventLoop {
                 ..
             } => {
                 self.connections.remove(&connection_id);
+                self.nat.closed(connection_id);
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
                     self.last_seen.touch(peer_id, now_ms());
@@ -317,6 +338,11 @@ impl EventLoop {
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");
+                self.nat.external_confirmed(&mut self.swarm, &address);
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(%address, "external address expired");
+                self.nat.external_expired(&mut self.swarm, &address);
             }
             _ => {}
         }
@@ -354,6 +380,14 @@ impl EventLoop {
             BehaviourEvent::PeerStore(_) => {}
             BehaviourEvent::Identify(event) => {
                 self.libp2p_metrics.record(&event);
+                if let libp2p::identify::Event::Received {
+                    peer_id,
+                    info,
+                    connection_id,
+                } = &event
+                {
+                    self.nat.identified(*connection_id, *peer_id, info);
+                }
                 discovered::on_identify(&mut self.swarm, &self.connections, event);
             }
             BehaviourEvent::Ping(event) => {
@@ -382,6 +416,20 @@ impl EventLoop {
             }
             BehaviourEvent::Take(event) => self.on_request_response(Proto::Take, event),
             BehaviourEvent::Sync(event) => self.on_request_response(Proto::Sync, event),
+            BehaviourEvent::Relay(event) => {
+                self.libp2p_metrics.record(&event);
+                self.nat.on_relay_server(event);
+            }
+            BehaviourEvent::RelayClient(event) => self.nat.on_relay_client(event),
+            BehaviourEvent::Dcutr(event) => {
+                self.libp2p_metrics.record(&event);
+                self.nat.on_dcutr(event);
+            }
+            BehaviourEvent::AutonatClient(event) => {
+                self.nat.on_autonat_client(&mut self.swarm, event)
+            }
+            BehaviourEvent::AutonatServer(event) => self.nat.on_autonat_server(event),
+            BehaviourEvent::Upnp(event) => self.nat.on_upnp(event),
         }
     }
 
@@ -559,6 +607,7 @@ impl EventLoop {
                     });
                     return;
                 }
+                self.offer_circuits(peer);
                 let request_id = self.rr(proto).send_request(&peer, data);
                 self.requests.sent(proto, request_id, tag);
             }
@@ -596,6 +645,8 @@ impl EventLoop {
                     listen_addrs: self.listen_addrs.borrow().clone(),
                     external_addrs: self.swarm.external_addresses().cloned().collect(),
                     connected_peers: self.connected.len(),
+                    reachability: self.nat.reachability(),
+                    relays: self.nat.reserved_relays(),
                 });
             }
             Command::Dial { addr, reply } => {
@@ -644,6 +695,30 @@ impl EventLoop {
         })
     }
 
+    /// Before a request to a peer we are not connected to and know no
+    /// address of (a node behind NAT announces none the DHT keeps), offer
+    /// the dial a circuit through each relay we reach: the relays where the
+    /// peer holds a reservation get it through.
+    fn offer_circuits(&mut self, peer: PeerId) {
+        if self.connected.contains(&peer) {
+            return;
+        }
+        let known = self
+            .swarm
+            .behaviour()
+            .peer_store
+            .store()
+            .addresses_of_peer(&peer)
+            .is_some_and(|mut a| a.next().is_some());
+        if known {
+            return;
+        }
+        for addr in self.nat.circuits_to(peer) {
+            tracing::debug!(%peer, address = %addr, "trying the peer through a relay");
+            self.swarm.add_peer_address(peer, addr);
+        }
+    }
+
     fn peer_list(&self) -> Vec<PeerInfo> {
         let behaviour = self.swarm.behaviour();
         let mut out: BTreeMap<PeerId, PeerInfo> = BTreeMap::new();
@@ -655,19 +730,25 @@ impl EventLoop {
                     addresses: plain_addrs(record.addresses()),
                     connected: self.connected.contains(peer),
                     score: behaviour.gossipsub.peer_score(peer),
+                    connections: Vec::new(),
                 },
             );
         }
-        for (peer, addr) in self.connections.values() {
+        for (id, (peer, addr)) in &self.connections {
             let info = out.entry(*peer).or_insert_with(|| PeerInfo {
                 peer_id: *peer,
                 addresses: Vec::new(),
                 connected: true,
                 score: behaviour.gossipsub.peer_score(peer),
+                connections: Vec::new(),
             });
             if info.addresses.is_empty() {
                 info.addresses = plain_addrs([addr]);
             }
+            info.connections.push(ConnectionInfo {
+                address: addr.clone(),
+                relayed: self.nat.is_relayed(id),
+            });
         }
         out.into_values().collect()
     }
@@ -687,6 +768,7 @@ impl EventLoop {
 
         let wanted = Wanted::new(&self.connected, self.tuning.target_peers);
         self.random_walk.maybe_walk(&mut self.swarm, wanted, now);
+        self.nat.maintain(&mut self.swarm, now);
 
         self.requests.drop_closed();
     }
