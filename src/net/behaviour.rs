@@ -65,9 +65,16 @@ impl Behaviour {
         let peer_id = keypair.public().to_peer_id();
         let t = &cfg.tuning;
 
+        // The hard limit is over the peer manager's ceiling by the overflow:
+        // those connections are let in for their grace, then closed
+        // (`peer_manager.rs`), so a newcomer to a full node still learns
+        // other peers.
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(t.max_established_total))
+                .with_max_established(Some(
+                    t.max_established_total
+                        .saturating_add(t.overflow_connections),
+                ))
                 .with_max_established_per_peer(Some(t.max_established_per_peer))
                 .with_max_pending_incoming(Some(t.max_pending_incoming))
                 .with_max_pending_outgoing(Some(t.max_pending_outgoing)),

@@ -39,6 +39,7 @@ use super::discovery::{plain_addrs, split_peer_id};
 use super::handle::Command;
 use super::metrics::NetMetrics;
 use super::outbox::{self, Outbox};
+use super::peer_manager::{self, PeerManager};
 use super::peers::{self, LastSeen, PeerSaver};
 use super::requests::{request_error, Requests};
 use super::{NetError, NetInput, NetStatus, PeerInfo, Proto, RequestFailure, Verdict};
@@ -66,6 +67,10 @@ pub(crate) struct EventLoop {
     random_walk: RandomWalk,
     /// Peers the engine banned, until when.
     bans: HashMap<PeerId, Instant>,
+    /// How many peers to keep, and which to let go.
+    peer_manager: PeerManager,
+    /// When the DHT was last asked for a peer a request could not dial.
+    lookups: HashMap<PeerId, Instant>,
 }
 
 impl EventLoop {
@@ -103,6 +108,7 @@ impl EventLoop {
             );
         }
         let walk_every = Duration::from_secs(cfg.tuning.random_walk_interval_secs);
+        let peer_manager = PeerManager::new(&cfg.tuning);
         EventLoop {
             swarm,
             outbox: Outbox::new(events, cfg.tuning.event_buffer_max, &metrics),
@@ -119,6 +125,8 @@ impl EventLoop {
             peer_saver: PeerSaver::new(store),
             random_walk: RandomWalk::new(walk_every, now),
             bans: HashMap::new(),
+            peer_manager,
+            lookups: HashMap::new(),
         }
     }
 
@@ -165,8 +173,16 @@ impl EventLoop {
         *self.swarm.local_peer_id()
     }
 
-    fn short_of_peers(&self) -> bool {
-        Wanted::new(&self.connected, self.tuning.target_peers).short()
+    /// How many more dials may start now.
+    fn dial_budget(&self) -> usize {
+        let dialing = self
+            .swarm
+            .network_info()
+            .connection_counters()
+            .num_pending_outgoing() as usize;
+        self.peer_manager
+            .limits()
+            .dial_budget(self.connected.len(), dialing)
     }
 
     // ---- events to the engine ------------------------------------------
@@ -255,6 +271,8 @@ impl EventLoop {
                         .add_address(&peer_id, reached.addr);
                 }
                 if num_established.get() == 1 {
+                    self.peer_manager
+                        .connected(peer_id, endpoint.is_dialer(), Instant::now());
                     self.connected.insert(peer_id);
                     self.last_seen.touch(peer_id, now_ms());
                     self.metrics
@@ -279,6 +297,11 @@ impl EventLoop {
             } => {
                 self.connections.remove(&connection_id);
                 if num_established == 0 {
+                    let now = Instant::now();
+                    let lasted = self
+                        .peer_manager
+                        .disconnected(&peer_id, now)
+                        .unwrap_or_default();
                     self.connected.remove(&peer_id);
                     self.last_seen.touch(peer_id, now_ms());
                     self.metrics
@@ -296,9 +319,18 @@ impl EventLoop {
                         "peer disconnected"
                     );
                     // An idle connection was closed because nothing needed
-                    // it; redialling it would only make it idle again.
-                    if !matches!(cause, Some(ConnectionError::KeepAliveTimeout)) {
-                        self.dialer.peer_lost(peer_id, Instant::now());
+                    // it; redialling it would only make it idle again. A
+                    // connection that did not last backs the redial off.
+                    if matches!(cause, Some(ConnectionError::KeepAliveTimeout)) {
+                        self.dialer.forget(&peer_id);
+                    } else {
+                        let retry_in = self.dialer.closed(peer_id, lasted, now);
+                        tracing::debug!(
+                            peer = %peer_id,
+                            lasted_secs = lasted.as_secs_f32(),
+                            retry_in_secs = retry_in.as_secs_f32(),
+                            "redial planned (when short of peers)"
+                        );
                     }
                     self.emit(NetInput::PeerDisconnected(peer_id));
                 }
@@ -354,7 +386,16 @@ impl EventLoop {
             BehaviourEvent::PeerStore(_) => {}
             BehaviourEvent::Identify(event) => {
                 self.libp2p_metrics.record(&event);
+                let speaks_kad = matches!(
+                    &event,
+                    libp2p::identify::Event::Received { info, .. } if super::discovery::speaks_kad(info)
+                );
                 discovered::on_identify(&mut self.swarm, &self.connections, event);
+                if speaks_kad {
+                    let wanted = Wanted::new(&self.connected, self.tuning.target_peers);
+                    self.random_walk
+                        .on_new_peer(&mut self.swarm, wanted, Instant::now());
+                }
             }
             BehaviourEvent::Ping(event) => {
                 self.libp2p_metrics.record(&event);
@@ -442,6 +483,7 @@ impl EventLoop {
                     request,
                     channel,
                 } => {
+                    self.peer_manager.used(&peer, Instant::now());
                     let id = self.requests.received(proto, request_id, channel);
                     self.emit(NetInput::Request {
                         peer,
@@ -454,6 +496,7 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
+                    self.peer_manager.used(&peer, Instant::now());
                     if let Some(tag) = self.requests.settled(proto, request_id) {
                         self.emit(NetInput::Response {
                             tag,
@@ -469,6 +512,9 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, protocol = proto_name(proto), %error, "request failed");
+                if matches!(error, request_response::OutboundFailure::DialFailure) {
+                    self.look_up(peer);
+                }
                 if let Some(tag) = self.requests.settled(proto, request_id) {
                     self.emit(NetInput::Response {
                         tag,
@@ -559,6 +605,9 @@ impl EventLoop {
                     });
                     return;
                 }
+                // Not connected: request-response dials the peer at the
+                // addresses the peer store and the DHT have for it.
+                self.peer_manager.used(&peer, Instant::now());
                 let request_id = self.rr(proto).send_request(&peer, data);
                 self.requests.sent(proto, request_id, tag);
             }
@@ -674,13 +723,52 @@ impl EventLoop {
 
     // ---- housekeeping --------------------------------------------------
 
-    /// Due dials, random walks, and stale inbound requests.
+    /// A request could not dial `peer`: ask the DHT where it is (at most
+    /// every ten seconds per peer), so the next attempt has addresses.
+    fn look_up(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        if self
+            .lookups
+            .get(&peer)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.lookups.insert(peer, now);
+        tracing::debug!(%peer, "asking the DHT for the addresses of a peer we could not dial");
+        self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+    }
+
+    /// Close the peers the peer manager lets go.
+    fn prune(&mut self, now: Instant) {
+        let behaviour = self.swarm.behaviour();
+        let mesh: HashSet<PeerId> = behaviour.gossipsub.all_mesh_peers().copied().collect();
+        let views = self.peer_manager.views(
+            now,
+            |p| mesh.contains(p),
+            |p| behaviour.gossipsub.peer_score(p).unwrap_or(0.0),
+        );
+        let local = self.local();
+        for peer in peer_manager::to_prune(self.peer_manager.limits(), &views, &local) {
+            tracing::info!(%peer, peers = self.connected.len(), "pruning a peer to make room");
+            self.metrics.peers_pruned.inc();
+            // Out of the manager at once, so the next tick does not count
+            // it again; it then closes as a connection that did not last.
+            self.peer_manager.disconnected(&peer, now);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Due dials, random walks, pruning, and stale inbound requests.
     fn maintain(&mut self) {
         let now = Instant::now();
         self.lift_bans(now);
-        let short = self.short_of_peers();
+        self.lookups
+            .retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        self.prune(now);
+        let budget = self.dial_budget();
         let connected = &self.connected;
-        let due = self.dialer.due(now, short, |p| connected.contains(p));
+        let due = self.dialer.due(now, budget, |p| connected.contains(p));
         for dial in due {
             self.start_dial(dial);
         }

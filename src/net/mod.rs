@@ -13,7 +13,8 @@
 //! `discovery.rs` (Kademlia, mDNS, identify: building them, and which
 //! addresses to trust), `discovered.rs` (what the loop does with what they
 //! find: DHT addresses, dials while short of peers, random walks),
-//! `dialer.rs` (bootstrap and redial with backoff), `gossip.rs` (gossipsub
+//! `dialer.rs` (bootstrap and redial with backoff), `peer_manager.rs` (how
+//! many peers to keep and which to prune), `gossip.rs` (gossipsub
 //! parameters and scoring), `codec.rs` (request-response framing),
 //! `requests.rs` (which response belongs to which request, both ways),
 //! `outbox.rs` (events on their way to the engine, shed when it lags),
@@ -37,6 +38,7 @@ mod handle;
 pub mod identity;
 mod metrics;
 mod outbox;
+pub mod peer_manager;
 pub mod peers;
 mod requests;
 
