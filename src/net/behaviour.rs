@@ -17,6 +17,7 @@ use libp2p::{
 };
 
 use super::codec::BytesCodec;
+use super::gate::WriteGate;
 use super::config::NetConfig;
 use super::discovery;
 use super::gossip::{self, Gossipsub};
@@ -56,10 +57,12 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    /// Build every behaviour from the config; gossipsub records its metrics in `registry`.
+    /// Build every behaviour from the config; gossipsub records its metrics
+    /// in `registry`; the take codec writes through `take_gate`.
     pub fn new(
         keypair: &Keypair,
         cfg: &NetConfig,
+        take_gate: &WriteGate,
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Self, NetError> {
         let peer_id = keypair.public().to_peer_id();
@@ -116,9 +119,9 @@ impl Behaviour {
             .map_err(NetError::Gossipsub)?;
 
         let codec = BytesCodec::new(t.request_max_bytes, t.response_max_bytes);
-        let rr = |protocol: StreamProtocol, timeout_ms: u64| {
+        let rr = |protocol: StreamProtocol, timeout_ms: u64, codec: BytesCodec| {
             request_response::Behaviour::with_codec(
-                codec.clone(),
+                codec,
                 [(protocol, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_millis(timeout_ms)),
@@ -134,8 +137,12 @@ impl Behaviour {
             kad,
             mdns: Toggle::from(mdns),
             gossipsub,
-            take: rr(TAKE_PROTOCOL, t.take_timeout_ms),
-            sync: rr(SYNC_PROTOCOL, t.sync_timeout_ms),
+            take: rr(
+                TAKE_PROTOCOL,
+                t.take_timeout_ms,
+                codec.clone().with_gate(take_gate.clone()),
+            ),
+            sync: rr(SYNC_PROTOCOL, t.sync_timeout_ms, codec),
         })
     }
 }

@@ -34,6 +34,7 @@ use super::behaviour::{Behaviour, BehaviourEvent};
 use super::codec::BytesCodec;
 use super::config::{NetConfig, NetTuning};
 use super::dialer::{Dialer, FailedDial, PlannedDial};
+use super::gate::WriteGate;
 use super::discovered::{self, RandomWalk, Wanted};
 use super::discovery::{plain_addrs, split_peer_id};
 use super::handle::Command;
@@ -46,6 +47,9 @@ use super::{NetError, NetInput, NetStatus, PeerInfo, Proto, RequestFailure, Verd
 
 /// How often the loop does its housekeeping (due dials, random walks).
 const TICK: Duration = Duration::from_secs(1);
+/// How often outbound requests' deadlines are checked: a take fails within
+/// this of `net.take_timeout_ms`, stream opening included.
+const DEADLINE_CHECK: Duration = Duration::from_millis(100);
 
 /// The task that owns the swarm.
 pub(crate) struct EventLoop {
@@ -71,6 +75,8 @@ pub(crate) struct EventLoop {
     peer_manager: PeerManager,
     /// When the DHT was last asked for a peer a request could not dial.
     lookups: HashMap<PeerId, Instant>,
+    /// Whether a take request was written (shared with the take codec).
+    gate: WriteGate,
 }
 
 impl EventLoop {
@@ -85,6 +91,7 @@ impl EventLoop {
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
         metrics: NetMetrics,
         registry: &mut prometheus_client::registry::Registry,
+        gate: WriteGate,
     ) -> Self {
         let now = Instant::now();
         let local = *swarm.local_peer_id();
@@ -127,6 +134,7 @@ impl EventLoop {
             bans: HashMap::new(),
             peer_manager,
             lookups: HashMap::new(),
+            gate,
         }
     }
 
@@ -139,6 +147,9 @@ impl EventLoop {
         let mut save =
             tokio::time::interval_at(tokio::time::Instant::now() + save_every, save_every);
         save.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        // Deadlines of outbound requests are checked this often.
+        let mut deadlines = tokio::time::interval(DEADLINE_CHECK);
+        deadlines.set_missed_tick_behavior(MissedTickBehavior::Skip);
         // Dial bootstrap and saved peers right away rather than at the first tick.
         self.maintain();
         // A sender of our own, so a reserved slot borrows it rather than `self`.
@@ -162,6 +173,7 @@ impl EventLoop {
                     Ok(permit) => self.outbox.send_next(permit),
                     Err(_) => self.on_engine_gone(),
                 },
+                _ = deadlines.tick(), if self.requests.any_outbound() => self.expire_requests(),
                 _ = tick.tick() => self.maintain(),
                 _ = save.tick() => self.save_peers_in_background(),
             }
@@ -497,9 +509,9 @@ impl EventLoop {
                     response,
                 } => {
                     self.peer_manager.used(&peer, Instant::now());
-                    if let Some(tag) = self.requests.settled(proto, request_id) {
+                    if let Some(s) = self.requests.settled(proto, request_id, &self.gate) {
                         self.emit(NetInput::Response {
-                            tag,
+                            tag: s.tag,
                             result: Ok(response),
                         });
                     }
@@ -515,10 +527,10 @@ impl EventLoop {
                 if matches!(error, request_response::OutboundFailure::DialFailure) {
                     self.look_up(peer);
                 }
-                if let Some(tag) = self.requests.settled(proto, request_id) {
+                if let Some(s) = self.requests.settled(proto, request_id, &self.gate) {
                     self.emit(NetInput::Response {
-                        tag,
-                        result: Err(request_error(error)),
+                        tag: s.tag,
+                        result: Err(request_error(error, s.fate)),
                     });
                 }
             }
@@ -607,9 +619,16 @@ impl EventLoop {
                 }
                 // Not connected: request-response dials the peer at the
                 // addresses the peer store and the DHT have for it.
-                self.peer_manager.used(&peer, Instant::now());
+                let now = Instant::now();
+                self.peer_manager.used(&peer, now);
+                let (timeout_ms, gate) = match proto {
+                    Proto::Take => (self.tuning.take_timeout_ms, self.gate.register(&data)),
+                    Proto::Sync => (self.tuning.sync_timeout_ms, None),
+                };
+                let deadline = now + Duration::from_millis(timeout_ms);
                 let request_id = self.rr(proto).send_request(&peer, data);
-                self.requests.sent(proto, request_id, tag);
+                self.requests
+                    .sent(proto, request_id, tag, deadline, gate);
             }
             Command::Respond { id, data } => {
                 let Some(pending) = self.requests.take_inbound(id) else {
@@ -722,6 +741,18 @@ impl EventLoop {
     }
 
     // ---- housekeeping --------------------------------------------------
+
+    /// Fail the requests whose deadline passed (libp2p may still be opening
+    /// their stream); one not written yet never will be (`gate.rs`).
+    fn expire_requests(&mut self) {
+        for s in self.requests.expired(Instant::now(), &self.gate) {
+            let result = Err(match s.fate {
+                super::gate::Fate::NotWritten => RequestFailure::NotSent,
+                super::gate::Fate::Written => RequestFailure::Timeout,
+            });
+            self.emit(NetInput::Response { tag: s.tag, result });
+        }
+    }
 
     /// A request could not dial `peer`: ask the DHT where it is (at most
     /// every ten seconds per peer), so the next attempt has addresses.

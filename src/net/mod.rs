@@ -16,6 +16,7 @@
 //! `dialer.rs` (bootstrap and redial with backoff), `peer_manager.rs` (how
 //! many peers to keep and which to prune), `gossip.rs` (gossipsub
 //! parameters and scoring), `codec.rs` (request-response framing),
+//! `gate.rs` (whether a take request was written, and its deadline),
 //! `requests.rs` (which response belongs to which request, both ways),
 //! `outbox.rs` (events on their way to the engine, shed when it lags),
 //! `identity.rs` (the key file), `peers.rs` (peer store persistence),
@@ -28,6 +29,7 @@ mod behaviour;
 pub mod codec;
 pub mod config;
 pub mod dialer;
+pub mod gate;
 mod discovered;
 pub mod discovery;
 mod event_loop;
@@ -113,7 +115,8 @@ pub fn spawn(
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<(NetHandle, mpsc::Receiver<NetInput>, JoinHandle<()>), NetError> {
     let local = keypair.public().to_peer_id();
-    let behaviour = behaviour::Behaviour::new(&keypair, &cfg, registry)?;
+    let gate = gate::WriteGate::default();
+    let behaviour = behaviour::Behaviour::new(&keypair, &cfg, &gate, registry)?;
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -147,7 +150,7 @@ pub fn spawn(
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
     let metrics = metrics::NetMetrics::new(registry);
     let event_loop = event_loop::EventLoop::new(
-        swarm, cfg, store, saved, command_rx, event_tx, listen_tx, metrics, registry,
+        swarm, cfg, store, saved, command_rx, event_tx, listen_tx, metrics, registry, gate,
     );
     let task = tokio::spawn(event_loop.run());
     Ok((NetHandle::new(local, command_tx, listen_rx), event_rx, task))
