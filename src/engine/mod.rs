@@ -85,6 +85,9 @@ pub use io::{
 };
 pub use feed::LevelChanges;
 pub use views::stored_order_info;
+/// How long a take in doubt waits between status requests (the bound on
+/// `taking`, see `takes.rs`).
+pub use takes::{FIRST_DOUBT_BACKOFF, MAX_DOUBT_BACKOFF};
 
 use crate::book::OrderKey;
 use crate::market::{MarketSpec, Qty, Side};
