@@ -15,10 +15,10 @@
 //!   newcomer or a short-lived take connection (the *reserve*);
 //! - connections beyond `max_established_total` (at most
 //!   `net.overflow_connections` more, libp2p's hard limit) are accepted too,
-//!   so the newcomer completes identify and asks the DHT, and are closed
-//!   after `net.peer_grace_ms`, whatever they do;
-//! - over the kept number, peers idle for the grace (no take or sync either
-//!   way) are pruned, least useful first: not in the gossip mesh, lowest
+//!   so the newcomer completes identify and asks the DHT;
+//! - over the kept number, peers past their grace and idle for it (no take
+//!   or sync either way; a peer in use is never closed, which would leave
+//!   its take in doubt) are pruned, least useful first: not in the gossip mesh, lowest
 //!   gossip score, inbound before outbound (a node keeps the peers it chose,
 //!   which an attacker cannot fill its slots with), then a pseudo-random
 //!   order of its own (a hash of both ids), so a full network drops
@@ -69,7 +69,7 @@ pub struct Limits {
     pub target: usize,
     /// Peers kept for long (one slot under the ceiling, never under the target).
     pub keep: usize,
-    /// Above this many peers, the excess is closed after its grace even in use.
+    /// `net.max_established_total`; libp2p refuses beyond it plus the overflow.
     pub ceiling: usize,
     /// A new peer is never pruned within this.
     pub grace: Duration,
@@ -94,41 +94,36 @@ impl Limits {
     }
 }
 
-/// The peers to close now, least useful first (see the module comment).
+/// The peers to close now, least useful first (see the module comment):
+/// down to the kept number, among peers past their grace and idle for it.
+/// A peer in use is never closed, even beyond the ceiling: closing it would
+/// leave its take in doubt; it is idle a grace after its last request, and
+/// libp2p's hard limit (the ceiling plus the overflow) bounds the rest.
 pub fn to_prune(limits: &Limits, peers: &[PeerView], local: &PeerId) -> Vec<PeerId> {
     let n = peers.len();
     if n <= limits.keep {
         return Vec::new();
     }
-    let mut candidates: Vec<&PeerView> = peers.iter().filter(|p| p.age >= limits.grace).collect();
+    let mut candidates: Vec<&PeerView> = peers
+        .iter()
+        .filter(|p| p.age >= limits.grace)
+        .filter(|p| p.idle.is_none_or(|idle| idle >= limits.grace))
+        .collect();
     candidates.sort_by(|a, b| {
-        usefulness(a, limits.grace, local)
-            .partial_cmp(&usefulness(b, limits.grace, local))
+        usefulness(a, local)
+            .partial_cmp(&usefulness(b, local))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    let over_ceiling = n.saturating_sub(limits.ceiling);
-    let over_keep = n - limits.keep;
-    let mut out = Vec::new();
-    // Beyond the ceiling: the least useful past their grace, in use or not.
-    for p in candidates.iter().take(over_ceiling) {
-        out.push(p.peer);
-    }
-    // Down to the kept number: only peers idle for the grace.
-    for p in candidates.iter().skip(over_ceiling) {
-        if out.len() >= over_keep {
-            break;
-        }
-        if p.idle.is_none_or(|idle| idle >= limits.grace) {
-            out.push(p.peer);
-        }
-    }
-    out
+    candidates
+        .into_iter()
+        .take(n - limits.keep)
+        .map(|p| p.peer)
+        .collect()
 }
 
 /// Sort key: smaller is less useful.
-fn usefulness(p: &PeerView, grace: Duration, local: &PeerId) -> (bool, bool, bool, f64, bool, u64) {
+fn usefulness(p: &PeerView, local: &PeerId) -> (bool, bool, f64, bool, u64) {
     (
-        p.idle.is_some_and(|idle| idle < grace),
         p.in_mesh,
         p.score >= 0.0,
         p.score,
@@ -279,23 +274,22 @@ mod tests {
     }
 
     #[test]
-    fn over_the_kept_number_only_idle_peers_go_but_over_the_ceiling_busy_ones_too() {
+    fn only_idle_peers_go_even_beyond_the_ceiling() {
         let local = PeerId::random();
-        let mut peers: Vec<PeerView> = (0..6).map(|_| view(100)).collect();
+        let mut peers: Vec<PeerView> = (0..8).map(|_| view(100)).collect();
         for p in peers.iter_mut() {
             p.idle = Some(Duration::from_millis(100));
         }
-        // Six busy peers: at the ceiling, over the kept number, all in use.
+        // Eight busy peers, over the ceiling: none is closed mid-take.
         assert!(to_prune(&limits(), &peers, &local).is_empty());
-        // A seventh, past its grace: one must go although every one is busy.
-        let mut seventh = view(100);
-        seventh.idle = Some(Duration::from_millis(100));
-        peers.push(seventh);
-        assert_eq!(to_prune(&limits(), &peers, &local).len(), 1);
-        // Six again, one of them idle for long: that one goes.
-        peers.pop();
+        // One idle for long, one never used: those two go.
         peers[3].idle = Some(Duration::from_secs(60));
-        assert_eq!(to_prune(&limits(), &peers, &local), vec![peers[3].peer]);
+        peers[5].idle = None;
+        let mut pruned = to_prune(&limits(), &peers, &local);
+        pruned.sort();
+        let mut expected = vec![peers[3].peer, peers[5].peer];
+        expected.sort();
+        assert_eq!(pruned, expected);
     }
 
     #[test]
