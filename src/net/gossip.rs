@@ -140,8 +140,9 @@ pub fn config(max_message_bytes: usize) -> Result<gossipsub::Config, String> {
         .mesh_n_high(MESH_N_HIGH)
         .mesh_outbound_min(MESH_OUTBOUND_MIN)
         .gossip_lazy(MESH_N)
-        // Peers that got a batch straight from its publisher (flood
-        // publish) tell their mesh not to send it back to them.
+        // A publisher tells each peer it sends a batch to (over 1 kB) not to
+        // send it back: with flood publish every peer would otherwise echo
+        // it to the publisher through the mesh.
         .idontwant_on_publish(true)
         .build()
         .map_err(|e| e.to_string())
