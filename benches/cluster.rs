@@ -37,11 +37,11 @@ mod load;
 mod node;
 #[path = "cluster/plot.rs"]
 mod plot;
-#[path = "cluster/scale.rs"]
-mod scale;
 #[path = "matching/rng.rs"]
 #[allow(dead_code)]
 mod rng;
+#[path = "cluster/scale.rs"]
+mod scale;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -305,8 +305,19 @@ async fn main() {
                 .trim()
                 .parse()
                 .unwrap_or_else(|_| panic!("PEERBOOK_BENCH_NODES: {size:?} is not a node count"));
-            assert!(n >= 2, "PEERBOOK_BENCH_NODES: {n} nodes cannot trade with each other");
-            let s = scale::run(&http, n, rate, secs, seed, target, max_peers, histograms).await;
+            assert!(
+                n >= 2,
+                "PEERBOOK_BENCH_NODES: {n} nodes cannot trade with each other"
+            );
+            let params = scale::Params {
+                nodes: n,
+                rate,
+                secs,
+                seed,
+                target,
+                max_peers,
+            };
+            let s = scale::run(&http, &params, histograms).await;
             println!(
                 "scale nodes={} accepted={:.0}/s replicated_p50_ms={} replicated_p99_ms={} take_p99_ms={} converge_s={} conns_mean={:.1} conns_max={} gossip_bytes_per_order={:.0} rss_mb_mean={:.1} rss_mb_max={:.1}",
                 s.nodes,

@@ -121,7 +121,12 @@ fn run_seed(seed: u64) -> Result<usize, String> {
         .enumerate()
         .map(|(i, nd)| (nd.id.to_string(), i))
         .collect();
-    let owner = |order_id: &str| order_id.split('/').next().and_then(|p| index.get(p).copied());
+    let owner = |order_id: &str| {
+        order_id
+            .split('/')
+            .next()
+            .and_then(|p| index.get(p).copied())
+    };
     let trades = sim.nodes[0]
         .engine
         .as_ref()
@@ -139,7 +144,9 @@ fn run_seed(seed: u64) -> Result<usize, String> {
 #[test]
 fn twenty_nodes_in_sparse_topologies_trade_across_unlinked_pairs_and_converge() {
     let seeds: Vec<u64> = match std::env::var("PEERBOOK_SPARSE_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("PEERBOOK_SPARSE_SIM_SEED must be a number")],
+        Ok(s) => vec![s
+            .parse()
+            .expect("PEERBOOK_SPARSE_SIM_SEED must be a number")],
         Err(_) => (0..std::env::var("PEERBOOK_SPARSE_SIM_SEEDS")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -184,9 +191,7 @@ fn a_take_in_doubt_ends_within_the_bound_once_its_maker_is_reachable() {
     let buy = sim.command(2, order(Side::Buy, 10_000, 2, Tif::Ioc));
     sim.run_for(30_000);
     let taker = sim.nodes[2].engine.as_ref().unwrap();
-    let taking = taker
-        .orders(None, Some(OrderStatus::Taking), 10)
-        .unwrap();
+    let taking = taker.orders(None, Some(OrderStatus::Taking), 10).unwrap();
     assert_eq!(taking.len(), 1, "the order waits for its take in doubt");
     let id = taking[0].id.clone();
     assert!(!taking[0].pending.is_zero(), "{:?}", taking[0]);

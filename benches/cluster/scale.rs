@@ -72,16 +72,29 @@ async fn sparse_cluster(
     nodes
 }
 
+/// What to run: a cluster of `nodes`, `rate` items a second for `secs`.
+pub struct Params {
+    pub nodes: usize,
+    pub rate: u64,
+    pub secs: f64,
+    pub seed: u64,
+    pub target: u32,
+    pub max_peers: u32,
+}
+
 pub async fn run(
     http: &reqwest::Client,
-    n: usize,
-    rate: u64,
-    secs: f64,
-    seed: u64,
-    target: u32,
-    max_peers: u32,
+    p: &Params,
     histograms: impl Fn(&[String]) -> [Buckets; 3],
 ) -> Scale {
+    let Params {
+        nodes: n,
+        rate,
+        secs,
+        seed,
+        target,
+        max_peers,
+    } = *p;
     let dir = tempfile::tempdir().expect("cannot make a temporary directory");
     let env = vec![
         ("PEERBOOK_NET_TARGET_PEERS".to_string(), target.to_string()),

@@ -84,10 +84,10 @@ pub use io::{
     Action, Command, CommandId, EngineError, Event, InboundId, Input, NetAction, NetInput,
     PlaceOrder, Proto, RequestFailure, RequestTag, Verdict,
 };
-pub use views::stored_order_info;
 /// How long a take in doubt waits between status requests (the bound on
 /// `taking`, see `takes.rs`).
 pub use takes::{FIRST_DOUBT_BACKOFF, MAX_DOUBT_BACKOFF};
+pub use views::stored_order_info;
 
 use crate::book::OrderKey;
 use crate::market::{MarketSpec, Qty, Side};

@@ -17,9 +17,9 @@ use libp2p::{
 };
 
 use super::codec::BytesCodec;
-use super::gate::WriteGate;
 use super::config::NetConfig;
 use super::discovery;
+use super::gate::WriteGate;
 use super::gossip::{self, Gossipsub};
 use super::{NetError, Proto};
 

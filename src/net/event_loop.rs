@@ -34,9 +34,9 @@ use super::behaviour::{Behaviour, BehaviourEvent};
 use super::codec::BytesCodec;
 use super::config::{NetConfig, NetTuning};
 use super::dialer::{Dialer, FailedDial, PlannedDial};
-use super::gate::WriteGate;
 use super::discovered::{self, RandomWalk, Wanted};
 use super::discovery::{plain_addrs, split_peer_id};
+use super::gate::WriteGate;
 use super::handle::Command;
 use super::metrics::NetMetrics;
 use super::outbox::{self, Outbox};
@@ -627,8 +627,7 @@ impl EventLoop {
                 };
                 let deadline = now + Duration::from_millis(timeout_ms);
                 let request_id = self.rr(proto).send_request(&peer, data);
-                self.requests
-                    .sent(proto, request_id, tag, deadline, gate);
+                self.requests.sent(proto, request_id, tag, deadline, gate);
             }
             Command::Respond { id, data } => {
                 let Some(pending) = self.requests.take_inbound(id) else {

@@ -29,12 +29,12 @@ mod behaviour;
 pub mod codec;
 pub mod config;
 pub mod dialer;
-pub mod gate;
 mod discovered;
 pub mod discovery;
 mod event_loop;
 #[cfg(feature = "testkit")]
 pub mod fuzz;
+pub mod gate;
 pub mod gossip;
 mod handle;
 pub mod identity;
