@@ -22,9 +22,10 @@ pub struct NetTuning {
     /// under it stays free for newcomers and take connections, and above it
     /// a newcomer is let in for `peer_grace_ms` only (see `peer_manager.rs`).
     pub max_established_total: u32,
-    /// Connections accepted beyond `max_established_total`, each closed after
-    /// its grace: a newcomer to a full node still identifies and asks the
-    /// DHT, and a taker still reaches a full maker. libp2p refuses beyond.
+    /// Connections accepted beyond `max_established_total`, each pruned once
+    /// idle after its grace: a newcomer to a full node still identifies and
+    /// asks the DHT, and a taker still reaches a full maker. libp2p refuses
+    /// beyond. Zero refuses at once every connection over the ceiling.
     pub overflow_connections: u32,
     /// A new peer is never pruned within this (ms): its time to identify,
     /// query the DHT and use a take; and an excess peer is closed after it.
@@ -113,11 +114,12 @@ impl Default for NetTuning {
 }
 
 impl NetTuning {
-    /// The names of the fields that are zero (every field must be positive).
+    /// The names of the fields that are zero (every field must be positive
+    /// but `overflow_connections`, where zero refuses every connection over
+    /// `max_established_total` at once).
     pub fn zero_fields(&self) -> Vec<&'static str> {
-        let fields: [(&'static str, u64); 21] = [
+        let fields: [(&'static str, u64); 20] = [
             ("max_established_total", self.max_established_total.into()),
-            ("overflow_connections", self.overflow_connections.into()),
             ("peer_grace_ms", self.peer_grace_ms),
             (
                 "max_established_per_peer",

@@ -77,8 +77,9 @@ pub struct Limits {
 
 impl Limits {
     pub fn from_tuning(t: &NetTuning) -> Limits {
-        let target = t.target_peers as usize;
-        let ceiling = (t.max_established_total as usize).max(target);
+        // A target above the ceiling cannot be met: the ceiling wins.
+        let ceiling = t.max_established_total as usize;
+        let target = (t.target_peers as usize).min(ceiling);
         Limits {
             target,
             keep: ceiling.saturating_sub(1).max(target),
@@ -243,6 +244,12 @@ mod tests {
             ..NetTuning::default()
         });
         assert_eq!((tight.keep, tight.ceiling), (6, 6));
+        // One connection at most: the default target of 16 cannot raise it.
+        let one = Limits::from_tuning(&NetTuning {
+            max_established_total: 1,
+            ..NetTuning::default()
+        });
+        assert_eq!((one.target, one.keep, one.ceiling), (1, 1, 1));
     }
 
     #[test]
