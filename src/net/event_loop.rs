@@ -282,9 +282,9 @@ impl EventLoop {
                         .kad
                         .add_address(&peer_id, reached.addr);
                 }
+                self.peer_manager
+                    .connected(peer_id, endpoint.is_dialer(), Instant::now());
                 if num_established.get() == 1 {
-                    self.peer_manager
-                        .connected(peer_id, endpoint.is_dialer(), Instant::now());
                     self.connected.insert(peer_id);
                     self.last_seen.touch(peer_id, now_ms());
                     self.metrics

@@ -163,16 +163,14 @@ impl PeerManager {
         &self.limits
     }
 
-    /// A peer's first connection is up.
+    /// A connection to `peer` is up; a peer already tracked keeps its
+    /// entry (a second connection, or a new one racing a pruned one's close).
     pub fn connected(&mut self, peer: PeerId, outbound: bool, now: Instant) {
-        self.peers.insert(
-            peer,
-            Entry {
-                since: now,
-                outbound,
-                last_used: None,
-            },
-        );
+        self.peers.entry(peer).or_insert(Entry {
+            since: now,
+            outbound,
+            last_used: None,
+        });
     }
 
     /// A peer's last connection is gone; how long it was connected.
