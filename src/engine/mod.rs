@@ -87,6 +87,9 @@ pub use io::{
     Action, Command, CommandId, EngineError, Event, InboundId, Input, NetAction, NetInput,
     PlaceOrder, Proto, RequestFailure, RequestTag, Verdict,
 };
+/// How long a take in doubt waits between status requests (the bound on
+/// `taking`, see `takes.rs`).
+pub use takes::{FIRST_DOUBT_BACKOFF, MAX_DOUBT_BACKOFF};
 pub use views::stored_order_info;
 
 use crate::book::OrderKey;

@@ -452,7 +452,7 @@ impl Engine {
                 sent.maker,
                 sent.maker_key,
                 sent.qty,
-                self.now + 500,
+                self.now + super::takes::FIRST_DOUBT_BACKOFF,
             ),
         );
     }

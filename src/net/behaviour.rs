@@ -19,6 +19,7 @@ use libp2p::{
 use super::codec::BytesCodec;
 use super::config::NetConfig;
 use super::discovery;
+use super::gate::WriteGate;
 use super::gossip::{self, Gossipsub};
 use super::nat::addr::ip_of;
 use super::{NetError, Proto};
@@ -69,19 +70,28 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    /// Build every behaviour from the config; gossipsub records its metrics in `registry`.
+    /// Build every behaviour from the config; gossipsub records its metrics
+    /// in `registry`; the take codec writes through `take_gate`.
     pub fn new(
         keypair: &Keypair,
         cfg: &NetConfig,
         relay_client: relay::client::Behaviour,
+        take_gate: &WriteGate,
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Self, NetError> {
         let peer_id = keypair.public().to_peer_id();
         let t = &cfg.tuning;
 
+        // The hard limit is over the peer manager's ceiling by the overflow:
+        // those connections are let in for their grace, then closed
+        // (`peer_manager.rs`), so a newcomer to a full node still learns
+        // other peers.
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(t.max_established_total))
+                .with_max_established(Some(
+                    t.max_established_total
+                        .saturating_add(t.overflow_connections),
+                ))
                 .with_max_established_per_peer(Some(t.max_established_per_peer))
                 .with_max_pending_incoming(Some(t.max_pending_incoming))
                 .with_max_pending_outgoing(Some(t.max_pending_outgoing)),
@@ -124,9 +134,9 @@ impl Behaviour {
             .map_err(NetError::Gossipsub)?;
 
         let codec = BytesCodec::new(t.request_max_bytes, t.response_max_bytes);
-        let rr = |protocol: StreamProtocol, timeout_ms: u64| {
+        let rr = |protocol: StreamProtocol, timeout_ms: u64, codec: BytesCodec| {
             request_response::Behaviour::with_codec(
-                codec.clone(),
+                codec,
                 [(protocol, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_millis(timeout_ms)),
@@ -151,8 +161,12 @@ impl Behaviour {
             kad,
             mdns: Toggle::from(mdns),
             gossipsub,
-            take: rr(TAKE_PROTOCOL, t.take_timeout_ms),
-            sync: rr(SYNC_PROTOCOL, t.sync_timeout_ms),
+            take: rr(
+                TAKE_PROTOCOL,
+                t.take_timeout_ms,
+                codec.clone().with_gate(take_gate.clone()),
+            ),
+            sync: rr(SYNC_PROTOCOL, t.sync_timeout_ms, codec),
             relay: Toggle::from(relay),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),

@@ -37,10 +37,12 @@ use super::config::{NetConfig, NetTuning};
 use super::dialer::{Dialer, FailedDial, PlannedDial};
 use super::discovered::{self, RandomWalk, Wanted};
 use super::discovery::{plain_addrs, split_peer_id};
+use super::gate::WriteGate;
 use super::handle::Command;
 use super::metrics::NetMetrics;
 use super::nat::{Nat, NatMetrics};
 use super::outbox::{self, Outbox};
+use super::peer_manager::{self, PeerManager};
 use super::peers::{self, LastSeen, PeerSaver};
 use super::requests::{request_error, Requests};
 use super::{
@@ -49,6 +51,9 @@ use super::{
 
 /// How often the loop does its housekeeping (due dials, random walks).
 const TICK: Duration = Duration::from_secs(1);
+/// How often outbound requests' deadlines are checked: a take fails within
+/// this of `net.take_timeout_ms`, stream opening included.
+const DEADLINE_CHECK: Duration = Duration::from_millis(100);
 
 /// The task that owns the swarm.
 pub(crate) struct EventLoop {
@@ -72,6 +77,12 @@ pub(crate) struct EventLoop {
     bans: HashMap<PeerId, Instant>,
     /// Reachability, relays and hole punching.
     nat: Nat,
+    /// How many peers to keep, and which to let go.
+    peer_manager: PeerManager,
+    /// When the DHT was last asked for a peer a request could not dial.
+    lookups: HashMap<PeerId, Instant>,
+    /// Whether a take request was written (shared with the take codec).
+    gate: WriteGate,
 }
 
 impl EventLoop {
@@ -86,6 +97,7 @@ impl EventLoop {
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
         metrics: NetMetrics,
         registry: &mut prometheus_client::registry::Registry,
+        gate: WriteGate,
     ) -> Self {
         let now = Instant::now();
         let local = *swarm.local_peer_id();
@@ -114,6 +126,7 @@ impl EventLoop {
         for addr in &cfg.external {
             nat.external_confirmed(&mut swarm, addr);
         }
+        let peer_manager = PeerManager::new(&cfg.tuning);
         EventLoop {
             swarm,
             outbox: Outbox::new(events, cfg.tuning.event_buffer_max, &metrics),
@@ -131,6 +144,9 @@ impl EventLoop {
             random_walk: RandomWalk::new(walk_every, now),
             bans: HashMap::new(),
             nat,
+            peer_manager,
+            lookups: HashMap::new(),
+            gate,
         }
     }
 
@@ -143,6 +159,9 @@ impl EventLoop {
         let mut save =
             tokio::time::interval_at(tokio::time::Instant::now() + save_every, save_every);
         save.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        // Deadlines of outbound requests are checked this often.
+        let mut deadlines = tokio::time::interval(DEADLINE_CHECK);
+        deadlines.set_missed_tick_behavior(MissedTickBehavior::Skip);
         // Dial bootstrap and saved peers right away rather than at the first tick.
         self.maintain();
         // A sender of our own, so a reserved slot borrows it rather than `self`.
@@ -166,6 +185,7 @@ impl EventLoop {
                     Ok(permit) => self.outbox.send_next(permit),
                     Err(_) => self.on_engine_gone(),
                 },
+                _ = deadlines.tick(), if self.requests.any_outbound() => self.expire_requests(),
                 _ = tick.tick() => self.maintain(),
                 _ = save.tick() => self.save_peers_in_background(),
             }
@@ -177,8 +197,16 @@ impl EventLoop {
         *self.swarm.local_peer_id()
     }
 
-    fn short_of_peers(&self) -> bool {
-        Wanted::new(&self.connected, self.tuning.target_peers).short()
+    /// How many more dials may start now.
+    fn dial_budget(&self) -> usize {
+        let dialing = self
+            .swarm
+            .network_info()
+            .connection_counters()
+            .num_pending_outgoing() as usize;
+        self.peer_manager
+            .limits()
+            .dial_budget(self.connected.len(), dialing)
     }
 
     // ---- events to the engine ------------------------------------------
@@ -273,6 +301,8 @@ impl EventLoop {
                         .kad
                         .add_address(&peer_id, reached.addr);
                 }
+                self.peer_manager
+                    .connected(peer_id, endpoint.is_dialer(), Instant::now());
                 if num_established.get() == 1 {
                     self.connected.insert(peer_id);
                     self.last_seen.touch(peer_id, now_ms());
@@ -300,6 +330,11 @@ impl EventLoop {
                 self.connections.remove(&connection_id);
                 self.nat.closed(connection_id);
                 if num_established == 0 {
+                    let now = Instant::now();
+                    let lasted = self
+                        .peer_manager
+                        .disconnected(&peer_id, now)
+                        .unwrap_or_default();
                     self.connected.remove(&peer_id);
                     self.last_seen.touch(peer_id, now_ms());
                     self.metrics
@@ -317,9 +352,18 @@ impl EventLoop {
                         "peer disconnected"
                     );
                     // An idle connection was closed because nothing needed
-                    // it; redialling it would only make it idle again.
-                    if !matches!(cause, Some(ConnectionError::KeepAliveTimeout)) {
-                        self.dialer.peer_lost(peer_id, Instant::now());
+                    // it; redialling it would only make it idle again. A
+                    // connection that did not last backs the redial off.
+                    if matches!(cause, Some(ConnectionError::KeepAliveTimeout)) {
+                        self.dialer.forget(&peer_id);
+                    } else {
+                        let retry_in = self.dialer.closed(peer_id, lasted, now);
+                        tracing::debug!(
+                            peer = %peer_id,
+                            lasted_secs = lasted.as_secs_f32(),
+                            retry_in_secs = retry_in.as_secs_f32(),
+                            "redial planned (when short of peers)"
+                        );
                     }
                     self.emit(NetInput::PeerDisconnected(peer_id));
                 }
@@ -388,7 +432,16 @@ impl EventLoop {
                 {
                     self.nat.identified(*connection_id, *peer_id, info);
                 }
+                let speaks_kad = matches!(
+                    &event,
+                    libp2p::identify::Event::Received { info, .. } if super::discovery::speaks_kad(info)
+                );
                 discovered::on_identify(&mut self.swarm, &self.connections, event);
+                if speaks_kad {
+                    let wanted = Wanted::new(&self.connected, self.tuning.target_peers);
+                    self.random_walk
+                        .on_new_peer(&mut self.swarm, wanted, Instant::now());
+                }
             }
             BehaviourEvent::Ping(event) => {
                 self.libp2p_metrics.record(&event);
@@ -490,6 +543,7 @@ impl EventLoop {
                     request,
                     channel,
                 } => {
+                    self.peer_manager.used(&peer, Instant::now());
                     let id = self.requests.received(proto, request_id, channel);
                     self.emit(NetInput::Request {
                         peer,
@@ -502,9 +556,10 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(tag) = self.requests.settled(proto, request_id) {
+                    self.peer_manager.used(&peer, Instant::now());
+                    if let Some(s) = self.requests.settled(proto, request_id, &self.gate) {
                         self.emit(NetInput::Response {
-                            tag,
+                            tag: s.tag,
                             result: Ok(response),
                         });
                     }
@@ -517,10 +572,13 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, protocol = proto_name(proto), %error, "request failed");
-                if let Some(tag) = self.requests.settled(proto, request_id) {
+                if matches!(error, request_response::OutboundFailure::DialFailure) {
+                    self.look_up(peer);
+                }
+                if let Some(s) = self.requests.settled(proto, request_id, &self.gate) {
                     self.emit(NetInput::Response {
-                        tag,
-                        result: Err(request_error(error)),
+                        tag: s.tag,
+                        result: Err(request_error(error, s.fate)),
                     });
                 }
             }
@@ -608,8 +666,17 @@ impl EventLoop {
                     return;
                 }
                 self.offer_circuits(peer);
+                // Not connected: request-response dials the peer at the
+                // addresses the peer store and the DHT have for it.
+                let now = Instant::now();
+                self.peer_manager.used(&peer, now);
+                let (timeout_ms, gate) = match proto {
+                    Proto::Take => (self.tuning.take_timeout_ms, self.gate.register(&data)),
+                    Proto::Sync => (self.tuning.sync_timeout_ms, None),
+                };
+                let deadline = now + Duration::from_millis(timeout_ms);
                 let request_id = self.rr(proto).send_request(&peer, data);
-                self.requests.sent(proto, request_id, tag);
+                self.requests.sent(proto, request_id, tag, deadline, gate);
             }
             Command::Respond { id, data } => {
                 let Some(pending) = self.requests.take_inbound(id) else {
@@ -755,13 +822,64 @@ impl EventLoop {
 
     // ---- housekeeping --------------------------------------------------
 
-    /// Due dials, random walks, and stale inbound requests.
+    /// Fail the requests whose deadline passed (libp2p may still be opening
+    /// their stream); one not written yet never will be (`gate.rs`).
+    fn expire_requests(&mut self) {
+        for s in self.requests.expired(Instant::now(), &self.gate) {
+            let result = Err(match s.fate {
+                super::gate::Fate::NotWritten => RequestFailure::NotSent,
+                super::gate::Fate::Written => RequestFailure::Timeout,
+            });
+            self.emit(NetInput::Response { tag: s.tag, result });
+        }
+    }
+
+    /// A request could not dial `peer`: ask the DHT where it is (at most
+    /// every ten seconds per peer), so the next attempt has addresses.
+    fn look_up(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        if self
+            .lookups
+            .get(&peer)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.lookups.insert(peer, now);
+        tracing::debug!(%peer, "asking the DHT for the addresses of a peer we could not dial");
+        self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+    }
+
+    /// Close the peers the peer manager lets go.
+    fn prune(&mut self, now: Instant) {
+        let behaviour = self.swarm.behaviour();
+        let mesh: HashSet<PeerId> = behaviour.gossipsub.all_mesh_peers().copied().collect();
+        let views = self.peer_manager.views(
+            now,
+            |p| mesh.contains(p),
+            |p| behaviour.gossipsub.peer_score(p).unwrap_or(0.0),
+        );
+        let local = self.local();
+        for peer in peer_manager::to_prune(self.peer_manager.limits(), &views, &local) {
+            tracing::info!(%peer, peers = self.connected.len(), "pruning a peer to make room");
+            self.metrics.peers_pruned.inc();
+            // Out of the manager at once, so the next tick does not count
+            // it again; it then closes as a connection that did not last.
+            self.peer_manager.disconnected(&peer, now);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Due dials, random walks, pruning, and stale inbound requests.
     fn maintain(&mut self) {
         let now = Instant::now();
         self.lift_bans(now);
-        let short = self.short_of_peers();
+        self.lookups
+            .retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        self.prune(now);
+        let budget = self.dial_budget();
         let connected = &self.connected;
-        let due = self.dialer.due(now, short, |p| connected.contains(p));
+        let due = self.dialer.due(now, budget, |p| connected.contains(p));
         for dial in due {
             self.start_dial(dial);
         }

@@ -13,8 +13,10 @@
 //! `discovery.rs` (Kademlia, mDNS, identify: building them, and which
 //! addresses to trust), `discovered.rs` (what the loop does with what they
 //! find: DHT addresses, dials while short of peers, random walks),
-//! `dialer.rs` (bootstrap and redial with backoff), `gossip.rs` (gossipsub
+//! `dialer.rs` (bootstrap and redial with backoff), `peer_manager.rs` (how
+//! many peers to keep and which to prune), `gossip.rs` (gossipsub
 //! parameters and scoring), `codec.rs` (request-response framing),
+//! `gate.rs` (whether a take request was written, and its deadline),
 //! `requests.rs` (which response belongs to which request, both ways),
 //! `outbox.rs` (events on their way to the engine, shed when it lags),
 //! `identity.rs` (the key file), `peers.rs` (peer store persistence),
@@ -33,12 +35,14 @@ pub mod discovery;
 mod event_loop;
 #[cfg(feature = "testkit")]
 pub mod fuzz;
+pub mod gate;
 pub mod gossip;
 mod handle;
 pub mod identity;
 mod metrics;
 pub mod nat;
 mod outbox;
+pub mod peer_manager;
 pub mod peers;
 mod requests;
 
@@ -129,6 +133,7 @@ pub fn spawn(
 ) -> Result<(NetHandle, mpsc::Receiver<NetInput>, JoinHandle<()>), NetError> {
     let local = keypair.public().to_peer_id();
     let mut built = None;
+    let gate = gate::WriteGate::default();
     // TCP dials reuse the listen port (libp2p's default when listening), so
     // a NAT maps them to the same public port others see, which is what hole
     // punching needs; QUIC does the same over its one UDP socket.
@@ -146,7 +151,7 @@ pub fn spawn(
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| NetError::Transport(format!("relay client: {e}")))?
         .with_behaviour(|_, relay_client| {
-            match behaviour::Behaviour::new(&keypair, &cfg, relay_client, registry) {
+            match behaviour::Behaviour::new(&keypair, &cfg, relay_client, &gate, registry) {
                 Ok(b) => Ok(b),
                 Err(e) => {
                     let text = e.to_string();
@@ -181,7 +186,7 @@ pub fn spawn(
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
     let metrics = metrics::NetMetrics::new(registry);
     let event_loop = event_loop::EventLoop::new(
-        swarm, cfg, store, saved, command_rx, event_tx, listen_tx, metrics, registry,
+        swarm, cfg, store, saved, command_rx, event_tx, listen_tx, metrics, registry, gate,
     );
     let task = tokio::spawn(event_loop.run());
     Ok((NetHandle::new(local, command_tx, listen_rx), event_rx, task))
