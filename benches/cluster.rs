@@ -25,6 +25,12 @@
 //! `PEERBOOK_BENCH_SECS` (load time per rate, default 10),
 //! `PEERBOOK_BENCH_SYNC_ORDERS` (default 100000), `PEERBOOK_BENCH_SEED`,
 //! `PEERBOOK_BENCH_PLOT` (the PNG's path, default docs/cluster-bench.png).
+//!
+//! Scale mode: `PEERBOOK_BENCH_NODES=3,10,20,30` runs, instead, the
+//! summary's rate on sparse clusters of those sizes with capped connections
+//! (`PEERBOOK_BENCH_TARGET_PEERS`, default 4, `PEERBOOK_BENCH_MAX_PEERS`,
+//! default 6; see `cluster/scale.rs`), one line per size:
+//! `scale nodes=… accepted=…/s replicated_p50_ms=… replicated_p99_ms=… take_p99_ms=… converge_s=… conns_mean=… conns_max=… gossip_bytes_per_order=… rss_mb_mean=… rss_mb_max=…`
 
 #[path = "cluster/feed.rs"]
 mod feed;
@@ -39,6 +45,8 @@ mod plot;
 #[path = "matching/rng.rs"]
 #[allow(dead_code)]
 mod rng;
+#[path = "cluster/scale.rs"]
+mod scale;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -306,6 +314,48 @@ async fn main() {
         .pool_max_idle_per_host(16)
         .build()
         .expect("cannot build the HTTP client");
+
+    if let Ok(sizes) = std::env::var("PEERBOOK_BENCH_NODES") {
+        let target: u32 = env_or("PEERBOOK_BENCH_TARGET_PEERS", 4);
+        let max_peers: u32 = env_or("PEERBOOK_BENCH_MAX_PEERS", 6);
+        println!(
+            "scale mode: {rate} items/s for {secs} s, target {target} peers, at most {max_peers} kept"
+        );
+        for size in sizes.split(',') {
+            let n: usize = size
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("PEERBOOK_BENCH_NODES: {size:?} is not a node count"));
+            assert!(
+                n >= 2,
+                "PEERBOOK_BENCH_NODES: {n} nodes cannot trade with each other"
+            );
+            let params = scale::Params {
+                nodes: n,
+                rate,
+                secs,
+                seed,
+                target,
+                max_peers,
+            };
+            let s = scale::run(&http, &params, histograms).await;
+            println!(
+                "scale nodes={} accepted={:.0}/s replicated_p50_ms={} replicated_p99_ms={} take_p99_ms={} converge_s={} conns_mean={:.1} conns_max={} gossip_bytes_per_order={:.0} rss_mb_mean={:.1} rss_mb_max={:.1}",
+                s.nodes,
+                s.accepted,
+                ms(s.repl.quantile_ms(0.5)),
+                ms(s.repl.quantile_ms(0.99)),
+                ms(s.take.quantile_ms(0.99)),
+                s.converged.map_or("never".into(), |d| format!("{:.2}", d.as_secs_f64())),
+                s.conns_mean,
+                s.conns_max,
+                s.gossip_bytes_per_order,
+                s.rss_mean,
+                s.rss_max,
+            );
+        }
+        return;
+    }
 
     let mut steps = Vec::new();
     for &r in &rates {

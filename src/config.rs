@@ -29,6 +29,7 @@ use toml::{Table, Value};
 
 use crate::engine::EngineConfig;
 use crate::market::MarketSpec;
+use crate::net::nat::NatConfig;
 use crate::net::NetTuning;
 
 /// Prefix of every environment variable the config reads.
@@ -52,6 +53,8 @@ pub struct Config {
     pub engine: EngineConfig,
     pub net: NetTuning,
     pub store: StoreConfig,
+    /// Relaying for others, reservations, UPnP (see `net::nat`).
+    pub nat: NatConfig,
 }
 
 /// The `[store]` section: how long the database keeps what is done.
@@ -112,9 +115,17 @@ pub struct NodeConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
-            listen: vec![Multiaddr::empty()
-                .with(Protocol::Ip4([0, 0, 0, 0].into()))
-                .with(Protocol::Tcp(4001))],
+            // TCP and QUIC on the same port: hole punching often works
+            // better over UDP.
+            listen: vec![
+                Multiaddr::empty()
+                    .with(Protocol::Ip4([0, 0, 0, 0].into()))
+                    .with(Protocol::Tcp(4001)),
+                Multiaddr::empty()
+                    .with(Protocol::Ip4([0, 0, 0, 0].into()))
+                    .with(Protocol::Udp(4001))
+                    .with(Protocol::QuicV1),
+            ],
             bootstrap: Vec::new(),
             external: Vec::new(),
             mdns: true,
@@ -197,6 +208,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: None,
+            nat: NatConfig::default(),
             node: NodeConfig::default(),
             api: ApiConfig::default(),
             markets: vec![
@@ -277,6 +289,7 @@ pub struct Flags {
     pub api: Option<SocketAddr>,
     pub no_mdns: bool,
     pub markets: Vec<String>,
+    pub no_upnp: bool,
 }
 
 /// A checked configuration.
@@ -615,6 +628,9 @@ fn flag_layer(flags: &Flags) -> Vec<(&'static str, &'static str, Value)> {
     if flags.no_mdns {
         out.push(("--no-mdns", "node.mdns", Value::Boolean(false)));
     }
+    if flags.no_upnp {
+        out.push(("--no-upnp", "nat.upnp", Value::Boolean(false)));
+    }
     if !flags.markets.is_empty() {
         out.push((
             "--market",
@@ -650,6 +666,10 @@ fn validate(loaded: &Loaded) -> Result<Vec<MarketSpec>, ConfigError> {
     }
     if let Some(field) = c.store.zero_fields().first() {
         let key = format!("store.{field}");
+        return Err(bad(&key, "must be greater than zero".into()));
+    }
+    if let Some(field) = c.nat.zero_fields().first() {
+        let key = format!("nat.{field}");
         return Err(bad(&key, "must be greater than zero".into()));
     }
     if c.engine.stale_after_ms < c.engine.heartbeat_ms {
@@ -694,10 +714,15 @@ fn validate(loaded: &Loaded) -> Result<Vec<MarketSpec>, ConfigError> {
         ("node.external", &c.node.external),
     ] {
         for addr in addrs {
-            if !addr.iter().any(|p| matches!(p, Protocol::Tcp(_))) {
+            let tcp = addr.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+            let quic = addr.iter().any(|p| matches!(p, Protocol::QuicV1));
+            if !tcp && !quic {
                 return Err(bad(
                     key,
-                    format!("{addr} is not a TCP address; expected e.g. /ip4/127.0.0.1/tcp/4001"),
+                    format!(
+                        "{addr} is neither a TCP nor a QUIC address; expected e.g. \
+                         /ip4/127.0.0.1/tcp/4001 or /ip4/127.0.0.1/udp/4001/quic-v1"
+                    ),
                 ));
             }
             if key == "node.listen" && addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
@@ -969,7 +994,7 @@ mod tests {
             (
                 vec![("PEERBOOK_BOOTSTRAP", "/ip4/1.2.3.4/udp/1")],
                 "node.bootstrap",
-                "not a TCP address",
+                "neither a TCP nor a QUIC address",
             ),
             (
                 vec![("PEERBOOK_API_MAX_BODY_BYTES", "0")],

@@ -113,6 +113,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         mdns: config.node.mdns,
         topics: loaded.markets.iter().map(|m| m.topic()).collect(),
         tuning: config.net.clone(),
+        nat: config.nat.clone(),
     };
     let (net, events, net_task) =
         net::spawn(net_config, keypair.clone(), store.clone(), &mut registry)?;

@@ -68,6 +68,7 @@ fn scenario(seed: u64) -> Scenario {
             max_delay: r.range(2, 80),
             max_commit: r.range(0, 10),
             request_timeout: 3_000,
+            dial_refuse: 0.0,
         },
         faults: r.chance(0.6),
         hostile: r.chance(0.3),

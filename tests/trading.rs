@@ -384,10 +384,11 @@ async fn a_node_reached_only_through_another_gets_every_order() {
         .bootstrap(format!("{}/p2p/{a_id}", a.addr()))
         .start();
     let b_id = b.ready().await.peer_id;
-    // C may hold one connection only: to B.
+    // C may hold one connection only: to B (no overflow for newcomers).
     let c = NodeOpts::new("C", dirs[2].path())
         .bootstrap(format!("{}/p2p/{b_id}", b.addr()))
         .env("PEERBOOK_NET_MAX_ESTABLISHED_TOTAL", "1")
+        .env("PEERBOOK_NET_OVERFLOW_CONNECTIONS", "0")
         .start();
     c.ready().await;
     c.connected_to(&b_id).await;

@@ -48,6 +48,17 @@ impl NodeProc {
         name: &str,
         bootstrap: Option<&str>,
     ) -> NodeProc {
+        Self::start_with(http, root, name, bootstrap, &[]).await
+    }
+
+    /// [`NodeProc::start`] with extra environment variables.
+    pub async fn start_with(
+        http: &reqwest::Client,
+        root: &Path,
+        name: &str,
+        bootstrap: Option<&str>,
+        env: &[(String, String)],
+    ) -> NodeProc {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("cannot create the node's data dir");
         let (p2p_port, api_port) = (free_port(), free_port());
@@ -67,6 +78,9 @@ impl NodeProc {
             .stderr(log("stderr.log"));
         if let Some(b) = bootstrap {
             cmd.arg("--bootstrap").arg(b);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd.spawn().expect("cannot start peerbook");
         let api = format!("http://127.0.0.1:{api_port}");

@@ -17,6 +17,17 @@ pub struct Peer {
     pub connected: bool,
     /// Its gossipsub score, when there is one (negative: misbehaving).
     pub score: Option<f64>,
+    /// Its open connections, each direct or through a relay.
+    #[serde(default)]
+    pub connections: Vec<PeerConnection>,
+}
+
+/// One open connection to a peer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerConnection {
+    pub address: String,
+    /// Through a relay (`/p2p-circuit`), otherwise direct.
+    pub relayed: bool,
 }
 
 pub fn routes() -> Router<Arc<ApiState>> {
@@ -34,6 +45,14 @@ async fn peers(State(state): State<Arc<ApiState>>) -> Json<Vec<Peer>> {
             addresses: p.addresses.iter().map(ToString::to_string).collect(),
             connected: p.connected,
             score: p.score.filter(|s| s.is_finite()),
+            connections: p
+                .connections
+                .iter()
+                .map(|c| PeerConnection {
+                    address: c.address.to_string(),
+                    relayed: c.relayed,
+                })
+                .collect(),
         })
         .collect();
     Json(peers)

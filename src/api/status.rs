@@ -32,6 +32,21 @@ pub struct Status {
     /// The database: its size and what it holds, and the retention in force.
     #[serde(default)]
     pub store: StoreInfo,
+    /// Whether peers elsewhere can reach this node, and through which relays.
+    #[serde(default)]
+    pub nat: NatInfo,
+}
+
+/// Reachability as the status shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NatInfo {
+    /// "public", "private" or "unknown" (not tested yet).
+    pub reachability: String,
+    /// Peer ids of the relays holding a reservation for this node.
+    pub relays: Vec<String>,
+    /// Addresses announced to peers besides the listen addresses (confirmed
+    /// reachable, configured, or circuits through the relays).
+    pub external_addrs: Vec<String>,
 }
 
 /// The store as the status shows it.
@@ -60,6 +75,11 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, supe
         .status()
         .await
         .map_err(super::engine_error::gone)?;
+    let nat = NatInfo {
+        reachability: net.reachability.to_string(),
+        relays: net.relays.iter().map(ToString::to_string).collect(),
+        external_addrs: net.external_addrs.iter().map(ToString::to_string).collect(),
+    };
     let listen_addrs = net
         .listen_addrs
         .into_iter()
@@ -88,5 +108,6 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, supe
                 max_bytes: st.max_bytes,
             }
         },
+        nat,
     }))
 }

@@ -39,6 +39,9 @@ impl BookArgs {
         );
         println!();
         print_aligned(&ladder(&book), &[1, 2, 3]);
+        for line in unreachable_lines(&book) {
+            println!("{line}");
+        }
         Ok(())
     }
 }
@@ -83,4 +86,23 @@ fn ladder(book: &BookInfo) -> Vec<Vec<String>> {
         ]);
     }
     rows
+}
+
+/// The levels whose owners this node cannot reach now (not takeable from
+/// here), one line each.
+fn unreachable_lines(book: &BookInfo) -> Vec<String> {
+    let u = &book.unreachable;
+    let sides = [("ask", &u.asks), ("bid", &u.bids)];
+    let mut out = Vec::new();
+    for (side, levels) in sides {
+        for (p, q) in levels.iter() {
+            out.push(format!(
+                "unreachable: {side} {p} x {q} (its owner cannot be reached from this node; not takeable for now)"
+            ));
+        }
+    }
+    if !out.is_empty() {
+        out.insert(0, String::new());
+    }
+    out
 }

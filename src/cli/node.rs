@@ -26,6 +26,9 @@ pub struct NodeArgs {
     /// Do not look for peers on the local network with mDNS
     #[arg(long)]
     pub no_mdns: bool,
+    /// Do not ask the router for a port mapping with UPnP
+    #[arg(long)]
+    pub no_upnp: bool,
     /// Enable only this market (repeatable) [default: every configured market]
     #[arg(long = "market", value_name = "NAME")]
     pub markets: Vec<String>,
@@ -41,6 +44,7 @@ impl NodeArgs {
             api: self.api,
             no_mdns: self.no_mdns,
             markets: self.markets,
+            no_upnp: self.no_upnp,
         })?;
         node::run(loaded).await
     }

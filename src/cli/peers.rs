@@ -36,7 +36,7 @@ impl PeersArgs {
         for p in &peers {
             rows.push(vec![
                 p.peer_id.clone(),
-                if p.connected { "yes" } else { "no" }.into(),
+                connected(p),
                 p.score.map_or_else(|| "-".into(), |s| format!("{s:.1}")),
                 if p.addresses.is_empty() {
                     "-".into()
@@ -47,5 +47,20 @@ impl PeersArgs {
         }
         print_table(&rows);
         Ok(())
+    }
+}
+
+/// "yes" for a connected peer, with how: "(relayed)" when every connection
+/// goes through a relay, "(direct+relayed)" while both are open.
+fn connected(p: &Peer) -> String {
+    if !p.connected {
+        return "no".into();
+    }
+    let relayed = p.connections.iter().filter(|c| c.relayed).count();
+    let direct = p.connections.len() - relayed;
+    match (direct, relayed) {
+        (_, 0) => "yes".into(),
+        (0, _) => "yes (relayed)".into(),
+        _ => "yes (direct+relayed)".into(),
     }
 }

@@ -24,6 +24,14 @@ impl StatusArgs {
         println!("version:  {}", s.version);
         println!("uptime:   {} s", s.uptime_secs);
         println!("peers:    {} connected", s.peer_count);
+        if !s.nat.reachability.is_empty() {
+            let via = if s.nat.relays.is_empty() {
+                String::new()
+            } else {
+                format!(", reachable through relays {}", s.nat.relays.join(", "))
+            };
+            println!("reach:    {}{via}", s.nat.reachability);
+        }
         if let Some(why) = &s.degraded {
             println!("DEGRADED: {why}");
         }

@@ -28,6 +28,10 @@ pub struct OrderInfo {
     pub reason: Option<String>,
     pub own: bool,
     pub stale: bool,
+    /// False when this node could not reach the order's owner lately: the
+    /// order is not takeable from here for now (`engine/reach.rs`).
+    #[serde(default = "yes")]
+    pub reachable: bool,
     pub created_ms: u64,
     pub updated_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,6 +64,21 @@ pub struct BookInfo {
     pub asks: Vec<(Decimal, Decimal)>,
     pub digest: String,
     pub orders: usize,
+    /// The part of `bids` and `asks` (price, quantity) whose owners this
+    /// node could not reach lately: not takeable from here for now.
+    #[serde(default)]
+    pub unreachable: UnreachableLevels,
+}
+
+/// Levels of orders whose owners this node cannot reach now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreachableLevels {
+    pub bids: Vec<(Decimal, Decimal)>,
+    pub asks: Vec<(Decimal, Decimal)>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A market's summary for the status page.
@@ -82,6 +101,9 @@ pub struct OwnerInfo {
     pub stale: bool,
     pub last_heard_ms: u64,
     pub open_orders: usize,
+    /// False when this node could not reach the owner lately.
+    #[serde(default = "yes")]
+    pub reachable: bool,
 }
 
 /// What the engine counted, for `/metrics`.

@@ -107,6 +107,10 @@ pub enum RequestFailure {
     Timeout,
     #[error("the connection closed before the response came")]
     ConnectionClosed,
+    /// The connection closed, or the deadline passed, before the request
+    /// was written (the network knows: `net/gate.rs`).
+    #[error("the request was never sent (no stream opened before the connection closed or the deadline)")]
+    NotSent,
     #[error("i/o error: {0}")]
     Io(String),
 }
@@ -118,7 +122,9 @@ impl RequestFailure {
     pub fn maybe_delivered(&self) -> bool {
         !matches!(
             self,
-            RequestFailure::DialFailure | RequestFailure::UnsupportedProtocol
+            RequestFailure::DialFailure
+                | RequestFailure::UnsupportedProtocol
+                | RequestFailure::NotSent
         )
     }
 }

@@ -56,6 +56,7 @@ mod market;
 mod own;
 mod peers;
 mod proven;
+mod reach;
 mod replica;
 mod requests;
 mod restore;
@@ -79,11 +80,16 @@ pub use digest::Digest;
 pub use durable::{Op, OrderKind, OrderStatus, OwnOrder, Snapshot, TakeIntent, Tif, Trade};
 pub use feed::LevelChanges;
 pub use ids::{BadId, OrderId, TakeId, TradeId};
-pub use info::{BookInfo, Counters, MarketInfo, OrderInfo, OwnerInfo, TradeInfo};
+pub use info::{
+    BookInfo, Counters, MarketInfo, OrderInfo, OwnerInfo, TradeInfo, UnreachableLevels,
+};
 pub use io::{
     Action, Command, CommandId, EngineError, Event, InboundId, Input, NetAction, NetInput,
     PlaceOrder, Proto, RequestFailure, RequestTag, Verdict,
 };
+/// How long a take in doubt waits between status requests (the bound on
+/// `taking`, see `takes.rs`).
+pub use takes::{FIRST_DOUBT_BACKOFF, MAX_DOUBT_BACKOFF};
 pub use views::stored_order_info;
 
 use crate::book::OrderKey;
@@ -118,6 +124,8 @@ pub struct Engine {
     peers: PeerTable,
     own: OwnOrders,
     takes: Takes,
+    /// Makers whose takes could not be dialled lately (`reach.rs`).
+    unreachable: reach::Unreachable,
     outbound: Outbound,
     served: Served,
     tx: Tx,
@@ -149,6 +157,7 @@ impl Engine {
             peers: PeerTable::new(me, now, cfg.max_owners.saturating_mul(2)),
             own: OwnOrders::new(),
             takes: Takes::default(),
+            unreachable: reach::Unreachable::default(),
             outbound: Outbound::new(),
             served: Served::default(),
             tx: Tx::new(),
@@ -408,6 +417,9 @@ impl Engine {
     }
 
     fn on_connected(&mut self, peer: PeerId) {
+        if self.unreachable.reached(&peer) {
+            tracing::info!(%peer, "maker connected: its orders are takeable again");
+        }
         if self.peers.connected(peer, self.now) {
             // Joining, or back from a partition: pull the books again.
             for m in self.markets.iter_mut() {

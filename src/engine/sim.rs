@@ -62,6 +62,10 @@ pub struct NetModel {
     pub max_delay: Millis,
     pub max_commit: Millis,
     pub request_timeout: Millis,
+    /// Chance that a request to a node it is not linked to fails before it
+    /// is written (a full node closing the dialled connection at once):
+    /// the network reports it as `NotSent`.
+    pub dial_refuse: f64,
 }
 
 impl NetModel {
@@ -75,6 +79,7 @@ impl NetModel {
             max_delay: 5,
             max_commit: 2,
             request_timeout: 3_000,
+            dial_refuse: 0.0,
         }
     }
 }
@@ -294,6 +299,37 @@ impl Sim {
         }
     }
 
+    /// Replace every link by a sparse random topology that keeps the nodes
+    /// connected: each node after the first links to one random earlier
+    /// node (a random tree), then random extra links until the nodes have
+    /// `degree` links on average. Most pairs, takers and makers among them,
+    /// are then not linked: their takes go by direct dial, and gossip and
+    /// sync travel through relays.
+    pub fn sparse_topology(&mut self, degree: usize) {
+        let n = self.nodes.len();
+        let links: Vec<(usize, usize)> = self.links.iter().copied().collect();
+        for (a, b) in links {
+            self.unlink(a, b);
+        }
+        for b in 1..n {
+            let a = self.rng.range(0, b as u64 - 1) as usize;
+            self.link(a, b);
+        }
+        let wanted = (n * degree / 2).min(n * n.saturating_sub(1) / 2);
+        let mut tries = 0;
+        while self.links.len() < wanted && tries < 100 * n {
+            tries += 1;
+            let a = self.rng.range(0, n as u64 - 1) as usize;
+            let b = self.rng.range(0, n as u64 - 1) as usize;
+            self.link(a, b);
+        }
+    }
+
+    /// The links, as pairs of node indices.
+    pub fn links(&self) -> Vec<(usize, usize)> {
+        self.links.iter().copied().collect()
+    }
+
     /// Cut two nodes apart.
     pub fn unlink(&mut self, a: usize, b: usize) {
         if !self.links.remove(&Self::key(a, b)) {
@@ -477,6 +513,21 @@ impl Sim {
                 let to = self.nodes.iter().position(|n| n.id == peer);
                 let d = self.delay();
                 match to {
+                    Some(to)
+                        if self.reachable(i, to)
+                            && !self.linked(i, to)
+                            && self.rng.chance(self.net.dial_refuse) =>
+                    {
+                        self.schedule(
+                            self.now + d,
+                            Ev::Response {
+                                to: i,
+                                epoch,
+                                tag,
+                                result: Err(RequestFailure::NotSent),
+                            },
+                        );
+                    }
                     Some(to) if self.reachable(i, to) => {
                         if !self.rng.chance(self.net.request_drop) {
                             let to_epoch = self.nodes[to].epoch;

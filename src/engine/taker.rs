@@ -18,6 +18,10 @@ use super::*;
 use crate::market::Price;
 use crate::wire::{self, FillMsg, Refusal, TakeKind, TakeRequest, TakeResponse, WIRE_VERSION};
 
+/// Why a limit order's rest was not placed (`reach.rs`).
+pub(super) const CROSSES_UNREACHABLE: &str =
+    "the rest would cross an order whose owner cannot be reached from this node; not placed";
+
 /// Longest client id accepted (it is stored with the order).
 const MAX_CLIENT_ID: usize = 64;
 impl Engine {
@@ -175,6 +179,25 @@ impl Engine {
             .any(|v| v.owner == ME)
     }
 
+    /// Whether the owner of a remote order is marked unreachable now.
+    pub(super) fn owner_unreachable(&self, owner: crate::book::OwnerKey) -> bool {
+        owner != ME
+            && self
+                .unreachable
+                .is_unreachable(&self.peers.id(owner), self.now)
+    }
+
+    /// Whether an order at `price` would cross a remote order whose owner
+    /// this node cannot reach.
+    fn crosses_unreachable(&self, mkt: usize, side: Side, price: Option<Price>) -> bool {
+        self.markets[mkt]
+            .replica
+            .book
+            .iter_side(side.opposite())
+            .take_while(|v| price.is_none_or(|l| side.crosses(l, v.price)))
+            .any(|v| self.owner_unreachable(v.owner))
+    }
+
     /// How much a taker could get from live, not stale, remote orders
     /// within `limit`, before self-trade prevention would stop it.
     fn fillable(&self, mkt: usize, side: Side, limit: Option<Price>) -> Qty {
@@ -183,7 +206,7 @@ impl Engine {
             if limit.is_some_and(|l| !side.crosses(l, v.price)) || v.owner == ME {
                 break;
             }
-            if !self.peers.is_stale(v.owner) {
+            if !self.peers.is_stale(v.owner) && !self.owner_unreachable(v.owner) {
                 total += v.remaining.saturating_sub(self.takes.asked_of(mkt, v.id));
             }
         }
@@ -226,7 +249,10 @@ impl Engine {
                 }
                 continue;
             }
-            if self.peers.is_stale(v.owner) || (only_older && v.priority >= my_prio) {
+            if self.peers.is_stale(v.owner)
+                || self.owner_unreachable(v.owner)
+                || (only_older && v.priority >= my_prio)
+            {
                 continue;
             }
             let Some(o) = r.get(v.id) else { continue };
@@ -354,6 +380,17 @@ impl Engine {
         if let Some(t) = self.own.taking_mut(sent.seq) {
             t.inflight = t.inflight.saturating_sub(1);
         }
+        let maker = sent.maker.owner;
+        match &answer {
+            Err(RequestFailure::DialFailure) => {
+                let for_ms = self.unreachable.failed(maker, self.now);
+                tracing::info!(%maker, for_ms, "maker could not be reached; its orders are not takeable from here for a while");
+            }
+            Ok(_) => {
+                self.unreachable.reached(&maker);
+            }
+            Err(_) => {}
+        }
         match answer {
             Ok(Ok(TakeResponse::Filled(f))) if self.fill_matches(&sent, &f) => {
                 self.taker_fill(&sent, &f);
@@ -415,7 +452,7 @@ impl Engine {
                 sent.maker,
                 sent.maker_key,
                 sent.qty,
-                self.now + 500,
+                self.now + super::takes::FIRST_DOUBT_BACKOFF,
             ),
         );
     }
@@ -553,6 +590,13 @@ impl Engine {
             // it now: self-trade prevention cancels the one coming to rest.
             if self.crosses_own(own.mkt, own.rec.side, own.rec.price) {
                 (OrderStatus::Cancelled, Some(STP.to_string()))
+            } else if self.crosses_unreachable(own.mkt, own.rec.side, own.rec.price) {
+                // Resting would cross the book: every node would show a
+                // bid above an ask nobody here can take.
+                (
+                    OrderStatus::Cancelled,
+                    Some(CROSSES_UNREACHABLE.to_string()),
+                )
             } else {
                 (OrderStatus::Open, None)
             }

@@ -18,9 +18,19 @@ use crate::book::OrderKey;
 use crate::market::Qty;
 
 /// First wait before asking a maker about a take in doubt.
-const FIRST_DOUBT_BACKOFF: Millis = 500;
+pub const FIRST_DOUBT_BACKOFF: Millis = 500;
 /// Longest wait between status requests for a take in doubt.
-const MAX_DOUBT_BACKOFF: Millis = 30_000;
+///
+/// This bounds how long an order stays `taking` once its maker is alive and
+/// reachable: the next status request leaves within this (or at once when
+/// the maker reconnects), and the maker answers it from its records within
+/// the take timeout. So a take in doubt is resolved at most
+/// `MAX_DOUBT_BACKOFF + net.take_timeout_ms` (13 s by default) after the
+/// maker can be reached again, and `2 × take_timeout + FIRST_DOUBT_BACKOFF`
+/// (6.5 s) after it was sent if the maker was reachable all along and only
+/// the first answer was lost. Status requests are a few bytes, so the
+/// bound is kept short rather than the load light.
+pub const MAX_DOUBT_BACKOFF: Millis = 10_000;
 
 /// A take: our order `seq`'s take number `n`.
 pub(super) type TakeKey = (u64, u32);

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 
 use super::durable::{OrderKind, OrderStatus, OwnOrder, Tif, Trade};
 use super::ids::OrderId;
-use super::info::{BookInfo, MarketInfo, OrderInfo, OwnerInfo, TradeInfo};
+use super::info::{BookInfo, MarketInfo, OrderInfo, OwnerInfo, TradeInfo, UnreachableLevels};
 use super::market::BookSync;
 use super::replica::{RepOrder, Replica};
 use crate::market::{MarketSpec, Qty, Side};
@@ -72,6 +72,7 @@ pub(super) fn own_order(
         reason: o.reason.clone(),
         own: true,
         stale: false,
+        reachable: true,
         created_ms: o.created_ms,
         updated_ms: o.updated_ms,
         client_id: o.client_id.clone(),
@@ -81,13 +82,15 @@ pub(super) fn own_order(
 }
 
 /// A replicated order; `lapsed`: past its expiry here, its owner's word
-/// that it ended not yet come.
+/// that it ended not yet come; `reachable`: this node could reach its
+/// owner lately (`reach.rs`).
 pub(super) fn remote_order(
     r: &Replica,
     id: OrderId,
     o: &RepOrder,
     stale: bool,
     lapsed: bool,
+    reachable: bool,
 ) -> OrderInfo {
     let spec = &r.spec;
     let s = &o.state;
@@ -110,6 +113,7 @@ pub(super) fn remote_order(
         reason: lapsed.then(|| "its expires_at has passed".to_string()),
         own: false,
         stale,
+        reachable,
         created_ms: s.created_ms,
         updated_ms: s.created_ms,
         client_id: None,
@@ -131,6 +135,7 @@ pub(super) fn book(r: &Replica, depth: usize) -> BookInfo {
         asks: conv(r.depth(Side::Sell, depth)),
         digest: r.digest.to_hex(),
         orders: r.len(),
+        unreachable: UnreachableLevels::default(),
     }
 }
 
@@ -161,7 +166,36 @@ impl Engine {
     /// The replicated book of a market, `depth` levels per side.
     pub fn book(&self, market: &str, depth: usize) -> Result<BookInfo, EngineError> {
         let mkt = self.market_idx(market)?;
-        Ok(book(&self.markets[mkt].replica, depth))
+        let r = &self.markets[mkt].replica;
+        let mut info = book(r, depth);
+        let spec = &r.spec;
+        let levels = |side: Side| {
+            let mut out: Vec<(Decimal, Decimal)> = Vec::new();
+            let mut last: Option<crate::market::Price> = None;
+            let mut seen = 0;
+            for v in r.book.iter_side(side) {
+                if last != Some(v.price) {
+                    seen += 1;
+                    if seen > depth {
+                        break;
+                    }
+                }
+                if self.owner_unreachable(v.owner) {
+                    let (p, q) = (spec.ticks_to_price(v.price), spec.lots_to_qty(v.remaining));
+                    match out.last_mut() {
+                        Some((lp, lq)) if *lp == p => *lq += q,
+                        _ => out.push((p, q)),
+                    }
+                }
+                last = Some(v.price);
+            }
+            out
+        };
+        info.unreachable = UnreachableLevels {
+            bids: levels(Side::Buy),
+            asks: levels(Side::Sell),
+        };
+        Ok(info)
     }
 
     /// The digest of a market's replicated book.
@@ -192,7 +226,8 @@ impl Engine {
                     .key_of(key, oid.seq)
                     .is_some_and(|k| m.replica.is_lapsed(k));
                 let stale = self.peers.is_stale(key);
-                return Ok(remote_order(&m.replica, oid, o, stale, lapsed));
+                let reachable = !self.owner_unreachable(key);
+                return Ok(remote_order(&m.replica, oid, o, stale, lapsed, reachable));
             }
         }
         Err(EngineError::NotFound(id.to_string()))
@@ -271,6 +306,7 @@ impl Engine {
             .map(|(key, p)| OwnerInfo {
                 peer_id: p.id.to_string(),
                 stale: p.stale,
+                reachable: !self.owner_unreachable(key),
                 last_heard_ms: p.last_heard,
                 open_orders: self
                     .markets

@@ -12,14 +12,16 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, connection_limits, identify, kad, mdns, peer_store, ping, request_response,
-    StreamProtocol,
+    allow_block_list, autonat, connection_limits, dcutr, identify, kad, mdns, peer_store, ping,
+    relay, request_response, upnp, StreamProtocol,
 };
 
 use super::codec::BytesCodec;
 use super::config::NetConfig;
 use super::discovery;
+use super::gate::WriteGate;
 use super::gossip::{self, Gossipsub};
+use super::nat::addr::ip_of;
 use super::{NetError, Proto};
 
 pub const TAKE_PROTOCOL_NAME: &str = "/peerbook/take/1";
@@ -53,21 +55,43 @@ pub struct Behaviour {
     pub gossipsub: Gossipsub,
     pub take: request_response::Behaviour<BytesCodec>,
     pub sync: request_response::Behaviour<BytesCodec>,
+    // NAT traversal (decisions in `nat/`).
+    /// Circuit relay v2 server, advertised only while the node is public.
+    pub relay: Toggle<relay::Behaviour>,
+    /// Circuit relay v2 client: reservations and relayed dials.
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching over relayed connections.
+    pub dcutr: dcutr::Behaviour,
+    /// Asks peers to dial our candidate addresses back.
+    pub autonat_client: autonat::v2::client::Behaviour,
+    /// Dials peers' candidate addresses back for them.
+    pub autonat_server: autonat::v2::server::Behaviour,
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
 }
 
 impl Behaviour {
-    /// Build every behaviour from the config; gossipsub records its metrics in `registry`.
+    /// Build every behaviour from the config; gossipsub records its metrics
+    /// in `registry`; the take codec writes through `take_gate`.
     pub fn new(
         keypair: &Keypair,
         cfg: &NetConfig,
+        relay_client: relay::client::Behaviour,
+        take_gate: &WriteGate,
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Self, NetError> {
         let peer_id = keypair.public().to_peer_id();
         let t = &cfg.tuning;
 
+        // The hard limit is over the peer manager's ceiling by the overflow:
+        // those connections are let in for their grace, then closed
+        // (`peer_manager.rs`), so a newcomer to a full node still learns
+        // other peers.
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(t.max_established_total))
+                .with_max_established(Some(
+                    t.max_established_total
+                        .saturating_add(t.overflow_connections),
+                ))
                 .with_max_established_per_peer(Some(t.max_established_per_peer))
                 .with_max_pending_incoming(Some(t.max_pending_incoming))
                 .with_max_pending_outgoing(Some(t.max_pending_outgoing)),
@@ -86,9 +110,10 @@ impl Behaviour {
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), keypair.public())
                 .with_agent_version(format!("peerbook/{}", env!("CARGO_PKG_VERSION")))
-                // The cache makes identify report peers' listen addresses to
-                // the swarm, which is how the peer store learns them.
-                .with_cache_size(256),
+                // No cache: the event loop gives the peer store only the
+                // addresses worth dialling (`nat::addr::shareable`), not
+                // every address a peer announces.
+                .with_cache_size(0),
         );
 
         let ping = ping::Behaviour::new(ping::Config::new());
@@ -109,14 +134,23 @@ impl Behaviour {
             .map_err(NetError::Gossipsub)?;
 
         let codec = BytesCodec::new(t.request_max_bytes, t.response_max_bytes);
-        let rr = |protocol: StreamProtocol, timeout_ms: u64| {
+        let rr = |protocol: StreamProtocol, timeout_ms: u64, codec: BytesCodec| {
             request_response::Behaviour::with_codec(
-                codec.clone(),
+                codec,
                 [(protocol, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_millis(timeout_ms)),
             )
         };
+
+        let nat = &cfg.nat;
+        let relay = nat
+            .relay_server
+            .then(|| relay::Behaviour::new(peer_id, nat.relay_config()));
+        // UPnP maps a LAN address; a node listening on loopback only has
+        // none (and must not search the LAN for a gateway).
+        let upnp =
+            (nat.upnp && cfg.listen.iter().any(maps_to_lan)).then(upnp::tokio::Behaviour::default);
 
         Ok(Behaviour {
             limits,
@@ -127,8 +161,33 @@ impl Behaviour {
             kad,
             mdns: Toggle::from(mdns),
             gossipsub,
-            take: rr(TAKE_PROTOCOL, t.take_timeout_ms),
-            sync: rr(SYNC_PROTOCOL, t.sync_timeout_ms),
+            take: rr(
+                TAKE_PROTOCOL,
+                t.take_timeout_ms,
+                codec.clone().with_gate(take_gate.clone()),
+            ),
+            sync: rr(SYNC_PROTOCOL, t.sync_timeout_ms, codec),
+            relay: Toggle::from(relay),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(peer_id),
+            // New candidates are tested within 2 s (the default 5 s
+            // delays a NATed node's relay reservation for nothing: only
+            // untested candidates cost a probe).
+            autonat_client: autonat::v2::client::Behaviour::new(
+                rand::make_rng::<rand::rngs::StdRng>(),
+                autonat::v2::client::Config::default().with_probe_interval(Duration::from_secs(2)),
+            ),
+            autonat_server: autonat::v2::server::Behaviour::default(),
+            upnp: Toggle::from(upnp),
         })
+    }
+}
+
+/// Whether a listen address may be on a LAN a router could map (any
+/// interface, or a private IPv4 address).
+fn maps_to_lan(addr: &libp2p::Multiaddr) -> bool {
+    match ip_of(addr) {
+        Some(std::net::IpAddr::V4(ip)) => ip.is_unspecified() || ip.is_private(),
+        _ => false,
     }
 }

@@ -14,6 +14,8 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
 use libp2p::StreamProtocol;
 
+use super::gate::WriteGate;
+
 /// A frame was larger than the configured limit.
 ///
 /// It travels inside an `io::Error` (that is what the codec trait allows) and
@@ -39,6 +41,8 @@ impl FrameTooLarge {
 pub struct BytesCodec {
     max_request: usize,
     max_response: usize,
+    /// The take protocol's: requests past their deadline are not written.
+    gate: Option<WriteGate>,
 }
 
 impl BytesCodec {
@@ -46,7 +50,14 @@ impl BytesCodec {
         BytesCodec {
             max_request,
             max_response,
+            gate: None,
         }
+    }
+
+    /// Write a request only if `gate` has not abandoned it (see `gate.rs`).
+    pub fn with_gate(mut self, gate: WriteGate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 }
 
@@ -130,6 +141,12 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
+        if self.gate.as_ref().is_some_and(|g| !g.try_write(&req)) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request abandoned: its deadline passed before its stream opened",
+            ));
+        }
         write_frame(io, "request", self.max_request, &req).await
     }
 

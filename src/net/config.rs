@@ -8,6 +8,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 
+use super::nat::NatConfig;
 use crate::wire::WireLimits;
 
 /// Limits, timeouts and intervals of the network layer.
@@ -18,9 +19,20 @@ use crate::wire::WireLimits;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetTuning {
-    /// Most connections the node keeps open at once, all peers together.
+    /// Most peers the node keeps connected for long, all together; one slot
+    /// under it stays free for newcomers and take connections, and above it
+    /// a newcomer is let in for `peer_grace_ms` only (see `peer_manager.rs`).
     pub max_established_total: u32,
-    /// Most connections to one peer (two allows a simultaneous dial from both sides).
+    /// Connections accepted beyond `max_established_total`, each pruned once
+    /// idle after its grace: a newcomer to a full node still identifies and
+    /// asks the DHT, and a taker still reaches a full maker. libp2p refuses
+    /// beyond. Zero refuses at once every connection over the ceiling.
+    pub overflow_connections: u32,
+    /// A new peer is never pruned within this (ms): its time to identify,
+    /// query the DHT and use a take; and an excess peer is closed after it.
+    pub peer_grace_ms: u64,
+    /// Most connections to one peer (a relayed and a hole-punched direct
+    /// connection coexist for a moment, and both sides may dial at once).
     pub max_established_per_peer: u32,
     /// Most inbound connections still in their handshake.
     pub max_pending_incoming: u32,
@@ -79,7 +91,9 @@ impl Default for NetTuning {
         let wire = WireLimits::default();
         NetTuning {
             max_established_total: 128,
-            max_established_per_peer: 2,
+            overflow_connections: 4,
+            peer_grace_ms: 5_000,
+            max_established_per_peer: 3,
             max_pending_incoming: 64,
             max_pending_outgoing: 64,
             target_peers: 16,
@@ -102,10 +116,13 @@ impl Default for NetTuning {
 }
 
 impl NetTuning {
-    /// The names of the fields that are zero (every field must be positive).
+    /// The names of the fields that are zero (every field must be positive
+    /// but `overflow_connections`, where zero refuses every connection over
+    /// `max_established_total` at once).
     pub fn zero_fields(&self) -> Vec<&'static str> {
-        let fields: [(&'static str, u64); 19] = [
+        let fields: [(&'static str, u64); 20] = [
             ("max_established_total", self.max_established_total.into()),
+            ("peer_grace_ms", self.peer_grace_ms),
             (
                 "max_established_per_peer",
                 self.max_established_per_peer.into(),
@@ -163,6 +180,8 @@ pub struct NetConfig {
     pub topics: Vec<String>,
     /// Limits, timeouts and intervals.
     pub tuning: NetTuning,
+    /// Relaying, reservations, UPnP (the `[nat]` section).
+    pub nat: NatConfig,
 }
 
 impl NetConfig {
@@ -176,6 +195,10 @@ impl NetConfig {
             mdns: false,
             topics,
             tuning: NetTuning::default(),
+            nat: NatConfig {
+                upnp: false,
+                ..NatConfig::default()
+            },
         }
     }
 }

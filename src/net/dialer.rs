@@ -16,6 +16,10 @@ use libp2p::{Multiaddr, PeerId};
 use super::config::NetTuning;
 use super::discovery::split_peer_id;
 
+/// A connection that stayed up this long resets the peer's backoff; one
+/// closed sooner counts as a failed attempt.
+pub const LASTING: Duration = Duration::from_secs(30);
+
 /// Exponential backoff: the wait doubles after every failure, up to `max`.
 #[derive(Clone, Debug)]
 pub struct Backoff {
@@ -68,7 +72,8 @@ struct Bootstrap {
     in_flight: Option<ConnectionId>,
 }
 
-/// A known peer the node wants a connection to again.
+/// A known peer the node wants a connection to again (or is connected to:
+/// its backoff is kept until the connection has lasted).
 #[derive(Debug)]
 struct Redial {
     backoff: Backoff,
@@ -164,9 +169,31 @@ impl Dialer {
         });
     }
 
-    /// A peer was lost at `now`: redial it after the initial wait.
-    pub fn peer_lost(&mut self, peer: PeerId, now: Instant) {
-        self.want(peer, now + self.initial);
+    /// The last connection to `peer` closed at `now` after `lasted`: redial
+    /// it after the initial wait if the connection lasted, else after the
+    /// next, doubled, wait (a bootstrap address of the peer likewise).
+    pub fn closed(&mut self, peer: PeerId, lasted: Duration, now: Instant) -> Duration {
+        let lasting = lasted >= LASTING;
+        for b in self.bootstraps.iter_mut().filter(|b| b.peer == Some(peer)) {
+            if lasting {
+                b.backoff.reset(now + self.initial);
+            } else {
+                b.backoff.failed(now);
+            }
+        }
+        let (initial, max) = (self.initial, self.max);
+        let r = self.redial.entry(peer).or_insert_with(|| Redial {
+            backoff: Backoff::new(initial, max, now),
+            since: now,
+            in_flight: None,
+        });
+        if lasting {
+            r.since = now;
+            r.backoff.reset(now + initial);
+            initial
+        } else {
+            r.backoff.failed(now)
+        }
     }
 
     /// Forget a peer (it is connected, or it misbehaved).
@@ -174,18 +201,18 @@ impl Dialer {
         self.redial.remove(peer);
     }
 
-    /// The dials due at `now`. Nothing is due unless the node is short of
-    /// peers; a bootstrap whose peer is connected, and a peer that is
+    /// The dials due at `now`, at most `budget` (what the node is short of
+    /// peers, less the dials in flight); a bootstrap whose peer is connected, and a peer that is
     /// connected, are skipped. The caller reports each dial it starts with
     /// [`Dialer::dialing`].
     pub fn due(
         &mut self,
         now: Instant,
-        short_of_peers: bool,
+        budget: usize,
         is_connected: impl Fn(&PeerId) -> bool,
     ) -> Vec<PlannedDial> {
         let mut out = Vec::new();
-        if !short_of_peers {
+        if budget == 0 {
             return out;
         }
         for (index, b) in self.bootstraps.iter().enumerate() {
@@ -200,8 +227,13 @@ impl Dialer {
         }
         let give_up = self.give_up;
         let mut given_up = Vec::new();
+        let by_bootstrap: Vec<PeerId> = self.bootstraps.iter().filter_map(|b| b.peer).collect();
         for (peer, r) in self.redial.iter() {
-            if is_connected(peer) || r.in_flight.is_some() || !r.backoff.is_due(now) {
+            if is_connected(peer)
+                || r.in_flight.is_some()
+                || !r.backoff.is_due(now)
+                || by_bootstrap.contains(peer)
+            {
                 continue;
             }
             if now.saturating_duration_since(r.since) > give_up {
@@ -214,6 +246,14 @@ impl Dialer {
             tracing::info!(%peer, "giving up redialling a peer unreachable for too long");
             self.redial.remove(&peer);
         }
+        // Bootstraps first, then the peers due the longest.
+        let redials = &self.redial;
+        let waited = |d: &PlannedDial| match d {
+            PlannedDial::Bootstrap { .. } => None,
+            PlannedDial::Peer(p) => redials.get(p).map(|r| r.backoff.due),
+        };
+        out.sort_by_key(|d| waited(d));
+        out.truncate(budget);
         out
     }
 
@@ -240,7 +280,14 @@ impl Dialer {
         peer: PeerId,
         now: Instant,
     ) -> Option<BootstrapReached> {
-        self.redial.remove(&peer);
+        // The peer's backoff stays until the connection has lasted (see `closed`).
+        let (initial, max) = (self.initial, self.max);
+        let r = self.redial.entry(peer).or_insert_with(|| Redial {
+            backoff: Backoff::new(initial, max, now),
+            since: now,
+            in_flight: None,
+        });
+        r.in_flight = None;
         let b = self
             .bootstraps
             .iter_mut()
@@ -258,7 +305,6 @@ impl Dialer {
             );
         }
         b.peer = Some(peer);
-        b.backoff.reset(now);
         via_this_dial.then(|| BootstrapReached {
             peer,
             addr: b.addr.clone(),
@@ -299,7 +345,8 @@ impl Dialer {
         Some(FailedDial::Peer { peer, retry_in })
     }
 
-    /// Number of peers waiting to be redialled.
+    /// Number of peers waiting to be redialled (or connected, with their
+    /// backoff kept).
     pub fn pending_redials(&self) -> usize {
         self.redial.len()
     }
@@ -326,16 +373,16 @@ mod tests {
         let mut now = t0;
         let mut waits = Vec::new();
         for i in 0..4 {
-            let due = d.due(now, true, |_| false);
+            let due = d.due(now, 8, |_| false);
             assert_eq!(due.len(), 1, "attempt {i}");
             let conn = ConnectionId::new_unchecked(i);
             d.dialing(&due[0], conn);
-            assert!(d.due(now, true, |_| false).is_empty(), "in flight");
+            assert!(d.due(now, 8, |_| false).is_empty(), "in flight");
             match d.failed(conn, None, now) {
                 Some(FailedDial::Bootstrap { given, retry_in }) => {
                     assert_eq!(given, addr);
                     waits.push(retry_in.as_secs());
-                    assert!(d.due(now, true, |_| false).is_empty(), "waiting");
+                    assert!(d.due(now, 8, |_| false).is_empty(), "waiting");
                     now += retry_in;
                 }
                 other => panic!("{other:?}"),
@@ -350,8 +397,8 @@ mod tests {
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
         let mut d = Dialer::new(&[addr], &tuning(), t0);
         d.want(PeerId::random(), t0);
-        assert!(d.due(t0, false, |_| false).is_empty());
-        assert_eq!(d.due(t0, true, |_| false).len(), 2);
+        assert!(d.due(t0, 0, |_| false).is_empty());
+        assert_eq!(d.due(t0, 8, |_| false).len(), 2);
     }
 
     #[test]
@@ -359,7 +406,7 @@ mod tests {
         let t0 = Instant::now();
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
         let mut d = Dialer::new(std::slice::from_ref(&addr), &tuning(), t0);
-        let due = d.due(t0, true, |_| false);
+        let due = d.due(t0, 8, |_| false);
         let conn = ConnectionId::new_unchecked(7);
         d.dialing(&due[0], conn);
         let peer = PeerId::random();
@@ -372,9 +419,9 @@ mod tests {
                 learned_peer_id: true
             }
         );
-        assert!(d.due(t0, true, |p| *p == peer).is_empty());
+        assert!(d.due(t0, 8, |p| *p == peer).is_empty());
         // Once the peer is gone, the bootstrap is due again.
-        assert_eq!(d.due(t0, true, |_| false).len(), 1);
+        assert_eq!(d.due(t0, 8, |_| false).len(), 1);
     }
 
     #[test]
@@ -382,12 +429,12 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Dialer::new(&[], &tuning(), t0);
         let peer = PeerId::random();
-        d.peer_lost(peer, t0);
-        assert!(d.due(t0, true, |_| false).is_empty(), "initial wait");
+        d.closed(peer, LASTING, t0);
+        assert!(d.due(t0, 8, |_| false).is_empty(), "initial wait");
         let mut now = t0 + Duration::from_secs(1);
         let mut n = 0;
         loop {
-            let due = d.due(now, true, |_| false);
+            let due = d.due(now, 8, |_| false);
             if due.is_empty() {
                 break;
             }
@@ -406,12 +453,61 @@ mod tests {
     }
 
     #[test]
-    fn an_inbound_connection_cancels_the_redial() {
+    fn a_connected_peer_is_not_redialled() {
         let t0 = Instant::now();
         let mut d = Dialer::new(&[], &tuning(), t0);
         let peer = PeerId::random();
         d.want(peer, t0);
         d.established(ConnectionId::new_unchecked(1), peer, t0);
-        assert_eq!(d.pending_redials(), 0);
+        assert!(d.due(t0, 8, |p| *p == peer).is_empty());
+    }
+
+    #[test]
+    fn only_a_connection_that_lasted_resets_the_backoff() {
+        let t0 = Instant::now();
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        let mut d = Dialer::new(std::slice::from_ref(&addr), &tuning(), t0);
+        let peer = PeerId::random();
+        let mut now = t0;
+        let mut waits = Vec::new();
+        // A full bootstrap node lets us in and closes after a few seconds.
+        for i in 0..4 {
+            let due = d.due(now, 8, |_| false);
+            assert_eq!(due.len(), 1, "attempt {i}: {due:?}");
+            let conn = ConnectionId::new_unchecked(i);
+            d.dialing(&due[0], conn);
+            d.established(conn, peer, now);
+            now += Duration::from_secs(5);
+            let wait = d.closed(peer, Duration::from_secs(5), now);
+            waits.push(wait.as_secs());
+            assert!(
+                d.due(now, 8, |_| false).is_empty(),
+                "redialled at once after a short connection"
+            );
+            now += wait;
+        }
+        assert_eq!(waits, vec![1, 2, 4, 4]);
+        // A connection that lasted: back to the initial wait.
+        let due = d.due(now, 8, |_| false);
+        let conn = ConnectionId::new_unchecked(9);
+        d.dialing(&due[0], conn);
+        d.established(conn, peer, now);
+        now += LASTING;
+        assert_eq!(d.closed(peer, LASTING, now), Duration::from_secs(1));
+        assert!(d.due(now, 8, |_| false).is_empty());
+        assert_eq!(d.due(now + Duration::from_secs(1), 8, |_| false).len(), 1);
+    }
+
+    #[test]
+    fn no_more_dials_than_the_budget_bootstraps_first() {
+        let t0 = Instant::now();
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        let mut d = Dialer::new(std::slice::from_ref(&addr), &tuning(), t0);
+        for _ in 0..10 {
+            d.want(PeerId::random(), t0);
+        }
+        let due = d.due(t0, 3, |_| false);
+        assert_eq!(due.len(), 3);
+        assert!(matches!(due[0], PlannedDial::Bootstrap { .. }));
     }
 }

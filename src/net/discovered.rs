@@ -1,5 +1,5 @@
 //! What the node does with what discovery finds: identify's listen
-//! addresses go into the DHT, peers found by a DHT walk or on the LAN are
+//! addresses worth sharing go into the peer store and the DHT, peers found by a DHT walk or on the LAN are
 //! dialled while the node is short of peers, and random walks look for more.
 //!
 //! `discovery.rs` builds the protocols and holds the small decisions about
@@ -37,7 +37,21 @@ impl<'a> Wanted<'a> {
     pub(super) fn short(&self) -> bool {
         self.connected.len() < self.target
     }
+
+    /// Whether one more dial may start: fewer peers connected and being
+    /// dialled than the node wants (a DHT answer of twenty peers is not
+    /// twenty dials at once).
+    pub(super) fn room_to_dial(&self, swarm: &Swarm<Behaviour>) -> bool {
+        let dialing = swarm
+            .network_info()
+            .connection_counters()
+            .num_pending_outgoing() as usize;
+        self.connected.len() + dialing < self.target
+    }
 }
+
+/// How soon after the last walk a new peer may start another.
+const WALK_ON_NEW_PEER_GAP: Duration = Duration::from_secs(2);
 
 /// A peer identified itself: if it speaks our DHT, its listen addresses
 /// worth sharing go into Kademlia (judged against the address we reached
@@ -59,14 +73,19 @@ pub(super) fn on_identify(
             listen_addrs = ?info.listen_addrs,
             "peer identified"
         );
-        if !speaks_kad(&info) {
-            return;
-        }
         let remote = connections
             .get(&connection_id)
             .map(|(_, a)| a.clone())
             .unwrap_or_else(Multiaddr::empty);
-        for addr in dialable_listen_addrs(&info, &remote) {
+        let addrs = dialable_listen_addrs(&info, &remote);
+        // The peer store learns only the addresses worth dialling.
+        for addr in &addrs {
+            swarm.add_peer_address(peer_id, addr.clone());
+        }
+        if !speaks_kad(&info) {
+            return;
+        }
+        for addr in addrs {
             swarm.behaviour_mut().kad.add_address(&peer_id, addr);
         }
     }
@@ -134,7 +153,7 @@ fn consider_dialing(
     for addr in addrs {
         swarm.add_peer_address(peer, addr);
     }
-    if !wanted.short() {
+    if !wanted.room_to_dial(swarm) {
         return;
     }
     let opts = DialOpts::peer_id(peer)
@@ -155,12 +174,18 @@ fn consider_dialing(
 pub(super) struct RandomWalk {
     every: Duration,
     last: Instant,
+    /// The last walk started by a new peer.
+    last_quick: Option<Instant>,
 }
 
 impl RandomWalk {
     /// The first walk is due `every` after `now`.
     pub(super) fn new(every: Duration, now: Instant) -> Self {
-        RandomWalk { every, last: now }
+        RandomWalk {
+            every,
+            last: now,
+            last_quick: None,
+        }
     }
 
     /// Walk if the node is short of peers, has at least one to ask, and
@@ -179,6 +204,32 @@ impl RandomWalk {
             tracing::debug!(
                 peers = wanted.connected.len(),
                 "short of peers; walking the DHT"
+            );
+            swarm
+                .behaviour_mut()
+                .kad
+                .get_closest_peers(PeerId::random());
+        }
+    }
+
+    /// A peer that speaks our DHT identified itself: while short of peers,
+    /// walk at once (at most every two seconds) so the node asks it for
+    /// others within its grace, before a full peer closes the connection.
+    pub(super) fn on_new_peer(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        wanted: Wanted<'_>,
+        now: Instant,
+    ) {
+        let gap_over = self
+            .last_quick
+            .is_none_or(|t| now.duration_since(t) >= WALK_ON_NEW_PEER_GAP);
+        if wanted.short() && gap_over {
+            self.last_quick = Some(now);
+            self.last = now;
+            tracing::debug!(
+                peers = wanted.connected.len(),
+                "new peer while short of peers; walking the DHT"
             );
             swarm
                 .behaviour_mut()

@@ -18,8 +18,8 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerbook/kad/1.0.
 /// Build the Kademlia behaviour, in server mode.
 ///
 /// Server mode from the start: peerbook nodes are peers of equal standing and
-/// should answer DHT queries even before an external address is confirmed
-/// (there is no AutoNAT here to confirm one).
+/// should answer DHT queries even before an external address is confirmed;
+/// a node AutoNAT finds private switches to client mode (`nat/`).
 pub fn kademlia(local: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
     let mut config = kad::Config::new(KAD_PROTOCOL);
     config.set_query_timeout(Duration::from_secs(30));
@@ -39,14 +39,10 @@ pub fn speaks_kad(info: &identify::Info) -> bool {
 /// Unspecified addresses are useless to anyone, and a loopback address is only
 /// meaningful to a peer on the same host: if we reach the peer over a real
 /// network, its `127.0.0.1` would point others at themselves.
+///
+/// Over a public address, private addresses go too (`nat::addr::shareable`).
 pub fn dialable_listen_addrs(info: &identify::Info, remote: &Multiaddr) -> Vec<Multiaddr> {
-    let remote_is_loopback = is_loopback(remote);
-    info.listen_addrs
-        .iter()
-        .filter(|a| !is_unspecified(a))
-        .filter(|a| remote_is_loopback || !is_loopback(a))
-        .cloned()
-        .collect()
+    super::nat::addr::shareable(&info.listen_addrs, remote)
 }
 
 /// Whether the address starts with a loopback IP.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::metrics::{Metrics, Recorder};
+use libp2p::peer_store::Store as _;
 use libp2p::request_response;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionError, ConnectionId, DialError, SwarmEvent};
@@ -36,15 +37,23 @@ use super::config::{NetConfig, NetTuning};
 use super::dialer::{Dialer, FailedDial, PlannedDial};
 use super::discovered::{self, RandomWalk, Wanted};
 use super::discovery::{plain_addrs, split_peer_id};
+use super::gate::WriteGate;
 use super::handle::Command;
 use super::metrics::NetMetrics;
+use super::nat::{Nat, NatMetrics};
 use super::outbox::{self, Outbox};
+use super::peer_manager::{self, PeerManager};
 use super::peers::{self, LastSeen, PeerSaver};
 use super::requests::{request_error, Requests};
-use super::{NetError, NetInput, NetStatus, PeerInfo, Proto, RequestFailure, Verdict};
+use super::{
+    ConnectionInfo, NetError, NetInput, NetStatus, PeerInfo, Proto, RequestFailure, Verdict,
+};
 
 /// How often the loop does its housekeeping (due dials, random walks).
 const TICK: Duration = Duration::from_secs(1);
+/// How often outbound requests' deadlines are checked: a take fails within
+/// this of `net.take_timeout_ms`, stream opening included.
+const DEADLINE_CHECK: Duration = Duration::from_millis(100);
 
 /// The task that owns the swarm.
 pub(crate) struct EventLoop {
@@ -66,6 +75,14 @@ pub(crate) struct EventLoop {
     random_walk: RandomWalk,
     /// Peers the engine banned, until when.
     bans: HashMap<PeerId, Instant>,
+    /// Reachability, relays and hole punching.
+    nat: Nat,
+    /// How many peers to keep, and which to let go.
+    peer_manager: PeerManager,
+    /// When the DHT was last asked for a peer a request could not dial.
+    lookups: HashMap<PeerId, Instant>,
+    /// Whether a take request was written (shared with the take codec).
+    gate: WriteGate,
 }
 
 impl EventLoop {
@@ -80,6 +97,7 @@ impl EventLoop {
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
         metrics: NetMetrics,
         registry: &mut prometheus_client::registry::Registry,
+        gate: WriteGate,
     ) -> Self {
         let now = Instant::now();
         let local = *swarm.local_peer_id();
@@ -103,6 +121,12 @@ impl EventLoop {
             );
         }
         let walk_every = Duration::from_secs(cfg.tuning.random_walk_interval_secs);
+        let mut nat = Nat::new(&cfg.nat, NatMetrics::new(registry));
+        // Configured external addresses are the operator's word: confirmed.
+        for addr in &cfg.external {
+            nat.external_confirmed(&mut swarm, addr);
+        }
+        let peer_manager = PeerManager::new(&cfg.tuning);
         EventLoop {
             swarm,
             outbox: Outbox::new(events, cfg.tuning.event_buffer_max, &metrics),
@@ -119,6 +143,10 @@ impl EventLoop {
             peer_saver: PeerSaver::new(store),
             random_walk: RandomWalk::new(walk_every, now),
             bans: HashMap::new(),
+            nat,
+            peer_manager,
+            lookups: HashMap::new(),
+            gate,
         }
     }
 
@@ -131,6 +159,9 @@ impl EventLoop {
         let mut save =
             tokio::time::interval_at(tokio::time::Instant::now() + save_every, save_every);
         save.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        // Deadlines of outbound requests are checked this often.
+        let mut deadlines = tokio::time::interval(DEADLINE_CHECK);
+        deadlines.set_missed_tick_behavior(MissedTickBehavior::Skip);
         // Dial bootstrap and saved peers right away rather than at the first tick.
         self.maintain();
         // A sender of our own, so a reserved slot borrows it rather than `self`.
@@ -154,6 +185,7 @@ impl EventLoop {
                     Ok(permit) => self.outbox.send_next(permit),
                     Err(_) => self.on_engine_gone(),
                 },
+                _ = deadlines.tick(), if self.requests.any_outbound() => self.expire_requests(),
                 _ = tick.tick() => self.maintain(),
                 _ = save.tick() => self.save_peers_in_background(),
             }
@@ -165,8 +197,16 @@ impl EventLoop {
         *self.swarm.local_peer_id()
     }
 
-    fn short_of_peers(&self) -> bool {
-        Wanted::new(&self.connected, self.tuning.target_peers).short()
+    /// How many more dials may start now.
+    fn dial_budget(&self) -> usize {
+        let dialing = self
+            .swarm
+            .network_info()
+            .connection_counters()
+            .num_pending_outgoing() as usize;
+        self.peer_manager
+            .limits()
+            .dial_budget(self.connected.len(), dialing)
     }
 
     // ---- events to the engine ------------------------------------------
@@ -217,9 +257,14 @@ impl EventLoop {
                     .send_modify(|addrs| addrs.retain(|a| *a != address));
             }
             SwarmEvent::ListenerClosed {
-                addresses, reason, ..
+                listener_id,
+                addresses,
+                reason,
             } => {
-                if let Err(e) = reason {
+                let failure = reason.as_ref().err().map(|e| e.to_string());
+                if self.nat.listener_closed(listener_id, failure.clone()) {
+                    // A relay's listener: the reservation was refused or lost.
+                } else if let Some(e) = failure {
                     tracing::error!(?addresses, error = %e, "a listener failed");
                 }
                 self.listen_addrs
@@ -236,6 +281,8 @@ impl EventLoop {
                 ..
             } => {
                 let remote = endpoint.get_remote_address().clone();
+                self.nat
+                    .connected(&mut self.swarm, connection_id, peer_id, &endpoint);
                 self.connections
                     .insert(connection_id, (peer_id, remote.clone()));
                 if let Some(reached) =
@@ -254,6 +301,8 @@ impl EventLoop {
                         .kad
                         .add_address(&peer_id, reached.addr);
                 }
+                self.peer_manager
+                    .connected(peer_id, endpoint.is_dialer(), Instant::now());
                 if num_established.get() == 1 {
                     self.connected.insert(peer_id);
                     self.last_seen.touch(peer_id, now_ms());
@@ -264,6 +313,7 @@ impl EventLoop {
                         peer = %peer_id,
                         address = %remote,
                         direction = if endpoint.is_dialer() { "outbound" } else { "inbound" },
+                        relayed = endpoint.is_relayed(),
                         peers = self.connected.len(),
                         "peer connected"
                     );
@@ -278,7 +328,13 @@ impl EventLoop {
                 ..
             } => {
                 self.connections.remove(&connection_id);
+                self.nat.closed(connection_id);
                 if num_established == 0 {
+                    let now = Instant::now();
+                    let lasted = self
+                        .peer_manager
+                        .disconnected(&peer_id, now)
+                        .unwrap_or_default();
                     self.connected.remove(&peer_id);
                     self.last_seen.touch(peer_id, now_ms());
                     self.metrics
@@ -296,9 +352,18 @@ impl EventLoop {
                         "peer disconnected"
                     );
                     // An idle connection was closed because nothing needed
-                    // it; redialling it would only make it idle again.
-                    if !matches!(cause, Some(ConnectionError::KeepAliveTimeout)) {
-                        self.dialer.peer_lost(peer_id, Instant::now());
+                    // it; redialling it would only make it idle again. A
+                    // connection that did not last backs the redial off.
+                    if matches!(cause, Some(ConnectionError::KeepAliveTimeout)) {
+                        self.dialer.forget(&peer_id);
+                    } else {
+                        let retry_in = self.dialer.closed(peer_id, lasted, now);
+                        tracing::debug!(
+                            peer = %peer_id,
+                            lasted_secs = lasted.as_secs_f32(),
+                            retry_in_secs = retry_in.as_secs_f32(),
+                            "redial planned (when short of peers)"
+                        );
                     }
                     self.emit(NetInput::PeerDisconnected(peer_id));
                 }
@@ -317,6 +382,11 @@ impl EventLoop {
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");
+                self.nat.external_confirmed(&mut self.swarm, &address);
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(%address, "external address expired");
+                self.nat.external_expired(&mut self.swarm, &address);
             }
             _ => {}
         }
@@ -354,7 +424,24 @@ impl EventLoop {
             BehaviourEvent::PeerStore(_) => {}
             BehaviourEvent::Identify(event) => {
                 self.libp2p_metrics.record(&event);
+                if let libp2p::identify::Event::Received {
+                    peer_id,
+                    info,
+                    connection_id,
+                } = &event
+                {
+                    self.nat.identified(*connection_id, *peer_id, info);
+                }
+                let speaks_kad = matches!(
+                    &event,
+                    libp2p::identify::Event::Received { info, .. } if super::discovery::speaks_kad(info)
+                );
                 discovered::on_identify(&mut self.swarm, &self.connections, event);
+                if speaks_kad {
+                    let wanted = Wanted::new(&self.connected, self.tuning.target_peers);
+                    self.random_walk
+                        .on_new_peer(&mut self.swarm, wanted, Instant::now());
+                }
             }
             BehaviourEvent::Ping(event) => {
                 self.libp2p_metrics.record(&event);
@@ -382,6 +469,20 @@ impl EventLoop {
             }
             BehaviourEvent::Take(event) => self.on_request_response(Proto::Take, event),
             BehaviourEvent::Sync(event) => self.on_request_response(Proto::Sync, event),
+            BehaviourEvent::Relay(event) => {
+                self.libp2p_metrics.record(&event);
+                self.nat.on_relay_server(event);
+            }
+            BehaviourEvent::RelayClient(event) => self.nat.on_relay_client(event),
+            BehaviourEvent::Dcutr(event) => {
+                self.libp2p_metrics.record(&event);
+                self.nat.on_dcutr(event);
+            }
+            BehaviourEvent::AutonatClient(event) => {
+                self.nat.on_autonat_client(&mut self.swarm, event)
+            }
+            BehaviourEvent::AutonatServer(event) => self.nat.on_autonat_server(event),
+            BehaviourEvent::Upnp(event) => self.nat.on_upnp(event),
         }
     }
 
@@ -442,6 +543,7 @@ impl EventLoop {
                     request,
                     channel,
                 } => {
+                    self.peer_manager.used(&peer, Instant::now());
                     let id = self.requests.received(proto, request_id, channel);
                     self.emit(NetInput::Request {
                         peer,
@@ -454,9 +556,10 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(tag) = self.requests.settled(proto, request_id) {
+                    self.peer_manager.used(&peer, Instant::now());
+                    if let Some(s) = self.requests.settled(proto, request_id, &self.gate) {
                         self.emit(NetInput::Response {
-                            tag,
+                            tag: s.tag,
                             result: Ok(response),
                         });
                     }
@@ -469,10 +572,13 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, protocol = proto_name(proto), %error, "request failed");
-                if let Some(tag) = self.requests.settled(proto, request_id) {
+                if matches!(error, request_response::OutboundFailure::DialFailure) {
+                    self.look_up(peer);
+                }
+                if let Some(s) = self.requests.settled(proto, request_id, &self.gate) {
                     self.emit(NetInput::Response {
-                        tag,
-                        result: Err(request_error(error)),
+                        tag: s.tag,
+                        result: Err(request_error(error, s.fate)),
                     });
                 }
             }
@@ -559,8 +665,18 @@ impl EventLoop {
                     });
                     return;
                 }
+                self.offer_circuits(peer);
+                // Not connected: request-response dials the peer at the
+                // addresses the peer store and the DHT have for it.
+                let now = Instant::now();
+                self.peer_manager.used(&peer, now);
+                let (timeout_ms, gate) = match proto {
+                    Proto::Take => (self.tuning.take_timeout_ms, self.gate.register(&data)),
+                    Proto::Sync => (self.tuning.sync_timeout_ms, None),
+                };
+                let deadline = now + Duration::from_millis(timeout_ms);
                 let request_id = self.rr(proto).send_request(&peer, data);
-                self.requests.sent(proto, request_id, tag);
+                self.requests.sent(proto, request_id, tag, deadline, gate);
             }
             Command::Respond { id, data } => {
                 let Some(pending) = self.requests.take_inbound(id) else {
@@ -596,6 +712,8 @@ impl EventLoop {
                     listen_addrs: self.listen_addrs.borrow().clone(),
                     external_addrs: self.swarm.external_addresses().cloned().collect(),
                     connected_peers: self.connected.len(),
+                    reachability: self.nat.reachability(),
+                    relays: self.nat.reserved_relays(),
                 });
             }
             Command::Dial { addr, reply } => {
@@ -644,6 +762,30 @@ impl EventLoop {
         })
     }
 
+    /// Before a request to a peer we are not connected to and know no
+    /// address of (a node behind NAT announces none the DHT keeps), offer
+    /// the dial a circuit through each relay we reach: the relays where the
+    /// peer holds a reservation get it through.
+    fn offer_circuits(&mut self, peer: PeerId) {
+        if self.connected.contains(&peer) {
+            return;
+        }
+        let known = self
+            .swarm
+            .behaviour()
+            .peer_store
+            .store()
+            .addresses_of_peer(&peer)
+            .is_some_and(|mut a| a.next().is_some());
+        if known {
+            return;
+        }
+        for addr in self.nat.circuits_to(peer) {
+            tracing::debug!(%peer, address = %addr, "trying the peer through a relay");
+            self.swarm.add_peer_address(peer, addr);
+        }
+    }
+
     fn peer_list(&self) -> Vec<PeerInfo> {
         let behaviour = self.swarm.behaviour();
         let mut out: BTreeMap<PeerId, PeerInfo> = BTreeMap::new();
@@ -655,38 +797,96 @@ impl EventLoop {
                     addresses: plain_addrs(record.addresses()),
                     connected: self.connected.contains(peer),
                     score: behaviour.gossipsub.peer_score(peer),
+                    connections: Vec::new(),
                 },
             );
         }
-        for (peer, addr) in self.connections.values() {
+        for (id, (peer, addr)) in &self.connections {
             let info = out.entry(*peer).or_insert_with(|| PeerInfo {
                 peer_id: *peer,
                 addresses: Vec::new(),
                 connected: true,
                 score: behaviour.gossipsub.peer_score(peer),
+                connections: Vec::new(),
             });
             if info.addresses.is_empty() {
                 info.addresses = plain_addrs([addr]);
             }
+            info.connections.push(ConnectionInfo {
+                address: addr.clone(),
+                relayed: self.nat.is_relayed(id),
+            });
         }
         out.into_values().collect()
     }
 
     // ---- housekeeping --------------------------------------------------
 
-    /// Due dials, random walks, and stale inbound requests.
+    /// Fail the requests whose deadline passed (libp2p may still be opening
+    /// their stream); one not written yet never will be (`gate.rs`).
+    fn expire_requests(&mut self) {
+        for s in self.requests.expired(Instant::now(), &self.gate) {
+            let result = Err(match s.fate {
+                super::gate::Fate::NotWritten => RequestFailure::NotSent,
+                super::gate::Fate::Written => RequestFailure::Timeout,
+            });
+            self.emit(NetInput::Response { tag: s.tag, result });
+        }
+    }
+
+    /// A request could not dial `peer`: ask the DHT where it is (at most
+    /// every ten seconds per peer), so the next attempt has addresses.
+    fn look_up(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        if self
+            .lookups
+            .get(&peer)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.lookups.insert(peer, now);
+        tracing::debug!(%peer, "asking the DHT for the addresses of a peer we could not dial");
+        self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+    }
+
+    /// Close the peers the peer manager lets go.
+    fn prune(&mut self, now: Instant) {
+        let behaviour = self.swarm.behaviour();
+        let mesh: HashSet<PeerId> = behaviour.gossipsub.all_mesh_peers().copied().collect();
+        let views = self.peer_manager.views(
+            now,
+            |p| mesh.contains(p),
+            |p| behaviour.gossipsub.peer_score(p).unwrap_or(0.0),
+        );
+        let local = self.local();
+        for peer in peer_manager::to_prune(self.peer_manager.limits(), &views, &local) {
+            tracing::info!(%peer, peers = self.connected.len(), "pruning a peer to make room");
+            self.metrics.peers_pruned.inc();
+            // Out of the manager at once, so the next tick does not count
+            // it again; it then closes as a connection that did not last.
+            self.peer_manager.disconnected(&peer, now);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Due dials, random walks, pruning, and stale inbound requests.
     fn maintain(&mut self) {
         let now = Instant::now();
         self.lift_bans(now);
-        let short = self.short_of_peers();
+        self.lookups
+            .retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        self.prune(now);
+        let budget = self.dial_budget();
         let connected = &self.connected;
-        let due = self.dialer.due(now, short, |p| connected.contains(p));
+        let due = self.dialer.due(now, budget, |p| connected.contains(p));
         for dial in due {
             self.start_dial(dial);
         }
 
         let wanted = Wanted::new(&self.connected, self.tuning.target_peers);
         self.random_walk.maybe_walk(&mut self.swarm, wanted, now);
+        self.nat.maintain(&mut self.swarm, now);
 
         self.requests.drop_closed();
     }

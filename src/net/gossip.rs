@@ -26,6 +26,12 @@ pub type Gossipsub = gossipsub::Behaviour<IdentityTransform, WhitelistSubscripti
 /// early messages are not left to the fanout.
 pub const HEARTBEAT_INITIAL_DELAY: Duration = Duration::from_millis(200);
 
+/// Mesh degree and its bounds (see [`config`]).
+const MESH_N: usize = 4;
+const MESH_N_LOW: usize = 3;
+const MESH_N_HIGH: usize = 8;
+const MESH_OUTBOUND_MIN: usize = 2;
+
 /// The penalty per rejected message (squared by gossipsub, see P4).
 const INVALID_MESSAGE_WEIGHT: f64 = -20.0;
 
@@ -119,8 +125,25 @@ pub fn config(max_message_bytes: usize) -> Result<gossipsub::Config, String> {
         // Our own messages go to every subscribed peer with a decent score,
         // not only to the mesh: in the small networks peerbook runs in, that
         // is one hop to everyone, and a publisher's orders do not depend on
-        // relays whose send queues may drop them under load.
+        // relays whose send queues may drop them under load. The peer
+        // manager caps the peers (`net.max_established_total`), so this
+        // fan-out stays bounded in a large network.
         .flood_publish(true)
+        // Mesh degree: a message reaches a node about once per mesh peer,
+        // so every extra mesh peer is another copy of all the traffic.
+        // Sparse nodes keep 4 to 6 peers (the target and the ceiling), so
+        // a mesh of 4 (3 to 8) uses them all without asking for more than
+        // they hold; gossipsub's 6 (5 to 12) made every node of a large
+        // full mesh forward each batch to six or more peers.
+        .mesh_n(MESH_N)
+        .mesh_n_low(MESH_N_LOW)
+        .mesh_n_high(MESH_N_HIGH)
+        .mesh_outbound_min(MESH_OUTBOUND_MIN)
+        .gossip_lazy(MESH_N)
+        // A publisher tells each peer it sends a batch to (over 1 kB) not to
+        // send it back: with flood publish every peer would otherwise echo
+        // it to the publisher through the mesh.
+        .idontwant_on_publish(true)
         .build()
         .map_err(|e| e.to_string())
 }

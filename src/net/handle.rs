@@ -173,6 +173,8 @@ impl NetHandle {
             listen_addrs: Vec::new(),
             external_addrs: Vec::new(),
             connected_peers: 0,
+            reachability: super::nat::Reachability::Unknown,
+            relays: Vec::new(),
         };
         let (reply, rx) = oneshot::channel();
         if !self.send(Command::Status { reply }).await {

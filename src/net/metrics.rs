@@ -17,6 +17,8 @@ pub struct NetMetrics {
     pub event_backlog: Gauge,
     /// Peers with at least one connection.
     pub connected_peers: Gauge,
+    /// Peers closed by the peer manager (over the kept number or the ceiling).
+    pub peers_pruned: Counter,
 }
 
 impl NetMetrics {
@@ -42,6 +44,11 @@ impl NetMetrics {
             "connected_peers",
             "Peers with at least one connection",
             m.connected_peers.clone(),
+        );
+        r.register(
+            "peers_pruned",
+            "Peers closed by the peer manager to make room",
+            m.peers_pruned.clone(),
         );
         m
     }

@@ -13,11 +13,14 @@
 //! `discovery.rs` (Kademlia, mDNS, identify: building them, and which
 //! addresses to trust), `discovered.rs` (what the loop does with what they
 //! find: DHT addresses, dials while short of peers, random walks),
-//! `dialer.rs` (bootstrap and redial with backoff), `gossip.rs` (gossipsub
+//! `dialer.rs` (bootstrap and redial with backoff), `peer_manager.rs` (how
+//! many peers to keep and which to prune), `gossip.rs` (gossipsub
 //! parameters and scoring), `codec.rs` (request-response framing),
+//! `gate.rs` (whether a take request was written, and its deadline),
 //! `requests.rs` (which response belongs to which request, both ways),
 //! `outbox.rs` (events on their way to the engine, shed when it lags),
 //! `identity.rs` (the key file), `peers.rs` (peer store persistence),
+//! `nat/` (reachability, relays, hole punching, UPnP: its own module doc),
 //! `event_loop.rs` (the task: its `select!`, dispatch and commands),
 //! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`,
 //! `fuzz.rs` (the framing's fuzzing entry point, with the `testkit`
@@ -32,11 +35,14 @@ pub mod discovery;
 mod event_loop;
 #[cfg(feature = "testkit")]
 pub mod fuzz;
+pub mod gate;
 pub mod gossip;
 mod handle;
 pub mod identity;
 mod metrics;
+pub mod nat;
 mod outbox;
+pub mod peer_manager;
 pub mod peers;
 mod requests;
 
@@ -66,6 +72,17 @@ pub struct PeerInfo {
     pub connected: bool,
     /// Its gossipsub score, when gossipsub has one.
     pub score: Option<f64>,
+    /// The open connections to it.
+    pub connections: Vec<ConnectionInfo>,
+}
+
+/// One open connection to a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The peer's address on this connection.
+    pub address: Multiaddr,
+    /// Whether it goes through a relay (otherwise it is direct).
+    pub relayed: bool,
 }
 
 /// The node's own network state.
@@ -78,6 +95,10 @@ pub struct NetStatus {
     pub external_addrs: Vec<Multiaddr>,
     /// Number of peers with at least one connection.
     pub connected_peers: usize,
+    /// Whether peers elsewhere can dial this node (AutoNAT).
+    pub reachability: nat::Reachability,
+    /// The relays holding a reservation for this node (while private).
+    pub relays: Vec<PeerId>,
 }
 
 /// Why the network layer could not start or do what was asked.
@@ -111,8 +132,12 @@ pub fn spawn(
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<(NetHandle, mpsc::Receiver<NetInput>, JoinHandle<()>), NetError> {
     let local = keypair.public().to_peer_id();
-    let behaviour = behaviour::Behaviour::new(&keypair, &cfg, registry)?;
-    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+    let mut built = None;
+    let gate = gate::WriteGate::default();
+    // TCP dials reuse the listen port (libp2p's default when listening), so
+    // a NAT maps them to the same public port others see, which is what hole
+    // punching needs; QUIC does the same over its one UDP socket.
+    let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
@@ -120,10 +145,26 @@ pub fn spawn(
             yamux::Config::default,
         )
         .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_quic()
         .with_dns()
         .map_err(|e| NetError::Transport(format!("DNS resolver: {e}")))?
-        .with_behaviour(|_| behaviour)
-        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetError::Transport(format!("relay client: {e}")))?
+        .with_behaviour(|_, relay_client| {
+            match behaviour::Behaviour::new(&keypair, &cfg, relay_client, &gate, registry) {
+                Ok(b) => Ok(b),
+                Err(e) => {
+                    let text = e.to_string();
+                    built = Some(e);
+                    Err(text.into())
+                }
+            }
+        })
+        .map_err(|e| {
+            built
+                .take()
+                .unwrap_or_else(|| NetError::Transport(e.to_string()))
+        })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.tuning.idle_connection_timeout()))
         .build();
 
@@ -145,7 +186,7 @@ pub fn spawn(
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
     let metrics = metrics::NetMetrics::new(registry);
     let event_loop = event_loop::EventLoop::new(
-        swarm, cfg, store, saved, command_rx, event_tx, listen_tx, metrics, registry,
+        swarm, cfg, store, saved, command_rx, event_tx, listen_tx, metrics, registry, gate,
     );
     let task = tokio::spawn(event_loop.run());
     Ok((NetHandle::new(local, command_tx, listen_rx), event_rx, task))

@@ -203,7 +203,11 @@ async function loadAll() {
 // ---------------------------------------------------------------- rendering
 
 function renderBook(b) {
+  // Quantity at each price whose owners this node cannot reach now.
+  const unreachable = (kind) =>
+    new Map(((b.unreachable || {})[kind === "ask" ? "asks" : "bids"] || []).map(([p, q]) => [Number(p), q]));
   const levels = (rows, kind) => {
+    const cut = unreachable(kind);
     const shown = rows.slice(0, BOOK_DEPTH);
     let total = 0;
     const totals = shown.map(([, q]) => (total += Number(q)));
@@ -212,11 +216,13 @@ function renderBook(b) {
       el(
         "tr",
         {
-          class: "level",
+          class: cut.has(Number(p)) ? "level unreachable" : "level",
           "data-price": p,
           "data-side": kind,
           style: `--fill:${max ? ((100 * totals[i]) / max).toFixed(1) : 0}%`,
-          title: "click: use this price",
+          title: cut.has(Number(p))
+            ? `${qty(cut.get(Number(p)))} of it from owners this node cannot reach: not takeable for now`
+            : "click: use this price",
           onclick: () => {
             $("price").value = p;
             $("price").focus();

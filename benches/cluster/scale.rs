@@ -1,0 +1,158 @@
+//! The scale mode (`PEERBOOK_BENCH_NODES=3,10,20,30`): the same load on
+//! clusters of growing size that are *not* a full mesh. Each node is
+//! bootstrapped to one random earlier node and runs with capped connections
+//! (`PEERBOOK_BENCH_TARGET_PEERS`, default 4; `PEERBOOK_BENCH_MAX_PEERS`,
+//! default 6), so gossip and sync travel through relays and takes dial
+//! makers they are not connected to. Per size it prints accepted orders a
+//! second, replication p50/p99 (creation on its node to arrival in every
+//! other replica), take p99, the time to one digest everywhere after the
+//! load stops, connections per node, gossip bytes sent per accepted order
+//! (summed over the nodes: the amplification) and resident memory per node.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::hist::{self, Buckets};
+use super::load;
+use super::node::{self, NodeProc};
+use super::rng::Rng;
+
+/// One cluster size's numbers.
+pub struct Scale {
+    pub nodes: usize,
+    pub accepted: f64,
+    pub repl: Buckets,
+    pub take: Buckets,
+    pub converged: Option<Duration>,
+    pub conns_mean: f64,
+    pub conns_max: usize,
+    pub gossip_bytes_per_order: f64,
+    pub rss_mean: f64,
+    pub rss_max: f64,
+}
+
+/// The gossip bytes a node has sent, all topics.
+fn gossip_bytes(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("gossipsub_topic_msg_sent_bytes"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// `n` nodes, each bootstrapped to a random earlier one, with capped
+/// connections; returns once every node has a peer.
+async fn sparse_cluster(
+    http: &reqwest::Client,
+    root: &Path,
+    n: usize,
+    env: &[(String, String)],
+    seed: u64,
+) -> Vec<NodeProc> {
+    let mut rng = Rng::new(seed);
+    let mut nodes: Vec<NodeProc> = Vec::new();
+    for i in 0..n {
+        let boot = (i > 0).then(|| nodes[rng.below(i as u64) as usize].p2p.clone());
+        let name = format!("node{}", i + 1);
+        nodes.push(NodeProc::start_with(http, root, &name, boot.as_deref(), env).await);
+    }
+    let started = Instant::now();
+    for node in &mut nodes {
+        while node.connected_peers(http).await == 0 {
+            node.check_alive();
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} found no peer\n{}",
+                node.name,
+                node.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    nodes
+}
+
+/// What to run: a cluster of `nodes`, `rate` items a second for `secs`.
+pub struct Params {
+    pub nodes: usize,
+    pub rate: u64,
+    pub secs: f64,
+    pub seed: u64,
+    pub target: u32,
+    pub max_peers: u32,
+}
+
+pub async fn run(
+    http: &reqwest::Client,
+    p: &Params,
+    histograms: impl Fn(&[String]) -> [Buckets; 3],
+) -> Scale {
+    let Params {
+        nodes: n,
+        rate,
+        secs,
+        seed,
+        target,
+        max_peers,
+    } = *p;
+    let dir = tempfile::tempdir().expect("cannot make a temporary directory");
+    let env = vec![
+        ("PEERBOOK_NET_TARGET_PEERS".to_string(), target.to_string()),
+        (
+            "PEERBOOK_NET_MAX_ESTABLISHED_TOTAL".to_string(),
+            max_peers.to_string(),
+        ),
+    ];
+    let nodes = sparse_cluster(http, dir.path(), n, &env, seed).await;
+    // One order per node that everyone must see: the network is one
+    // before the clock starts.
+    load::fill_book(http, &nodes, n as u64).await;
+    assert!(
+        node::converge(http, &nodes, Duration::from_secs(120))
+            .await
+            .is_some(),
+        "{n} sparse nodes did not agree on their first orders"
+    );
+    let scrape = || async {
+        let mut texts = Vec::new();
+        for node in &nodes {
+            texts.push(node.metrics(http).await);
+        }
+        texts
+    };
+    let before = scrape().await;
+    let [repl0, take0, _] = histograms(&before);
+    let bytes0: f64 = before.iter().map(|m| gossip_bytes(m)).sum();
+    let started = Instant::now();
+    let tally = load::offer(http, &nodes, rate, secs, seed).await;
+    let took = started.elapsed().as_secs_f64().max(secs);
+    let converged = node::converge(http, &nodes, Duration::from_secs(120)).await;
+    let after = scrape().await;
+    let [repl1, take1, _] = histograms(&after);
+    let bytes1: f64 = after.iter().map(|m| gossip_bytes(m)).sum();
+    let mut conns = Vec::new();
+    for node in &nodes {
+        conns.push(node.connected_peers(http).await);
+    }
+    let rss: Vec<f64> = nodes.iter().map(|n| n.peak_rss_mb()).collect();
+    let accepted = tally.accepted();
+    let pruned: f64 = after
+        .iter()
+        .filter_map(|m| hist::sample(m, "peerbook_net_peers_pruned_total"))
+        .sum();
+    println!(
+        "  {n} nodes: accepted {accepted} in {took:.1} s, connections {conns:?}, {pruned} peers pruned"
+    );
+    Scale {
+        nodes: n,
+        accepted: accepted as f64 / took,
+        repl: repl1.minus(&repl0),
+        take: take1.minus(&take0),
+        converged,
+        conns_mean: conns.iter().sum::<usize>() as f64 / n as f64,
+        conns_max: conns.iter().copied().max().unwrap_or(0),
+        gossip_bytes_per_order: (bytes1 - bytes0) / accepted.max(1) as f64,
+        rss_mean: rss.iter().sum::<f64>() / n as f64,
+        rss_max: rss.iter().copied().fold(0.0, f64::max),
+    }
+}
