@@ -37,8 +37,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a node: join the network, keep the books, serve the API.
     Node(node::NodeArgs),
-    /// Print this node's peer id and the addresses to give other nodes
-    /// (creates the identity if there is none yet).
+    /// Print this node's peer id and the addresses to give other nodes:
+    /// what the running node listens on and announces, else what its config
+    /// says (creates the identity if there is none yet).
     Id(id::IdArgs),
     /// Show how a node is doing: peers, markets, digests (exit status 1
     /// when it does not answer).
@@ -82,7 +83,7 @@ impl Cli {
     pub async fn run(self) -> Result<(), CliError> {
         match self.command {
             Command::Node(args) => Ok(args.run().await?),
-            Command::Id(args) => Ok(args.run()?),
+            Command::Id(args) => Ok(args.run().await?),
             Command::Status(args) => Ok(args.run().await?),
             Command::Order(args) => Ok(args.run().await?),
             Command::Book(args) => Ok(args.run().await?),

@@ -17,7 +17,8 @@
 //! parameters and scoring), `codec.rs` (request-response framing),
 //! `requests.rs` (which response belongs to which request, both ways),
 //! `outbox.rs` (events on their way to the engine, shed when it lags),
-//! `identity.rs` (the key file), `peers.rs` (peer store persistence),
+//! `identity.rs` (the key file), `listen_probe.rs` (refusing a p2p port
+//! another node holds), `peers.rs` (peer store persistence),
 //! `event_loop.rs` (the task: its `select!`, dispatch and commands),
 //! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`,
 //! `fuzz.rs` (the framing's fuzzing entry point, with the `testkit`
@@ -35,6 +36,7 @@ pub mod fuzz;
 pub mod gossip;
 mod handle;
 pub mod identity;
+mod listen_probe;
 mod metrics;
 mod outbox;
 pub mod peers;
@@ -110,6 +112,9 @@ pub fn spawn(
     store: Store,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<(NetHandle, mpsc::Receiver<NetInput>, JoinHandle<()>), NetError> {
+    for addr in &cfg.listen {
+        listen_probe::check_free(addr)?;
+    }
     let local = keypair.public().to_peer_id();
     let behaviour = behaviour::Behaviour::new(&keypair, &cfg, registry)?;
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
