@@ -182,6 +182,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         shutdown.clone(),
     )?;
 
+    let oplog = tokio::spawn(api::oplog::run(engine.clone(), peer_id, shutdown.clone()));
     let state = Arc::new(ApiState {
         net: net.clone(),
         engine,
@@ -210,7 +211,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
     let outcome = tokio::select! {
         signal = shutdown::signal() => match signal {
             Ok(name) => {
-                println!("{name} received; shutting down");
+                tracing::info!(signal = name, "{name} received; shutting down");
                 Ok(())
             }
             Err(e) => Err(NodeError::Signal(e)),
@@ -238,6 +239,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         let _ = net_task.await;
     }
     let _ = printer.await;
+    let _ = oplog.await;
     tracing::info!("stopped");
     outcome
 }

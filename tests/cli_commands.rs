@@ -510,3 +510,79 @@ async fn the_demo_stops_cleanly_on_ctrl_c_with_a_summary() {
     .await;
     assert!(text.lines().last().unwrap().starts_with("demo: "), "{text}");
 }
+
+#[tokio::test]
+async fn at_the_default_level_the_log_tells_the_operator_what_the_node_traded() {
+    // A logs text at the default level, B logs JSON at the default level.
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = NodeOpts::new("A", dir_a.path()).env("RUST_LOG", "").start();
+    let a_id = a.ready().await.peer_id;
+    let b = NodeOpts::new("B", dir_b.path())
+        .bootstrap(format!("{}/p2p/{a_id}", a.addr()))
+        .env("RUST_LOG", "")
+        .arg("--log-format")
+        .arg("json")
+        .start();
+    let b_id = b.ready().await.peer_id;
+    b.connected_to(&a_id).await;
+    a.connected_to(&b_id).await;
+
+    let sell = b
+        .place(serde_json::json!({"market": "BTC-USD", "side": "sell", "price": "100", "quantity": "2"}))
+        .await;
+    let sell_id = sell["id"].as_str().unwrap().to_string();
+    eventually(
+        "B's order in A's book",
+        || a.output(),
+        || async {
+            let book = a.get_json("/api/v1/book/BTC-USD").await;
+            (book.body["orders"] == 1).then_some(())
+        },
+    )
+    .await;
+    let buy = a
+        .place(serde_json::json!({"market": "BTC-USD", "side": "buy", "price": "100", "quantity": "0.5", "time_in_force": "ioc"}))
+        .await;
+    let buy_id = buy["id"].as_str().unwrap().to_string();
+    assert_eq!(buy["status"], "filled", "{buy}");
+    let cancelled = b
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/orders/{sell_id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status, 200);
+
+    let has = |log: &str, words: &[&str]| log.lines().any(|l| words.iter().all(|w| l.contains(w)));
+    eventually(
+        "both logs to tell the trade",
+        || format!("{}\n{}", a.output(), b.output()),
+        || async {
+            let (la, lb) = (a.stderr(), b.stderr());
+            (has(&la, &["order placed", &buy_id])
+                && has(&la, &["fill as taker", &buy_id, "100"])
+                && has(&la, &["order filled", &buy_id])
+                && has(&la, &["peer connected", &b_id])
+                && has(&lb, &["order placed", &sell_id])
+                && has(&lb, &["fill as maker", &sell_id, "0.5"])
+                && has(&lb, &["order cancelled", &sell_id]))
+            .then_some(())
+        },
+    )
+    .await;
+    let la = a.stderr();
+    assert!(
+        !la.lines()
+            .any(|l| l.contains(" libp2p_") && !l.contains("WARN") && !l.contains("ERROR")),
+        "libp2p stays at warn by default:\n{la}"
+    );
+    for line in b.stderr().lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!("--log-format json wrote a line that is not JSON ({e}): {line}")
+        });
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}

@@ -192,11 +192,17 @@ async fn a_second_node_on_the_p2p_port_a_node_holds_is_refused() {
         &f,
         2,
         &[
-            &format!("cannot listen on /ip4/127.0.0.1/tcp/{}", first.opts.p2p_port),
+            &format!(
+                "cannot listen on /ip4/127.0.0.1/tcp/{}",
+                first.opts.p2p_port
+            ),
             "already in use",
         ],
     );
-    assert_eq!(first.status().await.map(|s| s.peer_id), Some(status.peer_id));
+    assert_eq!(
+        first.status().await.map(|s| s.peer_id),
+        Some(status.peer_id)
+    );
 }
 
 #[tokio::test]
@@ -214,7 +220,10 @@ async fn a_data_dir_another_node_uses_is_refused_saying_so() {
             "--data-dir",
         ],
     );
-    assert!(first.status().await.is_some(), "the first node keeps running");
+    assert!(
+        first.status().await.is_some(),
+        "the first node keeps running"
+    );
 }
 
 #[test]

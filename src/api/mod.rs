@@ -22,6 +22,7 @@ pub mod error;
 pub mod events;
 mod index;
 mod metrics;
+pub mod oplog;
 pub mod orders;
 pub mod peers;
 pub mod status;

@@ -121,6 +121,9 @@ async fn run(state: &ApiState, cmd: Command) -> Result<(StatusCode, OrderInfo), 
         Command::Cancel { .. } => (StatusCode::OK, true),
     };
     let result = state.engine.command(cmd).await.map_err(gone)?;
+    if let (Ok(order), false) = (&result, in_path) {
+        super::oplog::placed(order);
+    }
     result
         .map(|o| (ok, o))
         .map_err(|e| engine_error(e, in_path))

@@ -80,7 +80,9 @@ impl Tickers {
         if t.ts_ms + DAY < now {
             return;
         }
-        let Ok(mut m) = self.markets.lock() else { return };
+        let Ok(mut m) = self.markets.lock() else {
+            return;
+        };
         let buckets = m.entry(t.market.clone()).or_default();
         let minute = t.ts_ms - t.ts_ms % MINUTE;
         match buckets.get_mut(&minute) {
@@ -259,7 +261,9 @@ async fn ticker(
             if !state.markets.contains(&m) {
                 return Err(engine_error(EngineError::UnknownMarket(m), true));
             }
-            Ok(Json(serde_json::to_value(ticker_of(&state, &m).await?).unwrap_or_default()))
+            Ok(Json(
+                serde_json::to_value(ticker_of(&state, &m).await?).unwrap_or_default(),
+            ))
         }
         None => {
             let mut all = Vec::new();

@@ -76,7 +76,9 @@ async fn upgrade(
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| super::auth::constant_time_eq(given.trim().as_bytes(), token.as_bytes())),
+            .is_some_and(|given| {
+                super::auth::constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+            }),
     };
     ws.on_upgrade(move |socket| async move {
         Client::new(state.clone(), authed).run(socket).await;
@@ -205,11 +207,10 @@ impl Client {
         };
         match req {
             Request::Auth { token } => {
-                let ok = self
-                    .state
-                    .token
-                    .as_ref()
-                    .is_none_or(|t| super::auth::constant_time_eq(token.as_bytes(), t.as_bytes()));
+                let ok =
+                    self.state.token.as_ref().is_none_or(|t| {
+                        super::auth::constant_time_eq(token.as_bytes(), t.as_bytes())
+                    });
                 if ok {
                     self.authed = true;
                     vec![text(json!({"type":"authenticated"}))]
@@ -239,7 +240,9 @@ impl Client {
             }
             Request::Unsubscribe { channel } => {
                 let Ok(c) = Channel::parse(&channel, &self.state.markets) else {
-                    return vec![text(json!({"type":"error","channel":channel,"message":"unknown channel"}))];
+                    return vec![text(
+                        json!({"type":"error","channel":channel,"message":"unknown channel"}),
+                    )];
                 };
                 if let Channel::Book(m) = &c {
                     self.next_seq.remove(m);
@@ -296,7 +299,9 @@ impl Client {
 
     async fn resync(&mut self, market: &str, reason: &str) -> Vec<Message> {
         ApiCounters::bump(&self.state.counters.ws_resyncs);
-        let mut out = vec![text(json!({"type":"resync","channel":format!("book:{market}"),"reason":reason}))];
+        let mut out = vec![text(
+            json!({"type":"resync","channel":format!("book:{market}"),"reason":reason}),
+        )];
         out.extend(self.snapshot(market).await);
         out
     }
@@ -312,7 +317,9 @@ impl Client {
 
     async fn ticker(&self, market: &str) -> Vec<Message> {
         match super::ticker::ticker_of(&self.state, market).await {
-            Ok(t) => vec![text(json!({"type":"ticker","channel":format!("ticker:{market}"),"data":t}))],
+            Ok(t) => vec![text(
+                json!({"type":"ticker","channel":format!("ticker:{market}"),"data":t}),
+            )],
             Err(e) => vec![text(json!({"type":"error","message":e.message}))],
         }
     }
@@ -322,9 +329,12 @@ impl Client {
         match e {
             Event::Trade(t) => {
                 if self.subs.contains(&Channel::Trades(t.market.clone())) {
-                    out.push(text(json!({"type":"trade","channel":format!("trades:{}", t.market),"data":t})));
+                    out.push(text(
+                        json!({"type":"trade","channel":format!("trades:{}", t.market),"data":t}),
+                    ));
                 }
-                let ours = t.maker_order_id.starts_with(&self.me) || t.taker_order_id.starts_with(&self.me);
+                let ours = t.maker_order_id.starts_with(&self.me)
+                    || t.taker_order_id.starts_with(&self.me);
                 if ours && self.subs.contains(&Channel::Fills) {
                     out.push(text(json!({"type":"fill","channel":"fills","data":t})));
                 }

@@ -30,6 +30,24 @@ use crate::node::NodeError;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines (on stderr) are written: `text` for people, `json`
+    /// (one object a line) for log collectors. What is logged is set with
+    /// RUST_LOG (default `info`)
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        default_value = "text",
+        env = "PEERBOOK_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// The log line format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The subcommands.

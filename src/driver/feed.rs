@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::engine::{EngineError, Engine};
+use crate::engine::{Engine, EngineError};
 use crate::market::Side;
 
 /// Levels in the checksum, per side.

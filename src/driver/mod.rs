@@ -44,8 +44,8 @@ use crate::net::NetHandle;
 use crate::shutdown::Shutdown;
 use crate::store::{LoadWindow, Store, StoreError};
 
-pub use handle::{EngineGone, EngineHandle, EngineMetrics, EngineStatus, Page, StoreStatus};
 pub use feed::{checksum as book_checksum, BookDelta, BookSnapshot};
+pub use handle::{EngineGone, EngineHandle, EngineMetrics, EngineStatus, Page, StoreStatus};
 pub use latency::Latency;
 pub use upkeep::{StoreMetrics, Upkeep};
 

@@ -18,6 +18,7 @@ impl Engine {
         match self.serve_take(peer, id, data) {
             Ok(()) => {}
             Err(r) => {
+                tracing::info!(%peer, reason = r.as_str(), "refused a peer's take");
                 self.counters.takes_refused_as_maker += 1;
                 self.respond(id, &TakeResponse::Refused(r));
             }

@@ -41,9 +41,9 @@
 mod config;
 mod digest;
 mod durable;
-mod feed;
 #[cfg(any(test, feature = "testkit"))]
 mod explain;
+mod feed;
 mod fok;
 #[cfg(feature = "testkit")]
 pub mod fuzz;
@@ -77,13 +77,13 @@ use libp2p::PeerId;
 pub use config::EngineConfig;
 pub use digest::Digest;
 pub use durable::{Op, OrderKind, OrderStatus, OwnOrder, Snapshot, TakeIntent, Tif, Trade};
+pub use feed::LevelChanges;
 pub use ids::{BadId, OrderId, TakeId, TradeId};
 pub use info::{BookInfo, Counters, MarketInfo, OrderInfo, OwnerInfo, TradeInfo};
 pub use io::{
     Action, Command, CommandId, EngineError, Event, InboundId, Input, NetAction, NetInput,
     PlaceOrder, Proto, RequestFailure, RequestTag, Verdict,
 };
-pub use feed::LevelChanges;
 pub use views::stored_order_info;
 
 use crate::book::OrderKey;

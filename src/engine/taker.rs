@@ -337,7 +337,7 @@ impl Engine {
                 self.taker_fill(&sent, &f);
             }
             Ok(Ok(TakeResponse::Refused(r))) => {
-                tracing::debug!(maker = %sent.maker, reason = r.as_str(), "take refused");
+                tracing::info!(maker = %sent.maker, reason = r.as_str(), "the maker refused our take");
                 self.counters.takes_refused += 1;
                 if sent.kind == SentKind::Commit {
                     self.counters.fok_commits_refused += 1;
