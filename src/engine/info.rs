@@ -70,6 +70,12 @@ pub struct MarketInfo {
     pub orders: usize,
     pub own_open: usize,
     pub synced: bool,
+    /// Fills this node took part in on this market since it started, as
+    /// maker and as taker.
+    #[serde(default)]
+    pub fills_maker: u64,
+    #[serde(default)]
+    pub fills_taker: u64,
 }
 
 /// An owner this node has heard of.

@@ -191,6 +191,7 @@ impl Engine {
         m.replica.apply_trade(ME, &self.me, &trade, None);
         self.served.record_fill(take, trade.id);
         self.counters.fills_maker += 1;
+        m.fills[0] += 1;
         self.tx.op(Op::PutTrade(trade.clone()));
         self.tx.dirty(seq);
         let fill = trade.fill_msg();

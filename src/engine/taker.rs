@@ -438,6 +438,7 @@ impl Engine {
         }
         own.trades.push(trade.id);
         self.counters.fills_taker += 1;
+        self.markets[sent.mkt].fills[1] += 1;
         self.tx.op(Op::PutTrade(trade.clone()));
         self.tx.op(Op::DelIntent {
             taker_seq: sent.seq,

@@ -120,7 +120,7 @@ pub(super) fn book(r: &Replica, depth: usize) -> BookInfo {
     }
 }
 
-pub(super) fn market(r: &Replica, synced: bool, own_open: usize) -> MarketInfo {
+pub(super) fn market(r: &Replica, synced: bool, own_open: usize, fills: [u64; 2]) -> MarketInfo {
     MarketInfo {
         name: r.spec.name.clone(),
         tick: r.spec.tick,
@@ -130,6 +130,8 @@ pub(super) fn market(r: &Replica, synced: bool, own_open: usize) -> MarketInfo {
         orders: r.len(),
         own_open,
         synced,
+        fills_maker: fills[0],
+        fills_taker: fills[1],
     }
 }
 
@@ -240,7 +242,7 @@ impl Engine {
             .iter()
             .map(|m| {
                 let own_open = m.replica.owners.get(&ME).map_or(0, |o| o.live.len());
-                market(&m.replica, m.book_sync == BookSync::Done, own_open)
+                market(&m.replica, m.book_sync == BookSync::Done, own_open, m.fills)
             })
             .collect()
     }
