@@ -586,3 +586,89 @@ async fn at_the_default_level_the_log_tells_the_operator_what_the_node_traded() 
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
 }
+
+#[tokio::test]
+async fn the_ladder_marks_own_and_stale_orders_and_zero_depth_or_limit_is_refused() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = NodeOpts::new("A", dir_a.path())
+        .env("PEERBOOK_ENGINE_STALE_AFTER_MS", "2000")
+        .start();
+    let a_id = a.ready().await.peer_id;
+    let mut b = NodeOpts::new("B", dir_b.path())
+        .bootstrap(format!("{}/p2p/{a_id}", a.addr()))
+        .start();
+    let b_id = b.ready().await.peer_id;
+    a.connected_to(&b_id).await;
+    a.place(
+        serde_json::json!({"market": "BTC-USD", "side": "buy", "price": "99", "quantity": "1"}),
+    )
+    .await;
+    b.place(
+        serde_json::json!({"market": "BTC-USD", "side": "sell", "price": "105", "quantity": "0.7"}),
+    )
+    .await;
+    eventually(
+        "B's order in A's book",
+        || a.output(),
+        || async {
+            let book = a.get_json("/api/v1/book/BTC-USD").await;
+            (book.body["orders"] == 2).then_some(())
+        },
+    )
+    .await;
+    let ladder = ok(&cli(&a, &["book", "BTC-USD"]), "book");
+    let row = |side: &str, price: &str| {
+        ladder
+            .lines()
+            .find(|l| l.starts_with(side) && l.contains(price))
+            .unwrap_or_else(|| panic!("no {side} {price}:\n{ladder}"))
+            .to_string()
+    };
+    assert!(row("bid", "99").contains("mine 1"), "{ladder}");
+    assert!(!row("ask", "105").contains("mine"), "{ladder}");
+    assert!(!row("ask", "105").contains("stale"), "{ladder}");
+
+    b.stop();
+    let book: BookInfo = eventually(
+        "B's order to be stale in A's book",
+        || a.output(),
+        || async {
+            let book: BookInfo =
+                serde_json::from_value(a.get_json("/api/v1/book/BTC-USD").await.body).ok()?;
+            (book.stale_orders == 1).then_some(book)
+        },
+    )
+    .await;
+    assert_eq!(book.stale_asks.len(), 1, "{book:?}");
+    assert_eq!(book.own_bids.len(), 1, "{book:?}");
+    let ladder = ok(&cli(&a, &["book", "BTC-USD"]), "book");
+    assert!(ladder.contains("1 of them stale"), "{ladder}");
+    assert!(
+        ladder
+            .lines()
+            .any(|l| l.starts_with("ask") && l.contains("105") && l.contains("stale 0.7")),
+        "{ladder}"
+    );
+
+    let err = failed(&cli(&a, &["book", "BTC-USD", "--depth", "0"]), 2, "depth 0");
+    assert!(err.contains("--depth"), "{err}");
+    let err = failed(&cli(&a, &["trades", "--limit", "0"]), 2, "limit 0");
+    assert!(err.contains("--limit"), "{err}");
+    for path in [
+        "/api/v1/trades?limit=0",
+        "/api/v1/orders?limit=0",
+        "/api/v1/book/BTC-USD?depth=0",
+    ] {
+        let got = a.get_json(path).await;
+        assert_eq!(got.status, 400, "{path}: {:?}", got.body);
+        assert!(
+            got.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at least 1"),
+            "{path}: {:?}",
+            got.body
+        );
+    }
+}

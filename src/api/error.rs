@@ -150,3 +150,15 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
         format!("{method} is not allowed on {}", uri.path()),
     )
 }
+
+/// A count from the query that must be at least 1 when given (`limit`,
+/// `depth`): 0 would answer an empty list that looks like "nothing there".
+pub fn at_least_one(name: &str, value: Option<usize>) -> Result<Option<usize>, ApiError> {
+    match value {
+        Some(0) => Err(ApiError::bad_request(
+            "bad_query",
+            format!("{name} must be at least 1 (leave it out for the default)"),
+        )),
+        v => Ok(v),
+    }
+}

@@ -267,7 +267,9 @@ async fn list(
         .map(OrderStatus::from_str)
         .transpose()
         .map_err(|m| ApiError::bad_request("bad_query", m))?;
-    let limit = q.limit.unwrap_or(1_000).min(10_000);
+    let limit = super::error::at_least_one("limit", q.limit)?
+        .unwrap_or(1_000)
+        .min(10_000);
     let result = state
         .engine
         .orders(

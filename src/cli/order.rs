@@ -76,9 +76,9 @@ pub struct ListArgs {
     /// Only this status: taking, open, filled, cancelled, expired, rejected
     #[arg(long)]
     pub status: Option<OrderStatus>,
-    /// At most this many
-    #[arg(long)]
-    pub limit: Option<usize>,
+    /// At most this many (at least 1) [default: 1000]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=10000))]
+    pub limit: Option<u16>,
 }
 
 /// The body of `POST /api/v1/orders`; decimals as strings, exact.

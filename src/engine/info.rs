@@ -57,6 +57,21 @@ pub struct BookInfo {
     pub asks: Vec<(Decimal, Decimal)>,
     pub digest: String,
     pub orders: usize,
+    /// Of the levels above, the quantity at each that is this node's own
+    /// (price, quantity), best first; levels without any are left out.
+    #[serde(default)]
+    pub own_bids: Vec<(Decimal, Decimal)>,
+    #[serde(default)]
+    pub own_asks: Vec<(Decimal, Decimal)>,
+    /// Of the levels above, the quantity at each whose owner is stale (not
+    /// heard from lately: shown, but not taken until it is heard again).
+    #[serde(default)]
+    pub stale_bids: Vec<(Decimal, Decimal)>,
+    #[serde(default)]
+    pub stale_asks: Vec<(Decimal, Decimal)>,
+    /// Open orders in the whole book whose owner is stale.
+    #[serde(default)]
+    pub stale_orders: usize,
 }
 
 /// A market's summary for the status page.

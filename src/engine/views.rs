@@ -9,6 +9,7 @@ use super::ids::OrderId;
 use super::info::{BookInfo, MarketInfo, OrderInfo, OwnerInfo, TradeInfo};
 use super::market::BookSync;
 use super::replica::{RepOrder, Replica};
+use crate::book::OwnerKey;
 use crate::market::{MarketSpec, Qty, Side};
 
 pub(crate) fn tif_str(t: Tif) -> &'static str {
@@ -104,19 +105,58 @@ pub(super) fn remote_order(r: &Replica, id: OrderId, o: &RepOrder, stale: bool) 
     }
 }
 
-pub(super) fn book(r: &Replica, depth: usize) -> BookInfo {
+pub(super) fn book(r: &Replica, depth: usize, is_stale: impl Fn(OwnerKey) -> bool) -> BookInfo {
     let spec = &r.spec;
     let conv = |v: Vec<(crate::market::Price, Qty)>| {
         v.into_iter()
             .map(|(p, q)| (spec.ticks_to_price(p), spec.lots_to_qty(q)))
             .collect()
     };
+    // Within the levels shown: how much of each is ours, and how much is
+    // of owners gone stale (not taken until they are heard from again).
+    let marked = |side: Side| {
+        let (mut own, mut stale) = (Vec::new(), Vec::new());
+        let mut levels = 0;
+        let mut last = None;
+        for o in r.book.iter_side(side) {
+            if last != Some(o.price) {
+                levels += 1;
+                if levels > depth {
+                    break;
+                }
+                last = Some(o.price);
+            }
+            let add = |v: &mut Vec<(crate::market::Price, Qty)>| match v.last_mut() {
+                Some((p, q)) if *p == o.price => *q = Qty(q.0 + o.remaining.0),
+                _ => v.push((o.price, o.remaining)),
+            };
+            if o.owner == ME {
+                add(&mut own);
+            } else if is_stale(o.owner) {
+                add(&mut stale);
+            }
+        }
+        (conv(own), conv(stale))
+    };
+    let (own_bids, stale_bids) = marked(Side::Buy);
+    let (own_asks, stale_asks) = marked(Side::Sell);
+    let stale_orders = r
+        .owners
+        .iter()
+        .filter(|(k, _)| is_stale(**k))
+        .map(|(_, rep)| rep.live.len())
+        .sum();
     BookInfo {
         market: spec.name.clone(),
         bids: conv(r.depth(Side::Buy, depth)),
         asks: conv(r.depth(Side::Sell, depth)),
         digest: r.digest.to_hex(),
         orders: r.len(),
+        own_bids,
+        own_asks,
+        stale_bids,
+        stale_asks,
+        stale_orders,
     }
 }
 
@@ -149,7 +189,9 @@ impl Engine {
     /// The replicated book of a market, `depth` levels per side.
     pub fn book(&self, market: &str, depth: usize) -> Result<BookInfo, EngineError> {
         let mkt = self.market_idx(market)?;
-        Ok(book(&self.markets[mkt].replica, depth))
+        Ok(book(&self.markets[mkt].replica, depth, |k| {
+            self.peers.is_stale(k)
+        }))
     }
 
     /// The digest of a market's replicated book.
