@@ -309,6 +309,16 @@ async fn book_trades_and_peers_show_a_trade_between_two_nodes() {
         lines[1].contains("100.5") && lines[1].contains("0.5") && lines[1].contains("buy"),
         "{table}"
     );
+    assert!(lines[1].contains(" UTC "), "times say their zone: {table}");
+    let local = ok(
+        &cli(&a, &["trades", "--market", "BTC-USD", "--local-time"]),
+        "trades --local-time",
+    );
+    let row = local.lines().nth(1).unwrap_or_default();
+    assert!(
+        !row.contains("UTC") && (row.contains(" +") || row.contains(" -")),
+        "local times carry their offset: {local}"
+    );
     let trades: Vec<TradeInfo> = json(
         &cli(&a, &["trades", "--json", "--limit", "5"]),
         "trades --json",

@@ -136,7 +136,7 @@ impl OrderArgs {
             if json {
                 print_json(o)
             } else {
-                print_order(o)
+                print_order(o, self.api.zone())
             }
         };
         match &self.command {
@@ -160,7 +160,7 @@ impl OrderArgs {
                 } else if orders.is_empty() {
                     println!("no orders");
                 } else {
-                    print_orders(&orders)
+                    print_orders(&orders, self.api.zone())
                 }
             }
         }

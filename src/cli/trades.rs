@@ -32,7 +32,7 @@ impl TradesArgs {
         } else if trades.is_empty() {
             println!("no trades");
         } else {
-            print_trades(&trades);
+            print_trades(&trades, self.api.zone());
         }
         Ok(())
     }

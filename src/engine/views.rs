@@ -80,9 +80,23 @@ pub(super) fn own_order(
     }
 }
 
+/// Another owner's order as this node's replica holds it. Its fills are
+/// the ones among the replica's recent trades (the window of
+/// `engine.recent_fills`), oldest first, and it was last updated by the
+/// latest of them.
 pub(super) fn remote_order(r: &Replica, id: OrderId, o: &RepOrder, stale: bool) -> OrderInfo {
     let spec = &r.spec;
     let s = &o.state;
+    let mut fills: Vec<TradeInfo> = r
+        .recent_trades()
+        .filter(|t| t.id.maker == id)
+        .map(|t| trade(spec, t))
+        .collect();
+    fills.reverse();
+    let updated_ms = fills
+        .iter()
+        .map(|f| f.ts_ms)
+        .fold(s.created_ms, u64::max);
     OrderInfo {
         id: id.to_string(),
         market: spec.name.clone(),
@@ -99,9 +113,9 @@ pub(super) fn remote_order(r: &Replica, id: OrderId, o: &RepOrder, stale: bool) 
         own: false,
         stale,
         created_ms: s.created_ms,
-        updated_ms: s.created_ms,
+        updated_ms,
         client_id: None,
-        fills: Vec::new(),
+        fills,
     }
 }
 
