@@ -414,6 +414,10 @@ async fn the_demo_places_and_cancels_count_actions_and_sums_up() {
     let summary = out.lines().last().unwrap();
     assert!(summary.starts_with("demo: 15 actions"), "{out}");
     assert!(summary.contains("seed 7"), "{summary}");
+    assert!(summary.contains("left open"), "{summary}");
+    // It cancelled its resting orders when it stopped.
+    let open = node.get_json("/api/v1/orders?status=open").await;
+    assert_eq!(open.body, serde_json::json!([]), "{out}");
 
     let orders: Vec<OrderInfo> = node
         .get_json("/api/v1/orders?market=ETH-USD")
@@ -470,7 +474,28 @@ async fn the_demo_places_and_cancels_count_actions_and_sums_up() {
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
     assert_eq!(lines.len(), 4, "{json_out}");
-    assert_eq!(lines[3]["summary"]["actions"], 3);
+    let s = &lines[3]["summary"];
+    assert_eq!(s["actions"], 3);
+    let sum = ["placed", "refused", "cancelled", "cancels_too_late"]
+        .iter()
+        .map(|k| s[k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(sum, 3, "every action is counted once: {s}");
+
+    // --keep leaves the resting orders in the book.
+    let kept = ok(
+        &cli(
+            &node,
+            &[
+                "demo", "--json", "--count", "4", "--rate", "50", "--seed", "3", "--keep",
+            ],
+        ),
+        "demo --keep",
+    );
+    let s: Value = serde_json::from_str(kept.lines().last().unwrap()).unwrap();
+    let left = s["summary"]["open_orders"].as_u64().unwrap();
+    let open = node.get_json("/api/v1/orders?status=open").await;
+    assert_eq!(open.body.as_array().unwrap().len() as u64, left, "{kept}");
 
     let err = failed(
         &cli(&node, &["demo", "--market", "DOGE-EUR", "--count", "1"]),
@@ -681,4 +706,85 @@ async fn the_ladder_marks_own_and_stale_orders_and_zero_depth_or_limit_is_refuse
             got.body
         );
     }
+}
+
+#[tokio::test]
+async fn the_demo_counts_its_fills_as_maker_and_prices_its_fills() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (a, b) = connected_pair(dir_a.path(), dir_b.path()).await;
+    // The bot on B rests orders; A then takes from them with IOC orders.
+    let mut cmd = common::command();
+    cmd.args([
+        "demo", "--json", "--rate", "20", "--seed", "11", "--market", "ETH-USD", "--mid", "2000",
+        "--api",
+    ])
+    .arg(b.api_base());
+    let (mut child, stdout, stderr) = common::spawn_captured(cmd);
+    let resting = |side: &'static str| {
+        let a = &a;
+        async move {
+            let book = a.get_json("/api/v1/book/ETH-USD").await.body;
+            book[side].as_array().is_some_and(|v| !v.is_empty())
+        }
+    };
+    eventually(
+        "the bot's orders on both sides of A's book",
+        || format!("{}\n{}", stdout.text(), stderr.text()),
+        || async { (resting("asks").await && resting("bids").await).then_some(()) },
+    )
+    .await;
+    let mut taken = 0;
+    for (side, price) in [("buy", "3000"), ("sell", "1000")] {
+        let o = a
+            .place(serde_json::json!({"market": "ETH-USD", "side": side, "price": price, "quantity": "50", "time_in_force": "ioc"}))
+            .await;
+        taken += o["fills"].as_array().map_or(0, Vec::len);
+    }
+    assert!(taken > 0, "A took nothing");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < DEADLINE, "the demo did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}\n{}", stderr.text());
+    let text = eventually(
+        "the summary",
+        || stdout.text(),
+        || async {
+            let t = stdout.text();
+            t.lines().any(|l| l.contains("\"summary\"")).then_some(t)
+        },
+    )
+    .await;
+    let s: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let s = &s["summary"];
+    assert_eq!(
+        s["fills_maker"].as_u64(),
+        Some(taken as u64),
+        "every fill A took from the bot is the bot's as maker: {s}"
+    );
+    assert_eq!(
+        s["fills"].as_u64(),
+        Some(s["fills_maker"].as_u64().unwrap() + s["fills_taker"].as_u64().unwrap())
+    );
+    let actions: u64 = ["placed", "refused", "cancelled", "cancels_too_late"]
+        .iter()
+        .map(|k| s[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(actions), s["actions"].as_u64(), "{s}");
+    assert_eq!(s["open_orders"], 0, "{s}");
+    let open = b.get_json("/api/v1/orders?status=open").await;
+    assert_eq!(
+        open.body,
+        serde_json::json!([]),
+        "it cancelled its resting orders on Ctrl-C"
+    );
 }

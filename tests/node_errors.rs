@@ -365,3 +365,53 @@ async fn id_asks_the_running_node_for_what_it_really_listens_on() {
     assert!(offline.status.success(), "{}", offline.stderr);
     assert_eq!(offline.stdout, f.stdout);
 }
+
+#[test]
+fn help_has_examples_and_env_vars_and_a_bad_bootstrap_says_what_a_multiaddr_is() {
+    for (args, needles) in [
+        (
+            vec!["node", "--help"],
+            vec![
+                "Examples:",
+                "--bootstrap /ip4/",
+                "PEERBOOK_LISTEN",
+                "RUST_LOG",
+            ],
+        ),
+        (
+            vec!["order", "place", "--help"],
+            vec!["Examples:", "peerbook order place --market"],
+        ),
+        (
+            vec!["book", "--help"],
+            vec!["Examples:", "peerbook book BTC-USD", "stale"],
+        ),
+        (
+            vec!["demo", "--help"],
+            vec!["Examples:", "Ctrl-C stops both", "--keep"],
+        ),
+        (
+            vec!["status", "--help"],
+            vec!["PEERBOOK_API", "PEERBOOK_API_TOKEN"],
+        ),
+    ] {
+        let mut cmd = command();
+        cmd.args(&args);
+        let f = run_to_exit(cmd);
+        assert!(f.status.success(), "{args:?}: {}", f.stderr);
+        for n in needles {
+            assert!(
+                f.stdout.contains(n),
+                "{args:?} --help lacks {n:?}:\n{}",
+                f.stdout
+            );
+        }
+    }
+    let mut cmd = command();
+    cmd.args(["node", "--bootstrap", "127.0.0.1:14001"]);
+    assert_fails(
+        &run_to_exit(cmd),
+        2,
+        &["a multiaddr looks like /ip4/127.0.0.1/tcp/14001"],
+    );
+}

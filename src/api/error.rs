@@ -136,7 +136,10 @@ impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         ApiError::bad_request(
             "bad_query",
-            format!("the query string is not what this route takes: {}", cause(&r)),
+            format!(
+                "the query string is not what this route takes: {}",
+                cause(&r)
+            ),
         )
     }
 }

@@ -129,7 +129,8 @@ async fn place(
 /// order if the request asks for it again, else a conflict naming the
 /// first field that differs. (A new order always matches its request.)
 fn same_as_asked(p: &PlaceOrder, o: OrderInfo) -> Result<OrderInfo, ApiError> {
-    let text = |d: Option<Decimal>| d.map_or_else(|| "none".to_string(), |d| d.normalize().to_string());
+    let text =
+        |d: Option<Decimal>| d.map_or_else(|| "none".to_string(), |d| d.normalize().to_string());
     let differs: Option<(&str, String, String)> = if p.market != o.market {
         Some(("market", o.market.clone(), p.market.clone()))
     } else if p.side != o.side {
@@ -141,7 +142,11 @@ fn same_as_asked(p: &PlaceOrder, o: OrderInfo) -> Result<OrderInfo, ApiError> {
     } else if p.quantity != o.quantity {
         Some(("quantity", text(Some(o.quantity)), text(Some(p.quantity))))
     } else if p.tif != o.time_in_force {
-        Some(("time_in_force", o.time_in_force.to_string(), p.tif.to_string()))
+        Some((
+            "time_in_force",
+            o.time_in_force.to_string(),
+            p.tif.to_string(),
+        ))
     } else {
         None
     };

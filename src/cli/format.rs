@@ -157,7 +157,10 @@ mod tests {
     fn times_are_calendar_dates_that_say_their_zone() {
         assert_eq!(time(0, Zone::Utc), "1970-01-01 00:00:00 UTC");
         assert_eq!(time(951_782_400_000, Zone::Utc), "2000-02-29 00:00:00 UTC");
-        assert_eq!(time(1_700_000_000_123, Zone::Utc), "2023-11-14 22:13:20 UTC");
+        assert_eq!(
+            time(1_700_000_000_123, Zone::Utc),
+            "2023-11-14 22:13:20 UTC"
+        );
         let local = time(1_700_000_000_123, Zone::Local);
         let offset = local.rsplit(' ').next().unwrap();
         assert!(

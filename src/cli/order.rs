@@ -26,6 +26,11 @@ pub struct OrderArgs {
 pub enum OrderCommand {
     /// Place an order; prints it once its taking phase ended (filled,
     /// resting, or the rest dropped), with its fills
+    #[command(after_help = "Examples:\n  \
+        peerbook order place --market BTC-USD --side buy --price 100.5 --quantity 0.25\n  \
+        peerbook order place --market BTC-USD --side sell --type market --quantity 1\n  \
+        peerbook order place --market ETH-USD --side buy --price 2000 --quantity 1 --tif post-only \\\n      \
+        --client-id my-bot-42 --api 127.0.0.1:8081")]
     Place(PlaceArgs),
     /// Cancel one of this node's open orders
     Cancel {

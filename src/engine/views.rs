@@ -93,10 +93,7 @@ pub(super) fn remote_order(r: &Replica, id: OrderId, o: &RepOrder, stale: bool) 
         .map(|t| trade(spec, t))
         .collect();
     fills.reverse();
-    let updated_ms = fills
-        .iter()
-        .map(|f| f.ts_ms)
-        .fold(s.created_ms, u64::max);
+    let updated_ms = fills.iter().map(|f| f.ts_ms).fold(s.created_ms, u64::max);
     OrderInfo {
         id: id.to_string(),
         market: spec.name.clone(),
