@@ -149,6 +149,9 @@ pub struct ApiConfig {
     pub idle_timeout_secs: u64,
     /// Most WebSocket clients (`GET /api/v1/ws`) at once; one more gets 503.
     pub max_ws_clients: usize,
+    /// Bytes a WebSocket client may fall behind (sent and not yet answered
+    /// by its pong) before its books are resynced.
+    pub ws_buffer_bytes: usize,
 }
 
 /// Default of `api.max_body_bytes`: room for a batch of a few thousand
@@ -178,6 +181,7 @@ impl Default for ApiConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             max_ws_clients: 64,
+            ws_buffer_bytes: 4 << 20,
         }
     }
 }
@@ -674,6 +678,7 @@ fn validate(loaded: &Loaded) -> Result<Vec<MarketSpec>, ConfigError> {
         ("api.max_body_bytes", c.api.max_body_bytes),
         ("api.max_event_streams", c.api.max_event_streams),
         ("api.max_ws_clients", c.api.max_ws_clients),
+        ("api.ws_buffer_bytes", c.api.ws_buffer_bytes),
         ("api.max_connections", c.api.max_connections),
         ("api.idle_timeout_secs", c.api.idle_timeout_secs as usize),
     ] {

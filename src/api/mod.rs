@@ -16,6 +16,7 @@
 
 mod auth;
 pub mod book;
+pub mod candles;
 mod conn;
 mod engine_error;
 pub mod error;
@@ -64,6 +65,8 @@ pub struct ApiLimits {
     pub idle_timeout: std::time::Duration,
     /// Most WebSocket clients at once; one more gets 503.
     pub max_ws_clients: usize,
+    /// How far a WebSocket client may fall behind, in bytes.
+    pub ws_buffer_bytes: usize,
 }
 
 impl From<&crate::config::ApiConfig> for ApiLimits {
@@ -74,6 +77,7 @@ impl From<&crate::config::ApiConfig> for ApiLimits {
             max_connections: c.max_connections,
             idle_timeout: std::time::Duration::from_secs(c.idle_timeout_secs),
             max_ws_clients: c.max_ws_clients,
+            ws_buffer_bytes: c.ws_buffer_bytes,
         }
     }
 }
@@ -136,6 +140,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(book::routes())
         .merge(trades::routes())
         .merge(ticker::routes())
+        .merge(candles::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

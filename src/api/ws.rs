@@ -5,9 +5,12 @@
 //! and a checksum of the top of the book), `trades:<market>`,
 //! `ticker:<market>`, and this node's `orders` and `fills`. One task per
 //! connection reads the client's requests, the book deltas and the
-//! engine's events; if it falls behind (the broadcast it reads overflows,
-//! or a delta does not follow the last one sent), it tells the client
-//! `resync` and sends a fresh snapshot: never a silent gap.
+//! engine's events. A client falls behind when more than
+//! `api.ws_buffer_bytes` went out since it last answered a ping (the node
+//! pings once half of that is out, and after every snapshot, which is not
+//! counted: it must go out whatever its size), or when the task itself could not keep
+//! up with the feed: then its book channels get no more deltas until it
+//! answers, and then `resync` and a fresh snapshot each: never a silent gap.
 //!
 //! When the node has a token, the client gives it in the `Authorization`
 //! header or in its first message (`{"op":"auth","token":...}`): browsers
@@ -139,6 +142,17 @@ impl Channel {
 struct Client {
     state: Arc<ApiState>,
     authed: bool,
+    /// Bytes sent since the client last answered a ping.
+    unanswered: usize,
+    /// The payload of the ping whose pong resets `unanswered`, while one
+    /// is out.
+    pinged: Option<u64>,
+    /// Pings sent, numbering their payloads.
+    pings: u64,
+    /// A snapshot went out in the last batch: count from its end.
+    fresh: bool,
+    /// The client is too far behind: its books wait for a resync.
+    behind: bool,
     subs: BTreeSet<Channel>,
     /// Per followed book: the sequence number the next delta must have.
     next_seq: HashMap<String, u64>,
@@ -151,6 +165,11 @@ impl Client {
         Client {
             state,
             authed,
+            unanswered: 0,
+            pinged: None,
+            pings: 0,
+            fresh: false,
+            behind: false,
             subs: BTreeSet::new(),
             next_seq: HashMap::new(),
             me,
@@ -168,6 +187,7 @@ impl Client {
             let sent = tokio::select! {
                 msg = socket.recv() => match msg {
                     Some(Ok(Message::Text(t))) => self.on_request(&t).await,
+                    Some(Ok(Message::Pong(p))) => self.on_pong(&p).await,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => Vec::new(),
                 },
@@ -188,9 +208,31 @@ impl Client {
                 }
             };
             for m in sent {
+                if let Message::Text(t) = &m {
+                    self.unanswered += t.len();
+                }
                 if socket.send(m).await.is_err() {
                     return;
                 }
+            }
+            let budget = self.state.limits.ws_buffer_bytes;
+            // A snapshot must go out whatever its size; the budget bounds
+            // what follows it, so count from its end, and ask at once.
+            let fresh = std::mem::take(&mut self.fresh);
+            if fresh {
+                self.unanswered = 0;
+            }
+            if fresh || (self.unanswered > budget / 2 && self.pinged.is_none()) {
+                self.pings += 1;
+                self.pinged = Some(self.pings);
+                let payload = self.pings.to_be_bytes().to_vec();
+                if socket.send(Message::Ping(payload.into())).await.is_err() {
+                    return;
+                }
+            }
+            if self.unanswered > budget && !self.behind && !self.next_seq.is_empty() {
+                // No more deltas until it answers: then it starts afresh.
+                self.behind = true;
             }
         }
     }
@@ -257,6 +299,7 @@ impl Client {
         match self.state.engine.book_snapshot(market.to_string()).await {
             Ok(Ok(s)) => {
                 self.next_seq.insert(market.to_string(), s.seq + 1);
+                self.fresh = true;
                 vec![text(json!({
                     "type": "snapshot",
                     "channel": format!("book:{market}"),
@@ -271,7 +314,29 @@ impl Client {
         }
     }
 
+    /// The client answered a ping: what went out before it has arrived.
+    /// Only the pong of the latest ping counts (an older one says less).
+    async fn on_pong(&mut self, payload: &[u8]) -> Vec<Message> {
+        let Some(waiting) = self.pinged else {
+            return Vec::new();
+        };
+        if payload != waiting.to_be_bytes() {
+            return Vec::new();
+        }
+        self.unanswered = 0;
+        self.pinged = None;
+        if std::mem::take(&mut self.behind) {
+            return self
+                .resync_all("the client fell behind (api.ws_buffer_bytes)")
+                .await;
+        }
+        Vec::new()
+    }
+
     async fn on_delta(&mut self, d: Arc<BookDelta>) -> Vec<Message> {
+        if self.behind {
+            return Vec::new();
+        }
         let Some(next) = self.next_seq.get(&d.market).copied() else {
             return Vec::new();
         };

@@ -20,8 +20,6 @@ use crate::market::Side;
 
 /// Levels in the checksum, per side.
 pub const CHECKSUM_LEVELS: usize = 25;
-/// Deltas a slow feed subscriber may fall behind before it must resync.
-const FEED_BUFFER: usize = 4_096;
 
 /// One market's changed levels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -63,8 +61,9 @@ pub(super) struct LevelFeed {
 }
 
 impl LevelFeed {
-    pub fn new() -> LevelFeed {
-        let (tx, _) = broadcast::channel(FEED_BUFFER);
+    /// A feed whose subscribers may fall `buffer` deltas behind.
+    pub fn new(buffer: usize) -> LevelFeed {
+        let (tx, _) = broadcast::channel(buffer.max(1));
         LevelFeed {
             seq: HashMap::new(),
             tx,

@@ -54,6 +54,8 @@ use writer::{spawn_writer, DoneRx, ToWriter, WriteTx};
 
 /// How often a degraded node checks whether its disk takes writes again.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// Book deltas a feed subscriber may fall behind before it must resync.
+const FEED_BUFFER: usize = 4_096;
 /// Inputs handled before the actions are carried out (batching under load).
 const BURST: usize = 256;
 
@@ -127,7 +129,7 @@ pub fn spawn(
         parts.upkeep.clone(),
     )
     .map_err(LoadError::Writer)?;
-    let feed = feed::LevelFeed::new();
+    let feed = feed::LevelFeed::new(FEED_BUFFER);
     let handle = EngineHandle::new(
         tx,
         events.clone(),

@@ -1,0 +1,225 @@
+//! Market data as a trading program reads it (docs/market-data.md): the
+//! markets, tickers and candles of real nodes that trade, candles that
+//! equal candles recomputed from `/trades` and survive a restart, and
+//! orders that expire.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+fn dec(v: &Value) -> Decimal {
+    v.as_str()
+        .unwrap_or_else(|| panic!("a decimal string, not {v}"))
+        .parse()
+        .unwrap()
+}
+
+/// Candles recomputed from a node's `/trades`, as a client would.
+fn recompute(trades: &[Value], step: u64) -> Vec<Value> {
+    let mut sorted: Vec<&Value> = trades.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a["ts_ms"].as_u64(), a["id"].as_str()).cmp(&(b["ts_ms"].as_u64(), b["id"].as_str()))
+    });
+    let mut out: BTreeMap<u64, (Decimal, Decimal, Decimal, Decimal, Decimal, u64)> =
+        BTreeMap::new();
+    for t in sorted {
+        let ts = t["ts_ms"].as_u64().unwrap();
+        let (p, q) = (dec(&t["price"]), dec(&t["quantity"]));
+        let c = out
+            .entry(ts - ts % step)
+            .or_insert((p, p, p, p, Decimal::ZERO, 0));
+        c.1 = c.1.max(p);
+        c.2 = c.2.min(p);
+        c.3 = p;
+        c.4 += q;
+        c.5 += 1;
+    }
+    out.into_iter()
+        .map(|(t, (o, h, l, c, v, n))| {
+            json!({"t": t, "open": o.to_string(), "high": h.to_string(), "low": l.to_string(),
+                   "close": c.to_string(), "volume": v.to_string(), "trades": n})
+        })
+        .collect()
+}
+
+/// The node's candles, with decimals normalized so "1.50" equals "1.5".
+async fn candles(n: &Node, interval: &str) -> Vec<Value> {
+    let a = n
+        .get_json(&format!("/api/v1/candles/BTC-USD?interval={interval}"))
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["interval"], interval);
+    a.body["candles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let d = |k: &str| dec(&c[k]).normalize().to_string();
+            json!({"t": c["t"], "open": d("open"), "high": d("high"), "low": d("low"),
+                   "close": d("close"), "volume": d("volume"), "trades": c["trades"]})
+        })
+        .collect()
+}
+
+fn normalized(v: Vec<Value>) -> Vec<Value> {
+    v.into_iter()
+        .map(|mut c| {
+            for k in ["open", "high", "low", "close", "volume"] {
+                c[k] = json!(dec(&c[k]).normalize().to_string());
+            }
+            c
+        })
+        .collect()
+}
+
+async fn all_trades(n: &Node) -> Vec<Value> {
+    let a = n
+        .get_json("/api/v1/trades?market=BTC-USD&limit=10000")
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    a.body.as_array().unwrap().clone()
+}
+
+/// A rests sells, B takes them: `count` trades at rising prices.
+async fn trade_some(a: &Node, b: &Node, count: usize) {
+    for i in 0..count {
+        let price = format!("{}.{:02}", 100 + i, i * 7 % 100);
+        let sell = a
+            .place(json!({"market":"BTC-USD","side":"sell","price":price,"quantity":"0.5"}))
+            .await;
+        let id = sell["id"].as_str().unwrap().to_string();
+        eventually(
+            "B sees A's sell",
+            || b.output(),
+            || async {
+                let book = b.get_json("/api/v1/book/BTC-USD").await;
+                (book.body["asks"].as_array().is_some_and(|a| !a.is_empty())).then_some(())
+            },
+        )
+        .await;
+        b.place(
+            json!({"market":"BTC-USD","side":"buy","price":price,"quantity":"0.3",
+                       "time_in_force":"ioc"}),
+        )
+        .await;
+        eventually(
+            "the take fills",
+            || a.output(),
+            || async {
+                let o = a.get_json(&format!("/api/v1/orders/{id}")).await;
+                (dec(&o.body["filled"]) > Decimal::ZERO).then_some(())
+            },
+        )
+        .await;
+        // Leave no ask behind for the next round's check.
+        let r = a
+            .request(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/orders/{id}"),
+                None,
+                None,
+            )
+            .await;
+        assert!(r.status == 200 || r.status == 409, "{r:?}");
+        eventually(
+            "B sees the ask gone",
+            || b.output(),
+            || async {
+                let book = b.get_json("/api/v1/book/BTC-USD").await;
+                (book.body["asks"].as_array().is_some_and(|a| a.is_empty())).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candles_and_tickers_match_the_trades_on_both_nodes_and_survive_a_restart() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (mut a, b) = connected_pair(dirs[0].path(), dirs[1].path()).await;
+
+    let markets = a.get_json("/api/v1/markets").await;
+    assert_eq!(markets.status, 200);
+    let btc = markets
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "BTC-USD")
+        .expect("BTC-USD is listed")
+        .clone();
+    assert!(dec(&btc["tick"]) > Decimal::ZERO && dec(&btc["lot"]) > Decimal::ZERO);
+
+    trade_some(&a, &b, 4).await;
+    // Both nodes know all four trades.
+    for n in [&a, &b] {
+        eventually(
+            "every trade is known",
+            || n.output(),
+            || async { (all_trades(n).await.len() == 4).then_some(()) },
+        )
+        .await;
+    }
+    for n in [&a, &b] {
+        let trades = all_trades(n).await;
+        for (interval, step) in [("1m", 60_000), ("5m", 300_000), ("1h", 3_600_000)] {
+            assert_eq!(
+                candles(n, interval).await,
+                normalized(recompute(&trades, step)),
+                "{interval} candles are the trades'"
+            );
+        }
+        let t = n.get_json("/api/v1/ticker?market=BTC-USD").await;
+        assert_eq!(t.status, 200, "{t:?}");
+        let newest = trades
+            .iter()
+            .max_by_key(|t| (t["ts_ms"].as_u64(), t["id"].as_str().map(String::from)))
+            .unwrap();
+        assert_eq!(dec(&t.body["last"]), dec(&newest["price"]));
+        assert_eq!(t.body["trades_24h"], 4);
+        assert_eq!(dec(&t.body["volume_24h"]), "1.2".parse().unwrap());
+        assert_eq!(dec(&t.body["high_24h"]), "103.21".parse().unwrap());
+        assert_eq!(dec(&t.body["low_24h"]), "100".parse().unwrap());
+    }
+    let before = candles(&a, "1m").await;
+
+    a.stop();
+    let a = NodeOpts::new("A", dirs[0].path()).start();
+    a.ready().await;
+    assert_eq!(
+        candles(&a, "1m").await,
+        before,
+        "the candles come back from the durable tape"
+    );
+    let t = a.get_json("/api/v1/ticker?market=BTC-USD").await;
+    assert_eq!(t.body["trades_24h"], 4, "{t:?}");
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candle_queries_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = NodeOpts::new("A", dir.path()).start();
+    a.ready().await;
+    for (path, status, code) in [
+        ("/api/v1/candles/NOPE-USD", 404, "not_found"),
+        ("/api/v1/candles/BTC-USD?interval=2m", 400, "bad_interval"),
+        ("/api/v1/candles/BTC-USD?limit=0", 400, "bad_limit"),
+        ("/api/v1/candles/BTC-USD?limit=5001", 400, "bad_limit"),
+        ("/api/v1/candles/BTC-USD?start=10&end=5", 400, "bad_range"),
+        ("/api/v1/ticker?market=NOPE-USD", 404, "not_found"),
+    ] {
+        let r = a.get_json(path).await;
+        assert_eq!(r.status, status, "{path}: {r:?}");
+        assert_eq!(r.code(), code, "{path}: {r:?}");
+    }
+    let empty = a
+        .get_json("/api/v1/candles/BTC-USD?interval=1d&limit=7")
+        .await;
+    assert_eq!(empty.status, 200);
+    assert_eq!(empty.body["candles"], json!([]), "no trade, no candle");
+}
