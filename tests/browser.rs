@@ -384,7 +384,11 @@ async fn the_page_shows_market_data_own_fills_and_stale_orders_and_fits_700px() 
     .await;
     let t = |css: &'static str| {
         let web = &web;
-        async move { text_of(web, &format!("#tickers [data-market=BTC-USD] {css}")).await.unwrap_or_default() }
+        async move {
+            text_of(web, &format!("#tickers [data-market=BTC-USD] {css}"))
+                .await
+                .unwrap_or_default()
+        }
     };
     assert_eq!(t(".high").await, "100.00");
     assert_eq!(t(".low").await, "100.00");
@@ -429,9 +433,20 @@ async fn the_page_shows_market_data_own_fills_and_stale_orders_and_fits_700px() 
     assert!(!exists(&web, "#book-asks tr.own").await);
 
     // The depth chart: axes with labels, and a readout under the pointer.
-    let x_labels = js(&web, "return document.querySelectorAll('#depth text.axis-label.x').length").await;
-    let y_labels = js(&web, "return document.querySelectorAll('#depth text.axis-label.y').length").await;
-    assert!(x_labels.as_u64() >= Some(2) && y_labels.as_u64() >= Some(1), "{x_labels} {y_labels}");
+    let x_labels = js(
+        &web,
+        "return document.querySelectorAll('#depth text.axis-label.x').length",
+    )
+    .await;
+    let y_labels = js(
+        &web,
+        "return document.querySelectorAll('#depth text.axis-label.y').length",
+    )
+    .await;
+    assert!(
+        x_labels.as_u64() >= Some(2) && y_labels.as_u64() >= Some(1),
+        "{x_labels} {y_labels}"
+    );
     let readout = js(
         &web,
         "const s = document.getElementById('depth'); const r = s.getBoundingClientRect();\
@@ -440,18 +455,29 @@ async fn the_page_shows_market_data_own_fills_and_stale_orders_and_fits_700px() 
     )
     .await;
     let readout = readout.as_str().unwrap_or_default().to_string();
-    assert!(readout.contains("price") && readout.contains("bids at or above"), "{readout}");
+    assert!(
+        readout.contains("price") && readout.contains("bids at or above"),
+        "{readout}"
+    );
 
     // Times older than today carry their date.
     let old = js(&web, "return timeText(Date.now() - 3 * 86400000)").await;
     let today = js(&web, "return timeText(Date.now())").await;
-    let year = js(&web, "return String(new Date(Date.now() - 3 * 86400000).getFullYear())").await;
-    assert!(old.as_str().unwrap().starts_with(year.as_str().unwrap()), "{old}");
+    let year = js(
+        &web,
+        "return String(new Date(Date.now() - 3 * 86400000).getFullYear())",
+    )
+    .await;
+    assert!(
+        old.as_str().unwrap().starts_with(year.as_str().unwrap()),
+        "{old}"
+    );
     assert!(!today.as_str().unwrap().contains('-'), "{today}");
 
     // The screenshot the README shows.
     let png = web.screenshot().await.expect("screenshot");
-    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/page.png"), png).expect("docs/page.png");
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/page.png"), png)
+        .expect("docs/page.png");
 
     // At 700 px wide the cancel buttons can be reached.
     web.set_window_size(700, 1000).await.expect("resize");
@@ -469,9 +495,18 @@ async fn the_page_shows_market_data_own_fills_and_stale_orders_and_fits_700px() 
         (!v.is_null()).then_some(v)
     })
     .await;
-    assert_eq!(reach["hit"], true, "the button is covered or clipped: {reach}");
-    assert!(reach["right"].as_f64() <= reach["width"].as_f64(), "{reach}");
-    assert!(reach["page"].as_f64() <= reach["width"].as_f64(), "the page scrolls sideways: {reach}");
+    assert_eq!(
+        reach["hit"], true,
+        "the button is covered or clipped: {reach}"
+    );
+    assert!(
+        reach["right"].as_f64() <= reach["width"].as_f64(),
+        "{reach}"
+    );
+    assert!(
+        reach["page"].as_f64() <= reach["width"].as_f64(),
+        "the page scrolls sideways: {reach}"
+    );
     web.set_window_size(1280, 1000).await.expect("resize");
 
     // B stops: its resting sell is shown as stale.
