@@ -4,7 +4,7 @@
 //! its taking phase has ended (filled, resting, or the rest dropped), with
 //! the fills it got. A repeated `client_id` returns the first order, never a
 //! second one; repeated with a different market, side, type, price,
-//! quantity or time in force it is a 409 naming the field. Decimals travel
+//! quantity, time in force or expiry it is a 409 naming the field. Decimals travel
 //! as strings: a JSON number is refused (a float cannot carry every
 //! decimal exactly); every field is checked and a refused request changes
 //! nothing.
@@ -87,6 +87,9 @@ pub struct PlaceBody {
     time_in_force: Option<String>,
     #[serde(default)]
     client_id: Option<String>,
+    /// Good till this time (ms since the Unix epoch).
+    #[serde(default)]
+    expires_at: Option<u64>,
 }
 
 impl PlaceBody {
@@ -112,6 +115,7 @@ impl PlaceBody {
             quantity,
             tif,
             client_id: self.client_id,
+            expires_ms: self.expires_at,
         })
     }
 }
@@ -147,6 +151,9 @@ fn same_as_asked(p: &PlaceOrder, o: OrderInfo) -> Result<OrderInfo, ApiError> {
             o.time_in_force.to_string(),
             p.tif.to_string(),
         ))
+    } else if p.expires_ms != o.expires_at {
+        let ms = |v: Option<u64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
+        Some(("expires_at", ms(o.expires_at), ms(p.expires_ms)))
     } else {
         None
     };

@@ -82,6 +82,9 @@ pub fn print_order(o: &OrderInfo, zone: Zone) {
     }
     rows.push(vec!["created".into(), time(o.created_ms, zone)]);
     rows.push(vec!["updated".into(), time(o.updated_ms, zone)]);
+    if let Some(at) = o.expires_at {
+        rows.push(vec!["expires".into(), time(at, zone)]);
+    }
     print_table(&rows);
     if !o.fills.is_empty() {
         println!();

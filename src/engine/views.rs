@@ -76,15 +76,22 @@ pub(super) fn own_order(
         created_ms: o.created_ms,
         updated_ms: o.updated_ms,
         client_id: o.client_id.clone(),
+        expires_at: o.expires_ms,
         fills: trades.iter().map(|t| trade(spec, t)).collect(),
     }
 }
 
-/// Another owner's order as this node's replica holds it. Its fills are
-/// the ones among the replica's recent trades (the window of
-/// `engine.recent_fills`), oldest first, and it was last updated by the
-/// latest of them.
-pub(super) fn remote_order(r: &Replica, id: OrderId, o: &RepOrder, stale: bool) -> OrderInfo {
+/// A replicated order; `lapsed`: past its expiry here, its owner's word
+/// that it ended not yet come. Its fills are the ones among the replica's
+/// recent trades (the window of `engine.recent_fills`), oldest first, and
+/// it was last updated by the latest of them.
+pub(super) fn remote_order(
+    r: &Replica,
+    id: OrderId,
+    o: &RepOrder,
+    stale: bool,
+    lapsed: bool,
+) -> OrderInfo {
     let spec = &r.spec;
     let s = &o.state;
     let mut fills: Vec<TradeInfo> = r
@@ -105,13 +112,18 @@ pub(super) fn remote_order(r: &Replica, id: OrderId, o: &RepOrder, stale: bool) 
         filled: spec.lots_to_qty(s.qty.saturating_sub(s.remaining)),
         remaining: spec.lots_to_qty(s.remaining),
         pending: Decimal::ZERO,
-        status: OrderStatus::Open,
-        reason: None,
+        status: if lapsed {
+            OrderStatus::Expired
+        } else {
+            OrderStatus::Open
+        },
+        reason: lapsed.then(|| "its expires_at has passed".to_string()),
         own: false,
         stale,
         created_ms: s.created_ms,
         updated_ms,
         client_id: None,
+        expires_at: s.expires_ms,
         fills,
     }
 }
@@ -228,7 +240,12 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         for m in self.markets.iter() {
             if let Some(o) = m.replica.get_by_id(key, oid.seq) {
-                return Ok(remote_order(&m.replica, oid, o, self.peers.is_stale(key)));
+                let lapsed = m
+                    .replica
+                    .key_of(key, oid.seq)
+                    .is_some_and(|k| m.replica.is_lapsed(k));
+                let stale = self.peers.is_stale(key);
+                return Ok(remote_order(&m.replica, oid, o, stale, lapsed));
             }
         }
         Err(EngineError::NotFound(id.to_string()))
