@@ -402,14 +402,14 @@ function renderDepth(b) {
     return d;
   };
   const children = [];
-  const xs = niceTicks(lo, hi, Math.max(2, Math.floor((x1 - x0) / 90)));
+  const xs = niceTicks(lo, hi, Math.max(3, Math.floor((x1 - x0) / 45)));
   const ys = niceTicks(0, top, 3).filter((q) => q > 0);
   for (const q of ys) {
     children.push(node("line", { class: "grid", x1: x0, x2: x1, y1: y(q), y2: y(q) }));
     children.push(node("text", { class: "axis-label y", x: x0 - 4, y: y(q) + 4, "text-anchor": "end" }, axisQty(q)));
   }
   // Labels keep clear of the edges, where they would be cut.
-  for (const p of xs.filter((v) => x(v) >= x0 + 22 && x(v) <= x1 - 22)) {
+  for (const p of xs.filter((v) => x(v) >= x0 + 16 && x(v) <= x1 - 16)) {
     children.push(node("line", { class: "tick", x1: x(p), x2: x(p), y1: y0, y2: y0 + 4 }));
     children.push(node("text", { class: "axis-label x", x: x(p), y: H - 4, "text-anchor": "middle" }, axisPrice(p)));
   }
