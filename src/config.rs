@@ -36,7 +36,11 @@ use crate::net::NetTuning;
 pub const ENV_PREFIX: &str = "PEERBOOK_";
 
 /// Environment variables that are not config keys but are ours all the same.
-const ENV_NOT_KEYS: &[&str] = &["PEERBOOK_CONFIG"];
+const ENV_NOT_KEYS: &[&str] = &[
+    "PEERBOOK_CONFIG",
+    "PEERBOOK_LOG_FORMAT",
+    "PEERBOOK_LOCAL_TIME",
+];
 
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

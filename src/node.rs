@@ -33,6 +33,11 @@ pub enum NodeError {
     Config(#[from] ConfigError),
     #[error("the data dir {path} is not usable: {reason}")]
     DataDir { path: PathBuf, reason: String },
+    #[error(
+        "another node is using the data dir {path}: its database is open and locked; \
+         give each node on this host its own --data-dir"
+    )]
+    DataDirInUse { path: PathBuf },
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error(transparent)]
@@ -54,10 +59,15 @@ pub enum NodeError {
 }
 
 impl NodeError {
-    /// Exit status: 2 for a bad configuration (like a bad flag), 1 otherwise.
+    /// Exit status: 2 for a bad configuration (like a bad flag) or one that
+    /// clashes with another node on this host (a port or data dir in use),
+    /// 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            NodeError::Config(_) => 2,
+            NodeError::Config(_)
+            | NodeError::DataDirInUse { .. }
+            | NodeError::ApiBind { .. }
+            | NodeError::Net(NetError::Listen { .. }) => 2,
             _ => 1,
         }
     }
@@ -88,7 +98,15 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
     if created {
         tracing::info!(path = %data_dir.join(identity::KEY_FILE).display(), "created a new identity");
     }
-    let store = Store::open(&data_dir)?;
+    let store = Store::open(&data_dir).map_err(|e| match e {
+        StoreError::Open {
+            source: redb::DatabaseError::DatabaseAlreadyOpen,
+            ..
+        } => NodeError::DataDirInUse {
+            path: data_dir.clone(),
+        },
+        other => NodeError::Store(other),
+    })?;
 
     // Bind the API before the network starts, so a busy port stops the node
     // before it has talked to anyone.
@@ -165,6 +183,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         shutdown.clone(),
     )?;
 
+    let oplog = tokio::spawn(api::oplog::run(engine.clone(), peer_id, shutdown.clone()));
     let state = Arc::new(ApiState {
         net: net.clone(),
         engine,
@@ -193,7 +212,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
     let outcome = tokio::select! {
         signal = shutdown::signal() => match signal {
             Ok(name) => {
-                println!("{name} received; shutting down");
+                tracing::info!(signal = name, "{name} received; shutting down");
                 Ok(())
             }
             Err(e) => Err(NodeError::Signal(e)),
@@ -221,6 +240,7 @@ pub async fn run(loaded: Loaded) -> Result<(), NodeError> {
         let _ = net_task.await;
     }
     let _ = printer.await;
+    let _ = oplog.await;
     tracing::info!("stopped");
     outcome
 }

@@ -46,7 +46,7 @@ async fn a_batch_answers_every_item_and_a_bad_item_refuses_only_itself() {
         .iter()
         .map(|i| i["status"].as_u64().unwrap())
         .collect();
-    assert_eq!(statuses, [201, 400, 201, 400, 400], "{placed:?}");
+    assert_eq!(statuses, [201, 400, 201, 404, 400], "{placed:?}");
     assert_eq!(placed[0]["order"]["status"], "open");
     assert_eq!(placed[0]["order"]["price"], "95");
     assert_eq!(placed[1]["error"]["code"], "bad_value");

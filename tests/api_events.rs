@@ -381,3 +381,81 @@ async fn metrics_count_orders_books_and_event_streams_and_streams_are_bounded() 
     )
     .await;
 }
+
+#[tokio::test]
+async fn metrics_are_strict_openmetrics_on_trading_nodes_with_fills_by_market() {
+    common::openmetrics::self_test();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (a, b) = common::connected_pair(dir_a.path(), dir_b.path()).await;
+    b.place(json!({"market": "ETH-USD", "side": "sell", "price": "100", "quantity": "1"}))
+        .await;
+    common::eventually(
+        "B's order in A's book",
+        || a.output(),
+        || async {
+            let book = a.get_json("/api/v1/book/ETH-USD").await;
+            (book.body["orders"] == 1).then_some(())
+        },
+    )
+    .await;
+    let taken = a
+        .place(json!({"market": "ETH-USD", "side": "buy", "price": "100", "quantity": "1", "time_in_force": "ioc"}))
+        .await;
+    assert_eq!(taken["status"], "filled", "{taken}");
+    common::eventually(
+        "B to count its fill as maker",
+        || b.output(),
+        || async {
+            let m = b.metrics().await;
+            (sample(
+                &m,
+                "peerbook_fills_total{market=\"ETH-USD\",role=\"maker\"}",
+            ) == Some(1.0))
+            .then_some(())
+        },
+    )
+    .await;
+    // Gossipsub scores its mesh peers on its heartbeat (each second): wait
+    // for three heartbeats with a peer in the mesh, so every libp2p family
+    // has samples to check (the score histogram among them).
+    let heartbeats = |m: &str| sample(m, "gossipsub_heartbeat_duration_count").unwrap_or(0.0);
+    let meshed = common::eventually(
+        "A's mesh to have a peer",
+        || a.output(),
+        || async {
+            let m = a.metrics().await;
+            m.lines()
+                .any(|l| l.starts_with("gossipsub_mesh_peer_counts{") && !l.ends_with(" 0"))
+                .then(|| heartbeats(&m))
+        },
+    )
+    .await;
+    common::eventually(
+        "three more heartbeats of A",
+        || a.output(),
+        || async { (heartbeats(&a.metrics().await) >= meshed + 3.0).then_some(()) },
+    )
+    .await;
+    let ma = a.metrics().await;
+    assert_eq!(
+        sample(
+            &ma,
+            "peerbook_fills_total{market=\"ETH-USD\",role=\"taker\"}"
+        ),
+        Some(1.0),
+        "{ma}"
+    );
+    assert_eq!(
+        sample(
+            &ma,
+            "peerbook_fills_total{market=\"BTC-USD\",role=\"taker\"}"
+        ),
+        Some(0.0)
+    );
+    for (who, text) in [("A", ma), ("B", b.metrics().await)] {
+        if let Err(e) = common::openmetrics::check(&text) {
+            panic!("{who}'s /metrics is not valid OpenMetrics: {e}\n{text}");
+        }
+    }
+}

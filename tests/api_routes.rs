@@ -112,6 +112,40 @@ async fn a_repeated_client_id_places_one_order_and_returns_it_again() {
     assert_eq!(list.body.as_array().unwrap().len(), 1, "{:?}", list.body);
     let book = node.get_json("/api/v1/book/BTC-USD").await;
     assert_eq!(book.body["asks"], json!([["120", "0.5"]]));
+
+    // The same client_id for a different order is a conflict naming the
+    // field; the first order stands alone.
+    for (field, value) in [
+        ("price", json!("121")),
+        ("quantity", json!("0.6")),
+        ("side", json!("buy")),
+        ("market", json!("ETH-USD")),
+    ] {
+        let mut other = body.clone();
+        other[field] = value;
+        let refused = node
+            .request(Method::POST, "/api/v1/orders", Some(&other), None)
+            .await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (409, "client_id_conflict"),
+            "{field}: {refused:?}"
+        );
+        let message = refused.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{field} ")) && message.contains("retry-me-1"),
+            "{message}"
+        );
+    }
+    // The same order spelt another way is the same order.
+    let mut same = body.clone();
+    same["price"] = json!("120.00");
+    let again = node
+        .request(Method::POST, "/api/v1/orders", Some(&same), None)
+        .await;
+    assert_eq!(again.body["id"], first["id"], "{again:?}");
+    let list = node.get_json("/api/v1/orders").await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1, "{:?}", list.body);
 }
 
 /// (method, path, content type, body, status, error code)
@@ -216,16 +250,26 @@ async fn every_refused_request_is_a_4xx_in_the_error_shape_and_changes_nothing()
         ),
         post(
             r#"{"market":"DOGE-EUR","side":"sell","price":"100","quantity":"1"}"#,
-            400,
+            404,
             "unknown_market",
         ),
+        post(
+            r#"{"market":"BTC-USD","side":"sell","price":100.5,"quantity":"1"}"#,
+            400,
+            "bad_value",
+        ),
+        post(
+            r#"{"market":"BTC-USD","side":"sell","price":"100","quantity":1}"#,
+            400,
+            "bad_value",
+        ),
         post(&huge, 413, "body_too_large"),
-        get("/api/v1/book/DOGE-EUR", 404, "not_found"),
+        get("/api/v1/book/DOGE-EUR", 404, "unknown_market"),
         get("/api/v1/book/BTC-USD?depth=many", 400, "bad_query"),
         get("/api/v1/book/BTC-USD?levels=3", 400, "bad_query"),
         get("/api/v1/orders?status=sleeping", 400, "bad_query"),
         get("/api/v1/orders?limit=-1", 400, "bad_query"),
-        get("/api/v1/orders?market=DOGE-EUR", 400, "unknown_market"),
+        get("/api/v1/orders?market=DOGE-EUR", 404, "unknown_market"),
         get("/api/v1/orders/not-an-id", 400, "bad_value"),
         get("/api/v1/orders/%FF%FE", 400, "bad_path"),
         get(unknown_own, 404, "not_found"),
@@ -246,7 +290,7 @@ async fn every_refused_request_is_a_4xx_in_the_error_shape_and_changes_nothing()
             "bad_value",
         ),
         get("/api/v1/trades?limit=lots", 400, "bad_query"),
-        get("/api/v1/trades?market=DOGE-EUR", 400, "unknown_market"),
+        get("/api/v1/trades?market=DOGE-EUR", 404, "unknown_market"),
         get("/api/v1/events?token=abc", 400, "bad_query"),
         get("/api/v2/orders", 404, "not_found"),
         (
@@ -292,6 +336,18 @@ async fn every_refused_request_is_a_4xx_in_the_error_shape_and_changes_nothing()
         );
         let message = a.body["error"]["message"].as_str().unwrap_or("");
         assert!(!message.is_empty(), "{method} {path}: no message in {a:?}");
+        for framework in ["Failed to", "axum", "deserialize the JSON body"] {
+            assert!(
+                !message.contains(framework),
+                "{method} {path} {shown}: the framework's wording in {message:?}"
+            );
+        }
+        if body.contains(":100.5") || body.contains(":1}") {
+            assert!(
+                message.contains("JSON string") && message.contains("precision"),
+                "{message}"
+            );
+        }
     }
 
     let orders = node.get_json("/api/v1/orders").await;
@@ -353,6 +409,15 @@ async fn two_nodes_trade_and_every_read_route_shows_it() {
     let fill = &taker["fills"][0];
     assert_eq!(fill["price"], "100.25");
     assert_eq!(fill["maker_order_id"], maker_id.as_str());
+    // The taker's node shows the maker's order with the fill it knows of.
+    let seen = eventually("the fill in A's view of B's order", context, || async {
+        let o = a.get_json(&format!("/api/v1/orders/{maker_id}")).await.body;
+        (o["filled"] == "0.5").then_some(o)
+    })
+    .await;
+    assert_eq!(seen["fills"].as_array().map(Vec::len), Some(1), "{seen}");
+    assert_eq!(seen["fills"][0]["id"], fill["id"], "{seen}");
+    assert_eq!(seen["updated_ms"], fill["ts_ms"], "{seen}");
 
     for node in [&a, &b] {
         let trades = eventually("the trade in both nodes' trades", context, || async {

@@ -334,3 +334,191 @@ async fn the_page_asks_for_the_token_a_guarded_node_needs_and_then_streams() {
     assert_eq!(stored, json!("page-s3cret"));
     web.close().await.expect("close the browser");
 }
+
+/// Run `script` in the page and return what it returns.
+async fn js(b: &Client, script: &str) -> Value {
+    b.execute(script, vec![]).await.expect("script")
+}
+
+#[tokio::test]
+async fn the_page_shows_market_data_own_fills_and_stale_orders_and_fits_700px() {
+    let _one = BROWSER.lock().await;
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = NodeOpts::new("a", dir_a.path())
+        .env("PEERBOOK_ENGINE_STALE_AFTER_MS", "2000")
+        .start();
+    let a_id = a.ready().await.peer_id;
+    let mut b = NodeOpts::new("b", dir_b.path()).bootstrap(a.addr()).start();
+    b.ready().await;
+    b.connected_to(&a_id).await;
+    let ctx = || context(&[&a, &b]);
+
+    // B rests two sells; A takes half of the first, and rests a bid.
+    for p in ["100", "101"] {
+        b.place(json!({"market": "BTC-USD", "side": "sell", "price": p, "quantity": "1"}))
+            .await;
+    }
+    eventually("B's orders in A's book", ctx, || async {
+        let book = a.get_json("/api/v1/book/BTC-USD").await;
+        (book.body["orders"] == 2).then_some(())
+    })
+    .await;
+    let taken = a
+        .place(json!({"market": "BTC-USD", "side": "buy", "price": "100", "quantity": "0.5", "time_in_force": "ioc"}))
+        .await;
+    assert_eq!(taken["status"], "filled", "{taken}");
+    a.place(json!({"market": "BTC-USD", "side": "buy", "price": "98", "quantity": "1"}))
+        .await;
+
+    let driver = start_driver().await;
+    let web = browser(&driver).await;
+    web.goto(&a.url("/")).await.expect("open A's page");
+    wait_live(&web, &a).await;
+
+    // The ticker: last price and the 24 h figures.
+    eventually("BTC-USD's ticker", ctx, || async {
+        let last = text_of(&web, "#tickers [data-market=BTC-USD] .last").await?;
+        (last == "100.00").then_some(())
+    })
+    .await;
+    let t = |css: &'static str| {
+        let web = &web;
+        async move {
+            text_of(web, &format!("#tickers [data-market=BTC-USD] {css}"))
+                .await
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(t(".high").await, "100.00");
+    assert_eq!(t(".low").await, "100.00");
+    assert_eq!(t(".volume").await, "0.5");
+    assert!(t(".change").await.contains('%'), "{}", t(".change").await);
+    assert!(exists(&web, "#tickers [data-market=ETH-USD]").await);
+
+    // The candle chart, and its intervals.
+    let candles = |interval: &'static str| {
+        let web = &web;
+        async move {
+            let c = web.find(Locator::Css("#candles")).await.ok()?;
+            let drawn: u32 = c.attr("data-candles").await.ok()??.parse().ok()?;
+            let at = c.attr("data-interval").await.ok()??;
+            let labels = c.attr("data-price-labels").await.ok()??;
+            (at == interval && drawn >= 1 && !labels.is_empty()).then_some(labels)
+        }
+    };
+    let labels = eventually("a 1m candle", ctx, || candles("1m")).await;
+    assert!(labels.split(',').count() >= 2, "price labels: {labels}");
+    click(&web, "button.interval[data-interval=\"5m\"]").await;
+    eventually("a 5m candle", ctx, || candles("5m")).await;
+    click(&web, "button.interval[data-interval=\"1h\"]").await;
+    eventually("a 1h candle", ctx, || candles("1h")).await;
+
+    // This node's fills and done orders.
+    let fill = eventually("A's fill as taker", ctx, || async {
+        let t = text_of(&web, "#fills tr[data-role=taker]").await?;
+        t.contains("100.00").then_some(t)
+    })
+    .await;
+    assert!(fill.contains("0.5000") && fill.contains("buy"), "{fill}");
+    let done = text_of(&web, "#done tr").await.unwrap_or_default();
+    assert!(done.contains("filled"), "done orders: {done}");
+
+    // Own orders marked in the ladder.
+    let own = eventually("A's bid marked as its own", ctx, || async {
+        text_of(&web, "#book-bids tr.own[data-price=\"98\"]").await
+    })
+    .await;
+    assert!(own.contains("mine"), "{own}");
+    assert!(!exists(&web, "#book-asks tr.own").await);
+
+    // The depth chart: axes with labels, and a readout under the pointer.
+    let x_labels = js(
+        &web,
+        "return document.querySelectorAll('#depth text.axis-label.x').length",
+    )
+    .await;
+    let y_labels = js(
+        &web,
+        "return document.querySelectorAll('#depth text.axis-label.y').length",
+    )
+    .await;
+    assert!(
+        x_labels.as_u64() >= Some(2) && y_labels.as_u64() >= Some(1),
+        "{x_labels} {y_labels}"
+    );
+    let readout = js(
+        &web,
+        "const s = document.getElementById('depth'); const r = s.getBoundingClientRect();\
+         s.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + r.width * 0.15, clientY: r.top + r.height / 2, bubbles: true}));\
+         const o = document.getElementById('depth-readout'); return o.hidden ? '' : o.textContent;",
+    )
+    .await;
+    let readout = readout.as_str().unwrap_or_default().to_string();
+    assert!(
+        readout.contains("price") && readout.contains("bids at or above"),
+        "{readout}"
+    );
+
+    // Times older than today carry their date.
+    let old = js(&web, "return timeText(Date.now() - 3 * 86400000)").await;
+    let today = js(&web, "return timeText(Date.now())").await;
+    let year = js(
+        &web,
+        "return String(new Date(Date.now() - 3 * 86400000).getFullYear())",
+    )
+    .await;
+    assert!(
+        old.as_str().unwrap().starts_with(year.as_str().unwrap()),
+        "{old}"
+    );
+    assert!(!today.as_str().unwrap().contains('-'), "{today}");
+
+    // The screenshot the README shows (without the readout over the chart).
+    js(&web, "depthLeave(); return null").await;
+    let png = web.screenshot().await.expect("screenshot");
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/page.png"), png)
+        .expect("docs/page.png");
+
+    // At 700 px wide the cancel buttons can be reached.
+    web.set_window_size(700, 1000).await.expect("resize");
+    let reach = eventually("the cancel button at 700 px", ctx, || async {
+        let v = js(
+            &web,
+            "const b = document.querySelector('#orders button.cancel'); if (!b) return null;\
+             b.scrollIntoView({block: 'center', inline: 'center'});\
+             const r = b.getBoundingClientRect();\
+             const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);\
+             return {hit: hit === b, right: r.right, width: window.innerWidth,\
+                     page: document.documentElement.scrollWidth};",
+        )
+        .await;
+        (!v.is_null()).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        reach["hit"], true,
+        "the button is covered or clipped: {reach}"
+    );
+    assert!(
+        reach["right"].as_f64() <= reach["width"].as_f64(),
+        "{reach}"
+    );
+    assert!(
+        reach["page"].as_f64() <= reach["width"].as_f64(),
+        "the page scrolls sideways: {reach}"
+    );
+    web.set_window_size(1280, 1000).await.expect("resize");
+
+    // B stops: its resting sell is shown as stale.
+    b.stop();
+    let ctx = || a.output();
+    let stale = eventually("B's ask marked stale", ctx, || async {
+        text_of(&web, "#book-asks tr.stale[data-price=\"101\"]").await
+    })
+    .await;
+    assert!(stale.contains("stale"), "{stale}");
+    let note = web.find(Locator::Css("#stale-note")).await.expect("note");
+    assert!(note.is_displayed().await.unwrap_or(false));
+    web.close().await.expect("close the browser");
+}

@@ -309,6 +309,16 @@ async fn book_trades_and_peers_show_a_trade_between_two_nodes() {
         lines[1].contains("100.5") && lines[1].contains("0.5") && lines[1].contains("buy"),
         "{table}"
     );
+    assert!(lines[1].contains(" UTC "), "times say their zone: {table}");
+    let local = ok(
+        &cli(&a, &["trades", "--market", "BTC-USD", "--local-time"]),
+        "trades --local-time",
+    );
+    let row = local.lines().nth(1).unwrap_or_default();
+    assert!(
+        !row.contains("UTC") && (row.contains(" +") || row.contains(" -")),
+        "local times carry their offset: {local}"
+    );
     let trades: Vec<TradeInfo> = json(
         &cli(&a, &["trades", "--json", "--limit", "5"]),
         "trades --json",
@@ -404,6 +414,10 @@ async fn the_demo_places_and_cancels_count_actions_and_sums_up() {
     let summary = out.lines().last().unwrap();
     assert!(summary.starts_with("demo: 15 actions"), "{out}");
     assert!(summary.contains("seed 7"), "{summary}");
+    assert!(summary.contains("left open"), "{summary}");
+    // It cancelled its resting orders when it stopped.
+    let open = node.get_json("/api/v1/orders?status=open").await;
+    assert_eq!(open.body, serde_json::json!([]), "{out}");
 
     let orders: Vec<OrderInfo> = node
         .get_json("/api/v1/orders?market=ETH-USD")
@@ -460,7 +474,28 @@ async fn the_demo_places_and_cancels_count_actions_and_sums_up() {
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
     assert_eq!(lines.len(), 4, "{json_out}");
-    assert_eq!(lines[3]["summary"]["actions"], 3);
+    let s = &lines[3]["summary"];
+    assert_eq!(s["actions"], 3);
+    let sum = ["placed", "refused", "cancelled", "cancels_too_late"]
+        .iter()
+        .map(|k| s[k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(sum, 3, "every action is counted once: {s}");
+
+    // --keep leaves the resting orders in the book.
+    let kept = ok(
+        &cli(
+            &node,
+            &[
+                "demo", "--json", "--count", "4", "--rate", "50", "--seed", "3", "--keep",
+            ],
+        ),
+        "demo --keep",
+    );
+    let s: Value = serde_json::from_str(kept.lines().last().unwrap()).unwrap();
+    let left = s["summary"]["open_orders"].as_u64().unwrap();
+    let open = node.get_json("/api/v1/orders?status=open").await;
+    assert_eq!(open.body.as_array().unwrap().len() as u64, left, "{kept}");
 
     let err = failed(
         &cli(&node, &["demo", "--market", "DOGE-EUR", "--count", "1"]),
@@ -509,4 +544,247 @@ async fn the_demo_stops_cleanly_on_ctrl_c_with_a_summary() {
     )
     .await;
     assert!(text.lines().last().unwrap().starts_with("demo: "), "{text}");
+}
+
+#[tokio::test]
+async fn at_the_default_level_the_log_tells_the_operator_what_the_node_traded() {
+    // A logs text at the default level, B logs JSON at the default level.
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = NodeOpts::new("A", dir_a.path()).env("RUST_LOG", "").start();
+    let a_id = a.ready().await.peer_id;
+    let b = NodeOpts::new("B", dir_b.path())
+        .bootstrap(format!("{}/p2p/{a_id}", a.addr()))
+        .env("RUST_LOG", "")
+        .arg("--log-format")
+        .arg("json")
+        .start();
+    let b_id = b.ready().await.peer_id;
+    b.connected_to(&a_id).await;
+    a.connected_to(&b_id).await;
+
+    let sell = b
+        .place(serde_json::json!({"market": "BTC-USD", "side": "sell", "price": "100", "quantity": "2"}))
+        .await;
+    let sell_id = sell["id"].as_str().unwrap().to_string();
+    eventually(
+        "B's order in A's book",
+        || a.output(),
+        || async {
+            let book = a.get_json("/api/v1/book/BTC-USD").await;
+            (book.body["orders"] == 1).then_some(())
+        },
+    )
+    .await;
+    let buy = a
+        .place(serde_json::json!({"market": "BTC-USD", "side": "buy", "price": "100", "quantity": "0.5", "time_in_force": "ioc"}))
+        .await;
+    let buy_id = buy["id"].as_str().unwrap().to_string();
+    assert_eq!(buy["status"], "filled", "{buy}");
+    let cancelled = b
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/orders/{sell_id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status, 200);
+
+    let has = |log: &str, words: &[&str]| log.lines().any(|l| words.iter().all(|w| l.contains(w)));
+    eventually(
+        "both logs to tell the trade",
+        || format!("{}\n{}", a.output(), b.output()),
+        || async {
+            let (la, lb) = (a.stderr(), b.stderr());
+            (has(&la, &["order placed", &buy_id])
+                && has(&la, &["fill as taker", &buy_id, "100"])
+                && has(&la, &["order filled", &buy_id])
+                && has(&la, &["peer connected", &b_id])
+                && has(&lb, &["order placed", &sell_id])
+                && has(&lb, &["fill as maker", &sell_id, "0.5"])
+                && has(&lb, &["order cancelled", &sell_id]))
+            .then_some(())
+        },
+    )
+    .await;
+    let la = a.stderr();
+    assert!(
+        !la.lines()
+            .any(|l| l.contains(" libp2p_") && !l.contains("WARN") && !l.contains("ERROR")),
+        "libp2p stays at warn by default:\n{la}"
+    );
+    for line in b.stderr().lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!("--log-format json wrote a line that is not JSON ({e}): {line}")
+        });
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn the_ladder_marks_own_and_stale_orders_and_zero_depth_or_limit_is_refused() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = NodeOpts::new("A", dir_a.path())
+        .env("PEERBOOK_ENGINE_STALE_AFTER_MS", "2000")
+        .start();
+    let a_id = a.ready().await.peer_id;
+    let mut b = NodeOpts::new("B", dir_b.path())
+        .bootstrap(format!("{}/p2p/{a_id}", a.addr()))
+        .start();
+    let b_id = b.ready().await.peer_id;
+    a.connected_to(&b_id).await;
+    a.place(
+        serde_json::json!({"market": "BTC-USD", "side": "buy", "price": "99", "quantity": "1"}),
+    )
+    .await;
+    b.place(
+        serde_json::json!({"market": "BTC-USD", "side": "sell", "price": "105", "quantity": "0.7"}),
+    )
+    .await;
+    eventually(
+        "B's order in A's book",
+        || a.output(),
+        || async {
+            let book = a.get_json("/api/v1/book/BTC-USD").await;
+            (book.body["orders"] == 2).then_some(())
+        },
+    )
+    .await;
+    let ladder = ok(&cli(&a, &["book", "BTC-USD"]), "book");
+    let row = |side: &str, price: &str| {
+        ladder
+            .lines()
+            .find(|l| l.starts_with(side) && l.contains(price))
+            .unwrap_or_else(|| panic!("no {side} {price}:\n{ladder}"))
+            .to_string()
+    };
+    assert!(row("bid", "99").contains("mine 1"), "{ladder}");
+    assert!(!row("ask", "105").contains("mine"), "{ladder}");
+    assert!(!row("ask", "105").contains("stale"), "{ladder}");
+
+    b.stop();
+    let book: BookInfo = eventually(
+        "B's order to be stale in A's book",
+        || a.output(),
+        || async {
+            let book: BookInfo =
+                serde_json::from_value(a.get_json("/api/v1/book/BTC-USD").await.body).ok()?;
+            (book.stale_orders == 1).then_some(book)
+        },
+    )
+    .await;
+    assert_eq!(book.stale_asks.len(), 1, "{book:?}");
+    assert_eq!(book.own_bids.len(), 1, "{book:?}");
+    let ladder = ok(&cli(&a, &["book", "BTC-USD"]), "book");
+    assert!(ladder.contains("1 of them stale"), "{ladder}");
+    assert!(
+        ladder
+            .lines()
+            .any(|l| l.starts_with("ask") && l.contains("105") && l.contains("stale 0.7")),
+        "{ladder}"
+    );
+
+    let err = failed(&cli(&a, &["book", "BTC-USD", "--depth", "0"]), 2, "depth 0");
+    assert!(err.contains("--depth"), "{err}");
+    let err = failed(&cli(&a, &["trades", "--limit", "0"]), 2, "limit 0");
+    assert!(err.contains("--limit"), "{err}");
+    for path in [
+        "/api/v1/trades?limit=0",
+        "/api/v1/orders?limit=0",
+        "/api/v1/book/BTC-USD?depth=0",
+    ] {
+        let got = a.get_json(path).await;
+        assert_eq!(got.status, 400, "{path}: {:?}", got.body);
+        assert!(
+            got.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at least 1"),
+            "{path}: {:?}",
+            got.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_demo_counts_its_fills_as_maker_and_prices_its_fills() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (a, b) = connected_pair(dir_a.path(), dir_b.path()).await;
+    // The bot on B rests orders; A then takes from them with IOC orders.
+    let mut cmd = common::command();
+    cmd.args([
+        "demo", "--json", "--rate", "20", "--seed", "11", "--market", "ETH-USD", "--mid", "2000",
+        "--api",
+    ])
+    .arg(b.api_base());
+    let (mut child, stdout, stderr) = common::spawn_captured(cmd);
+    let resting = |side: &'static str| {
+        let a = &a;
+        async move {
+            let book = a.get_json("/api/v1/book/ETH-USD").await.body;
+            book[side].as_array().is_some_and(|v| !v.is_empty())
+        }
+    };
+    eventually(
+        "the bot's orders on both sides of A's book",
+        || format!("{}\n{}", stdout.text(), stderr.text()),
+        || async { (resting("asks").await && resting("bids").await).then_some(()) },
+    )
+    .await;
+    let mut taken = 0;
+    for (side, price) in [("buy", "3000"), ("sell", "1000")] {
+        let o = a
+            .place(serde_json::json!({"market": "ETH-USD", "side": side, "price": price, "quantity": "50", "time_in_force": "ioc"}))
+            .await;
+        taken += o["fills"].as_array().map_or(0, Vec::len);
+    }
+    assert!(taken > 0, "A took nothing");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < DEADLINE, "the demo did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}\n{}", stderr.text());
+    let text = eventually(
+        "the summary",
+        || stdout.text(),
+        || async {
+            let t = stdout.text();
+            t.lines().any(|l| l.contains("\"summary\"")).then_some(t)
+        },
+    )
+    .await;
+    let s: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let s = &s["summary"];
+    assert_eq!(
+        s["fills_maker"].as_u64(),
+        Some(taken as u64),
+        "every fill A took from the bot is the bot's as maker: {s}"
+    );
+    assert_eq!(
+        s["fills"].as_u64(),
+        Some(s["fills_maker"].as_u64().unwrap() + s["fills_taker"].as_u64().unwrap())
+    );
+    let actions: u64 = ["placed", "refused", "cancelled", "cancels_too_late"]
+        .iter()
+        .map(|k| s[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(actions), s["actions"].as_u64(), "{s}");
+    assert_eq!(s["open_orders"], 0, "{s}");
+    let open = b.get_json("/api/v1/orders?status=open").await;
+    assert_eq!(
+        open.body,
+        serde_json::json!([]),
+        "it cancelled its resting orders on Ctrl-C"
+    );
 }

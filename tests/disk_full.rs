@@ -195,13 +195,19 @@ async fn a_full_disk_refuses_orders_says_why_recovers_and_loses_nothing_acknowle
     let status = node.status().await.expect("status while degraded");
     let reason = status.degraded.expect("degraded while the disk is full");
     assert!(reason.contains("File too large"), "{reason}");
-    assert!(
-        node.stderr
-            .text()
-            .contains("a write to the database failed"),
-        "{}",
-        node.output()
-    );
+    // The log line may still be on its way through the pipe (every order
+    // placed is logged too).
+    eventually(
+        "the failed write in the log",
+        || node.output(),
+        || async {
+            node.stderr
+                .text()
+                .contains("a write to the database failed")
+                .then_some(())
+        },
+    )
+    .await;
     let metrics = node
         .http
         .get(node.url("/metrics"))

@@ -206,12 +206,12 @@ async fn candle_queries_name_what_is_wrong() {
     let a = NodeOpts::new("A", dir.path()).start();
     a.ready().await;
     for (path, status, code) in [
-        ("/api/v1/candles/NOPE-USD", 404, "not_found"),
+        ("/api/v1/candles/NOPE-USD", 404, "unknown_market"),
         ("/api/v1/candles/BTC-USD?interval=2m", 400, "bad_interval"),
         ("/api/v1/candles/BTC-USD?limit=0", 400, "bad_limit"),
         ("/api/v1/candles/BTC-USD?limit=5001", 400, "bad_limit"),
         ("/api/v1/candles/BTC-USD?start=10&end=5", 400, "bad_range"),
-        ("/api/v1/ticker?market=NOPE-USD", 404, "not_found"),
+        ("/api/v1/ticker?market=NOPE-USD", 404, "unknown_market"),
     ] {
         let r = a.get_json(path).await;
         assert_eq!(r.status, status, "{path}: {r:?}");

@@ -130,6 +130,6 @@ async fn sigint_stops_the_node_cleanly() {
     node.ready().await;
     let status = node.stop_with(libc::SIGINT);
     assert!(status.success(), "{status}\n{}", node.output());
-    assert!(node.stdout().contains("SIGINT received; shutting down"));
+    assert!(node.stderr().contains("SIGINT received; shutting down"));
     assert!(node.stderr().contains("saved the known peers"));
 }

@@ -60,7 +60,7 @@ async fn a_restarted_node_reconnects_from_its_saved_peers_with_the_same_identity
         c.output()
     );
     assert!(
-        c.stdout().contains("SIGTERM received"),
+        c.stderr().contains("SIGTERM received"),
         "C says why it stops\n{}",
         c.output()
     );

@@ -169,11 +169,60 @@ fn a_busy_p2p_port_is_an_error_naming_the_address() {
     let f = run_to_exit(opts.command());
     assert_fails(
         &f,
-        1,
+        2,
         &[
             &format!("cannot listen on /ip4/127.0.0.1/tcp/{port}"),
             "in use",
         ],
+    );
+}
+
+#[tokio::test]
+async fn a_second_node_on_the_p2p_port_a_node_holds_is_refused() {
+    // The first node's listener has SO_REUSEPORT (hole punching needs it);
+    // a second node must not be let in beside it.
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let first = NodeOpts::new("first", dir_a.path()).start();
+    let status = first.ready().await;
+    let mut second = NodeOpts::new("second", dir_b.path());
+    second.p2p_port = first.opts.p2p_port;
+    let f = run_to_exit(second.command());
+    assert_fails(
+        &f,
+        2,
+        &[
+            &format!(
+                "cannot listen on /ip4/127.0.0.1/tcp/{}",
+                first.opts.p2p_port
+            ),
+            "already in use",
+        ],
+    );
+    assert_eq!(
+        first.status().await.map(|s| s.peer_id),
+        Some(status.peer_id)
+    );
+}
+
+#[tokio::test]
+async fn a_data_dir_another_node_uses_is_refused_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = NodeOpts::new("first", dir.path()).start();
+    first.ready().await;
+    let f = run_to_exit(NodeOpts::new("second", dir.path()).command());
+    assert_fails(
+        &f,
+        2,
+        &[
+            "another node is using the data dir",
+            &dir.path().display().to_string(),
+            "--data-dir",
+        ],
+    );
+    assert!(
+        first.status().await.is_some(),
+        "the first node keeps running"
     );
 }
 
@@ -187,7 +236,7 @@ fn a_busy_api_port_is_an_error_naming_the_address() {
     let f = run_to_exit(opts.command());
     assert_fails(
         &f,
-        1,
+        2,
         &[
             &format!("cannot listen for the API on 127.0.0.1:{port}"),
             "in use",
@@ -284,4 +333,85 @@ fn id_prints_the_peer_id_and_the_addresses_to_dial_and_keeps_the_key() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+}
+
+#[tokio::test]
+async fn id_asks_the_running_node_for_what_it_really_listens_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeOpts::new("running", dir.path()).start();
+    let peer_id = node.ready().await.peer_id;
+    let mut cmd = command();
+    cmd.args(["id", "--data-dir"])
+        .arg(dir.path())
+        .arg("--api")
+        .arg(node.api_addr().to_string());
+    let f = run_to_exit(cmd);
+    assert!(f.status.success(), "{}", f.stderr);
+    let mut lines = f.stdout.lines();
+    assert_eq!(lines.next(), Some(peer_id.as_str()));
+    let addrs: Vec<&str> = lines.collect();
+    let expected = format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", node.opts.p2p_port);
+    assert_eq!(addrs, [expected.as_str()], "only what the node listens on");
+
+    // Without the node, the same flags as `node` give the same answer.
+    let mut cmd = command();
+    cmd.args(["id", "--data-dir"])
+        .arg(dir.path())
+        .arg("--api")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--listen")
+        .arg(format!("/ip4/127.0.0.1/tcp/{}", node.opts.p2p_port));
+    let offline = run_to_exit(cmd);
+    assert!(offline.status.success(), "{}", offline.stderr);
+    assert_eq!(offline.stdout, f.stdout);
+}
+
+#[test]
+fn help_has_examples_and_env_vars_and_a_bad_bootstrap_says_what_a_multiaddr_is() {
+    for (args, needles) in [
+        (
+            vec!["node", "--help"],
+            vec![
+                "Examples:",
+                "--bootstrap /ip4/",
+                "PEERBOOK_LISTEN",
+                "RUST_LOG",
+            ],
+        ),
+        (
+            vec!["order", "place", "--help"],
+            vec!["Examples:", "peerbook order place --market"],
+        ),
+        (
+            vec!["book", "--help"],
+            vec!["Examples:", "peerbook book BTC-USD", "stale"],
+        ),
+        (
+            vec!["demo", "--help"],
+            vec!["Examples:", "Ctrl-C stops both", "--keep"],
+        ),
+        (
+            vec!["status", "--help"],
+            vec!["PEERBOOK_API", "PEERBOOK_API_TOKEN"],
+        ),
+    ] {
+        let mut cmd = command();
+        cmd.args(&args);
+        let f = run_to_exit(cmd);
+        assert!(f.status.success(), "{args:?}: {}", f.stderr);
+        for n in needles {
+            assert!(
+                f.stdout.contains(n),
+                "{args:?} --help lacks {n:?}:\n{}",
+                f.stdout
+            );
+        }
+    }
+    let mut cmd = command();
+    cmd.args(["node", "--bootstrap", "127.0.0.1:14001"]);
+    assert_fails(
+        &run_to_exit(cmd),
+        2,
+        &["a multiaddr looks like /ip4/127.0.0.1/tcp/14001"],
+    );
 }

@@ -35,7 +35,9 @@ async fn book(
 ) -> Result<Json<BookInfo>, ApiError> {
     let Path(market) = market?;
     let Query(q) = query?;
-    let depth = q.depth.unwrap_or(50).min(MAX_DEPTH);
+    let depth = super::error::at_least_one("depth", q.depth)?
+        .unwrap_or(50)
+        .min(MAX_DEPTH);
     let result = state.engine.book(market, depth).await.map_err(gone)?;
     result.map(Json).map_err(|e| engine_error(e, true))
 }

@@ -6,13 +6,16 @@ use super::error::ApiError;
 use crate::driver::EngineGone;
 use crate::engine::EngineError;
 
-/// The HTTP error for an engine refusal. `in_path`: the market or order was
-/// named in the URL, so an unknown one is a 404 rather than a bad body.
+/// The HTTP error for an engine refusal. An unknown market is one answer
+/// wherever it is named (path, query or body): 404 `unknown_market`.
+/// `in_path` is kept for callers that name an order in the URL.
 pub fn engine_error(e: EngineError, in_path: bool) -> ApiError {
+    let _ = in_path;
     let message = e.to_string();
     match e {
-        EngineError::UnknownMarket(_) if in_path => ApiError::not_found(message),
-        EngineError::UnknownMarket(_) => ApiError::bad_request("unknown_market", message),
+        EngineError::UnknownMarket(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_market", message)
+        }
         EngineError::Invalid(_) => ApiError::bad_request("bad_value", message),
         EngineError::NotFound(_) | EngineError::NotHeld(_) | EngineError::PastRetention(..) => {
             ApiError::not_found(message)

@@ -120,21 +120,52 @@ impl From<JsonRejection> for ApiError {
                 "body_too_large",
                 "the body is larger than this node accepts (api.max_body_bytes)",
             ),
-            _ => ApiError::bad_request("bad_body", r.body_text()),
+            JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(
+                "bad_body",
+                format!("the body is not valid JSON: {}", cause(&r)),
+            ),
+            _ => ApiError::bad_request(
+                "bad_body",
+                format!("the body is not what this route takes: {}", cause(&r)),
+            ),
         }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        ApiError::bad_request("bad_query", r.body_text())
+        ApiError::bad_request(
+            "bad_query",
+            format!(
+                "the query string is not what this route takes: {}",
+                cause(&r)
+            ),
+        )
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        ApiError::bad_request("bad_path", r.body_text())
+        ApiError::bad_request("bad_path", format!("the path is not valid: {}", cause(&r)))
     }
+}
+
+/// What is wrong, in serde's or the URL decoder's words, without the
+/// framework's wording around it ("Failed to deserialize ..."): the
+/// rejection's own cause, or its text when it has none.
+fn cause(r: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = r.to_string();
+    let mut source = r.source();
+    while let Some(s) = source {
+        text = s.to_string();
+        // The first cause that is not the framework's wrapper is the one:
+        // serde_path_to_error's names the field ("price: invalid type ...").
+        if !text.starts_with("Failed to") {
+            break;
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// The fallback for unknown paths.
@@ -149,4 +180,16 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
         "method_not_allowed",
         format!("{method} is not allowed on {}", uri.path()),
     )
+}
+
+/// A count from the query that must be at least 1 when given (`limit`,
+/// `depth`): 0 would answer an empty list that looks like "nothing there".
+pub fn at_least_one(name: &str, value: Option<usize>) -> Result<Option<usize>, ApiError> {
+    match value {
+        Some(0) => Err(ApiError::bad_request(
+            "bad_query",
+            format!("{name} must be at least 1 (leave it out for the default)"),
+        )),
+        v => Ok(v),
+    }
 }

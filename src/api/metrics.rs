@@ -1,4 +1,4 @@
-//! `GET /metrics`: Prometheus text (OpenMetrics) of the node's registry —
+//! `GET /metrics`: OpenMetrics text of the node's registry —
 //! libp2p's swarm and protocol metrics, gossipsub's, the network task's —
 //! followed by the trading engine's: what it counted (orders, fills, takes,
 //! gossip verdicts, syncs), the size of every book, this node's open
@@ -8,6 +8,12 @@
 //! registry collector (synchronous) cannot make; so its numbers are read
 //! per scrape into a registry of their own, encoded after the node's, with
 //! one `# EOF` at the end.
+//!
+//! The output is valid OpenMetrics 1.0 (a test parses it strictly). One
+//! libp2p family is left out for that: gossipsub's `score_per_mesh`
+//! histogram has negative buckets (peer scores go below zero) *and* a
+//! `_sum`, which OpenMetrics forbids, and gossipsub offers no way to leave
+//! it out. Each peer's score is in `GET /api/v1/peers` instead.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,12 +48,41 @@ async fn metrics(
     let snapshot = state.engine.metrics().await.map_err(gone)?;
     let sse_clients = hub.map_or(0, |Extension(h)| h.clients());
     let ours = engine_registry(&snapshot, sse_clients, &state.counters);
-    let mut text = String::new();
-    encode_registry(&mut text, &state.registry)
-        .and_then(|()| encode_registry(&mut text, &ours))
+    let mut node = String::new();
+    encode_registry(&mut node, &state.registry)
+        .map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
+    let mut text = without_families(&node, INVALID_FAMILIES);
+    encode_registry(&mut text, &ours)
         .and_then(|()| encode_eof(&mut text))
         .map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
     Ok(([(CONTENT_TYPE, CONTENT)], text).into_response())
+}
+
+/// Families of the libp2p registry that are not valid OpenMetrics (see the
+/// module's documentation), left out of `/metrics`.
+const INVALID_FAMILIES: &[&str] = &["gossipsub_score_per_mesh"];
+
+/// `text` (OpenMetrics lines) without the metadata and samples of the
+/// families named in `drop`.
+fn without_families(text: &str, drop: &[&str]) -> String {
+    let of_family = |line: &str, family: &str| -> bool {
+        let name = match line.strip_prefix("# ") {
+            Some(meta) => meta.split(' ').nth(1).unwrap_or(""),
+            None => line.split(['{', ' ']).next().unwrap_or(""),
+        };
+        name == family
+            || name.strip_prefix(family).is_some_and(|rest| {
+                ["_bucket", "_sum", "_count", "_created", "_total"].contains(&rest)
+            })
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if !drop.iter().any(|f| of_family(line, f)) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -92,8 +127,14 @@ const ENGINE_COUNTERS: &[(&str, &str)] = &[
         "orders_rejected",
         "Orders ended rejected (post-only that would take, fill-or-kill the book cannot fill)",
     ),
-    ("fills_maker", "Fills this node took part in, by its role"),
-    ("fills_taker", "Fills this node took part in, by its role"),
+    (
+        "fills_maker",
+        "Fills this node took part in since it started, by market and its role",
+    ),
+    (
+        "fills_taker",
+        "Fills this node took part in since it started, by market and its role",
+    ),
     ("takes_sent", "Take requests sent to makers"),
     ("takes_refused", "Take requests makers refused"),
     (
@@ -212,10 +253,9 @@ fn engine_registry(s: &EngineMetrics, sse_clients: usize, api: &ApiCounters) -> 
     let fills = Family::<Labels, Counter<u64>>::default();
     let refused = Family::<Labels, Counter<u64>>::default();
     for (field, value) in counter_fields(&s.counters) {
-        if let Some(role) = field.strip_prefix("fills_") {
-            fills
-                .get_or_create(&vec![("role", role.to_string())])
-                .inc_by(value);
+        if field.starts_with("fills_") {
+            // By market and role, from the markets below; the totals are
+            // their sums.
             continue;
         }
         if let Some(reason) = field.strip_prefix("records_refused_") {
@@ -225,6 +265,16 @@ fn engine_registry(s: &EngineMetrics, sse_clients: usize, api: &ApiCounters) -> 
             continue;
         }
         counter(&mut r, &field, help_of(&field), value);
+    }
+    for m in &s.markets {
+        for (role, n) in [("maker", m.fills_maker), ("taker", m.fills_taker)] {
+            fills
+                .get_or_create(&vec![
+                    ("market", m.name.clone()),
+                    ("role", role.to_string()),
+                ])
+                .inc_by(n);
+        }
     }
     r.register("fills", help_of("fills_maker"), fills);
     r.register("records_refused", RECORDS_REFUSED_HELP, refused);
@@ -351,6 +401,8 @@ mod tests {
                 orders: 4,
                 own_open: 1,
                 synced: true,
+                fills_maker: 2,
+                fills_taker: 3,
             }],
             owners: Vec::new(),
             degraded: false,
@@ -363,8 +415,8 @@ mod tests {
             "# HELP peerbook_orders_placed Orders this node accepted",
             "# TYPE peerbook_orders_placed counter",
             "peerbook_orders_placed_total 7",
-            "peerbook_fills_total{role=\"maker\"} 2",
-            "peerbook_fills_total{role=\"taker\"} 3",
+            "peerbook_fills_total{market=\"BTC-USD\",role=\"maker\"} 2",
+            "peerbook_fills_total{market=\"BTC-USD\",role=\"taker\"} 3",
             "# TYPE peerbook_book_orders gauge",
             "peerbook_book_orders{market=\"BTC-USD\"} 4",
             "peerbook_own_open_orders{market=\"BTC-USD\"} 1",
@@ -374,6 +426,18 @@ mod tests {
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_dropped_family_loses_its_metadata_and_samples_and_nothing_else() {
+        let text = "# HELP a_score Score.\n# TYPE a_score histogram\n\
+                    a_score_sum{t=\"x\"} -3.0\na_score_count{t=\"x\"} 1\n\
+                    a_score_bucket{le=\"-1.0\",t=\"x\"} 1\n\
+                    # HELP a_scores Other.\n# TYPE a_scores gauge\na_scores 2\n";
+        assert_eq!(
+            without_families(text, &["a_score"]),
+            "# HELP a_scores Other.\n# TYPE a_scores gauge\na_scores 2\n"
+        );
     }
 
     #[test]
@@ -412,7 +476,8 @@ mod tests {
         encode_registry(&mut text, &engine_registry(&s, 0, &ApiCounters::default())).unwrap();
         for (i, f) in fields.iter().enumerate() {
             let line = match (f.strip_prefix("fills_"), f.strip_prefix("records_refused_")) {
-                (Some(role), _) => format!("peerbook_fills_total{{role=\"{role}\"}} {}", 100 + i),
+                // Rendered by market (none here).
+                (Some(_), _) => continue,
                 (_, Some(reason)) => {
                     format!(
                         "peerbook_records_refused_total{{reason=\"{reason}\"}} {}",

@@ -1,5 +1,5 @@
 //! The HTTP API (axum): JSON under `/api/v1`, Server-Sent Events at
-//! `/api/v1/events`, Prometheus text at `/metrics`, the web page at `/`.
+//! `/api/v1/events`, OpenMetrics text at `/metrics`, the web page at `/`.
 //!
 //! One file per concern, each exporting `routes()`: add a route family by
 //! writing `api/<name>.rs` and merging its routes in [`router`], inside the
@@ -23,6 +23,7 @@ pub mod error;
 pub mod events;
 mod index;
 mod metrics;
+pub mod oplog;
 pub mod orders;
 pub mod peers;
 pub mod status;

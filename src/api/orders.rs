@@ -3,8 +3,11 @@
 //! `POST /api/v1/orders` answers 201 with the order once it is durable and
 //! its taking phase has ended (filled, resting, or the rest dropped), with
 //! the fills it got. A repeated `client_id` returns the first order, never a
-//! second one. Decimals travel as strings (numbers are accepted too); every
-//! field is checked and a refused request changes nothing.
+//! second one; repeated with a different market, side, type, price,
+//! quantity, time in force or expiry it is a 409 naming the field. Decimals travel
+//! as strings: a JSON number is refused (a float cannot carry every
+//! decimal exactly); every field is checked and a refused request changes
+//! nothing.
 //!
 //! `POST /api/v1/orders/batch` places and cancels many orders in one request
 //! (for programs that trade a lot: one round trip, and group commits shared by
@@ -35,7 +38,8 @@ pub fn routes() -> Router<Arc<ApiState>> {
         .route("/api/v1/orders/{*id}", delete(cancel).get(one))
 }
 
-/// A decimal given as a JSON string (preferred: exact) or number.
+/// A decimal given as a JSON string; a number is read only to be refused
+/// with a message that says why.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum DecimalIn {
@@ -47,7 +51,15 @@ impl DecimalIn {
     fn parse(&self, field: &str) -> Result<Decimal, ApiError> {
         let text = match self {
             DecimalIn::Str(s) => s.trim().to_string(),
-            DecimalIn::Num(n) => n.to_string(),
+            DecimalIn::Num(n) => {
+                return Err(ApiError::bad_request(
+                    "bad_value",
+                    format!(
+                        "{field} must be a decimal in a JSON string, like \"{n}\", not the \
+                         number {n} (JSON numbers are floats and lose precision)"
+                    ),
+                ))
+            }
         };
         Decimal::from_str(&text)
             .or_else(|_| Decimal::from_scientific(&text))
@@ -117,6 +129,49 @@ async fn place(
     Ok((status, Json(order)))
 }
 
+/// A placed order that came back for a `client_id` used before: the same
+/// order if the request asks for it again, else a conflict naming the
+/// first field that differs. (A new order always matches its request.)
+fn same_as_asked(p: &PlaceOrder, o: OrderInfo) -> Result<OrderInfo, ApiError> {
+    let text =
+        |d: Option<Decimal>| d.map_or_else(|| "none".to_string(), |d| d.normalize().to_string());
+    let differs: Option<(&str, String, String)> = if p.market != o.market {
+        Some(("market", o.market.clone(), p.market.clone()))
+    } else if p.side != o.side {
+        Some(("side", o.side.to_string(), p.side.to_string()))
+    } else if p.kind != o.kind {
+        Some(("type", o.kind.to_string(), p.kind.to_string()))
+    } else if p.price != o.price {
+        Some(("price", text(o.price), text(p.price)))
+    } else if p.quantity != o.quantity {
+        Some(("quantity", text(Some(o.quantity)), text(Some(p.quantity))))
+    } else if p.tif != o.time_in_force {
+        Some((
+            "time_in_force",
+            o.time_in_force.to_string(),
+            p.tif.to_string(),
+        ))
+    } else if p.expires_ms != o.expires_at {
+        let ms = |v: Option<u64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
+        Some(("expires_at", ms(o.expires_at), ms(p.expires_ms)))
+    } else {
+        None
+    };
+    match differs {
+        None => Ok(o),
+        Some((field, was, now)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "client_id_conflict",
+            format!(
+                "client_id {:?} was used for order {} with {field} {was}; this request says \
+                 {field} {now} (use a new client_id for a new order)",
+                o.client_id.as_deref().unwrap_or(""),
+                o.id
+            ),
+        )),
+    }
+}
+
 /// Carry out a place or cancel: 201 for a placed order, 200 for a
 /// cancelled one, or the engine's refusal as an HTTP error.
 async fn run(state: &ApiState, cmd: Command) -> Result<(StatusCode, OrderInfo), ApiError> {
@@ -124,10 +179,20 @@ async fn run(state: &ApiState, cmd: Command) -> Result<(StatusCode, OrderInfo), 
         Command::Place(_) => (StatusCode::CREATED, false),
         Command::Cancel { .. } => (StatusCode::OK, true),
     };
+    let asked = match &cmd {
+        Command::Place(p) if p.client_id.is_some() => Some(p.clone()),
+        _ => None,
+    };
     let result = state.engine.command(cmd).await.map_err(gone)?;
-    result
-        .map(|o| (ok, o))
-        .map_err(|e| engine_error(e, in_path))
+    let order = result.map_err(|e| engine_error(e, in_path))?;
+    let order = match &asked {
+        Some(p) => same_as_asked(p, order)?,
+        None => order,
+    };
+    if !in_path {
+        super::oplog::placed(&order);
+    }
+    Ok((ok, order))
 }
 
 /// Most items (places and cancels together) in one batch.
@@ -268,7 +333,9 @@ async fn list(
         .map(OrderStatus::from_str)
         .transpose()
         .map_err(|m| ApiError::bad_request("bad_query", m))?;
-    let limit = q.limit.unwrap_or(1_000).min(10_000);
+    let limit = super::error::at_least_one("limit", q.limit)?
+        .unwrap_or(1_000)
+        .min(10_000);
     let result = state
         .engine
         .orders(

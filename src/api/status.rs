@@ -16,6 +16,10 @@ pub struct Status {
     pub peer_id: String,
     /// Listen addresses with `/p2p/<peer id>`: what to give others to dial.
     pub listen_addrs: Vec<String>,
+    /// Addresses announced to peers besides the listen addresses (`external`
+    /// in the config, or confirmed by peers), with `/p2p/<peer id>`.
+    #[serde(default)]
+    pub external_addrs: Vec<String>,
     pub uptime_secs: u64,
     /// Connected peers.
     pub peer_count: usize,
@@ -85,9 +89,15 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, supe
         .into_iter()
         .map(|a| a.clone().with_p2p(net.peer_id).unwrap_or(a).to_string())
         .collect();
+    let external_addrs = net
+        .external_addrs
+        .into_iter()
+        .map(|a| a.clone().with_p2p(net.peer_id).unwrap_or(a).to_string())
+        .collect();
     Ok(Json(Status {
         peer_id: net.peer_id.to_string(),
         listen_addrs,
+        external_addrs,
         uptime_secs: state.started.elapsed().as_secs(),
         peer_count: net.connected_peers,
         markets: state.markets.clone(),

@@ -36,7 +36,9 @@ async fn trades(
     query: Result<Query<TradesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<TradeInfo>>, ApiError> {
     let Query(q) = query?;
-    let limit = q.limit.unwrap_or(100).min(MAX_LIMIT);
+    let limit = super::error::at_least_one("limit", q.limit)?
+        .unwrap_or(100)
+        .min(MAX_LIMIT);
     let page = crate::driver::Page {
         before: q.before,
         after: q.after,

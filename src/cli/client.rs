@@ -36,6 +36,16 @@ pub struct ApiArgs {
     /// Print the node's JSON instead of a table
     #[arg(long, global = true)]
     pub json: bool,
+    /// Show times in this host's zone (with their offset) instead of UTC
+    #[arg(long, global = true, env = "PEERBOOK_LOCAL_TIME")]
+    pub local_time: bool,
+}
+
+impl ApiArgs {
+    /// The zone tables show times in.
+    pub fn zone(&self) -> super::format::Zone {
+        super::format::Zone::new(self.local_time)
+    }
 }
 
 /// Why a command could not do what was asked of the node.

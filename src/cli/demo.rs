@@ -11,6 +11,13 @@
 //! trades only with other nodes' orders. Prices and quantities follow the
 //! market's tick and lot, read from the node. The same `--seed` makes the
 //! same choices.
+//!
+//! When it stops (Ctrl-C or `--count`) it cancels its resting orders,
+//! unless `--keep`, and sums up: every action is a place (accepted or
+//! refused) or a cancel (done, or too late: the order had filled), and the
+//! fills are its own as taker (when an order arrives) and as maker (when
+//! another node takes a resting one; counted when the order is done or at
+//! the end).
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +25,7 @@ use clap::Args;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::client::encode;
 use super::client::{ApiArgs, Client, ClientError};
 use super::format::short_id;
 use super::order::{cancel, place, PlaceArgs};
@@ -56,6 +64,10 @@ pub struct DemoArgs {
     /// Stop after this many actions [default: run until Ctrl-C]
     #[arg(long)]
     pub count: Option<u64>,
+    /// Leave the bot's resting orders in the book when it stops (by default
+    /// it cancels them)
+    #[arg(long)]
+    pub keep: bool,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -81,9 +93,17 @@ struct Summary {
     actions: u64,
     placed: u64,
     cancelled: u64,
+    /// Cancels that came too late: the order had filled (or ended) already.
+    cancels_too_late: u64,
     refused: u64,
+    /// Fills of the bot's orders, as taker and as maker.
     fills: u64,
+    fills_taker: u64,
+    fills_maker: u64,
     filled_quantity: Decimal,
+    /// Resting orders cancelled when the bot stopped.
+    cancelled_on_exit: u64,
+    /// Orders left open when it stopped (with `--keep`, or cancels that failed).
     open_orders: usize,
     start_mid: Decimal,
     end_mid: Decimal,
@@ -211,6 +231,9 @@ impl DemoArgs {
         }
         stop.trigger();
         let _ = watcher.await;
+        if outcome.is_ok() {
+            outcome = bot.finish(self.keep).await;
+        }
 
         bot.summary.seconds = started.elapsed().as_secs_f64();
         bot.summary.end_mid = units(bot.mid, bot.tick);
@@ -224,17 +247,22 @@ impl DemoArgs {
             }
         } else {
             println!(
-                "demo: {} actions in {:.1} s: {} placed, {} cancelled, {} refused; \
-                 {} fills for {}; mid {} -> {}; {} of its orders open; seed {}",
+                "demo: {} actions in {:.1} s: {} placed, {} refused, {} cancelled, {} cancels \
+                 too late (already filled); {} fills ({} as taker, {} as maker) for {}; mid {} \
+                 -> {}; on exit {} cancelled, {} left open; seed {}",
                 s.actions,
                 s.seconds,
                 s.placed,
-                s.cancelled,
                 s.refused,
+                s.cancelled,
+                s.cancels_too_late,
                 s.fills,
+                s.fills_taker,
+                s.fills_maker,
                 s.filled_quantity.normalize(),
                 s.start_mid,
                 s.end_mid,
+                s.cancelled_on_exit,
                 s.open_orders,
                 s.seed
             );
@@ -263,7 +291,84 @@ fn units(n: u64, step: Decimal) -> Decimal {
         .normalize()
 }
 
+/// `fills` as `qty @ price`, the first few of them.
+fn fills_text(fills: &[crate::engine::TradeInfo]) -> String {
+    let mut parts: Vec<String> = fills
+        .iter()
+        .take(3)
+        .map(|f| format!("{} @ {}", f.quantity, f.price))
+        .collect();
+    if fills.len() > 3 {
+        parts.push(format!("and {} more", fills.len() - 3));
+    }
+    parts.join(", ")
+}
+
 impl Bot {
+    /// Count the fills of an order of the bot in which it was the taker
+    /// (when it is placed) or the maker (when it is done or the bot stops);
+    /// each fill is counted once, by its role.
+    fn count_fills(&mut self, o: &OrderInfo, as_maker: bool) {
+        for f in &o.fills {
+            let mine = if as_maker {
+                &f.maker_order_id
+            } else {
+                &f.taker_order_id
+            };
+            if *mine != o.id {
+                continue;
+            }
+            self.summary.fills += 1;
+            self.summary.filled_quantity += f.quantity;
+            if as_maker {
+                self.summary.fills_maker += 1;
+            } else {
+                self.summary.fills_taker += 1;
+            }
+        }
+    }
+
+    /// The order as the node has it now (after a cancel came too late).
+    async fn look_up(&self, id: &str) -> Result<OrderInfo, ClientError> {
+        self.client
+            .get(&format!("/api/v1/orders/{}", encode(id, true)))
+            .await
+    }
+
+    /// At the end: cancel the resting orders (or, with `keep`, leave them)
+    /// and count the fills they made as maker.
+    async fn finish(&mut self, keep: bool) -> Result<(), ClientError> {
+        let ids = std::mem::take(&mut self.open);
+        for id in ids {
+            let result = if keep {
+                self.look_up(&id).await
+            } else {
+                cancel(&self.client, &id).await
+            };
+            match result {
+                Ok(o) => {
+                    self.count_fills(&o, true);
+                    if keep && !o.status.is_done() {
+                        self.open.push(id);
+                    } else if !keep && o.status == OrderStatus::Cancelled {
+                        self.summary.cancelled_on_exit += 1;
+                    }
+                }
+                Err(ClientError::Api { status, .. }) if status == reqwest::StatusCode::CONFLICT => {
+                    // Filled meanwhile: count what it made.
+                    let o = self.look_up(&id).await?;
+                    self.count_fills(&o, true);
+                }
+                Err(ClientError::Api { message, .. }) => {
+                    eprintln!("demo: cannot cancel {id} on exit: {message}");
+                    self.open.push(id);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// One action: move the mid, then cancel or place. Only an unreachable
     /// node stops the bot; a refusal is printed and the bot goes on.
     async fn act(&mut self) -> Result<(), ClientError> {
@@ -281,11 +386,42 @@ impl Bot {
             match cancel(&self.client, &id).await {
                 Ok(o) => {
                     self.summary.cancelled += 1;
+                    self.count_fills(&o, true);
                     self.say(n, "cancel", Some(&o), Some(&id), None, || {
                         format!("cancel {}  -> {}", short_id(&id), o.status)
                     });
                 }
+                Err(ClientError::Api {
+                    status, message, ..
+                }) if status == reqwest::StatusCode::CONFLICT => {
+                    // It filled (or ended) before the cancel came.
+                    self.summary.cancels_too_late += 1;
+                    let o = self.look_up(&id).await?;
+                    self.count_fills(&o, true);
+                    self.say(
+                        n,
+                        "cancel",
+                        Some(&o),
+                        Some(&id),
+                        Some(message.clone()),
+                        || {
+                            let mut line =
+                                format!("cancel {}  -> too late: {}", short_id(&id), o.status);
+                            let made: Vec<_> = o
+                                .fills
+                                .iter()
+                                .filter(|f| f.maker_order_id == o.id)
+                                .cloned()
+                                .collect();
+                            if !made.is_empty() {
+                                line.push_str(&format!(" as maker ({})", fills_text(&made)));
+                            }
+                            line
+                        },
+                    );
+                }
                 Err(ClientError::Api { message, .. }) => {
+                    self.summary.refused += 1;
                     // Filled or gone meanwhile: nothing left to cancel.
                     self.say(n, "cancel", None, Some(&id), Some(message.clone()), || {
                         format!("cancel {}  -> {message}", short_id(&id))
@@ -334,8 +470,7 @@ impl Bot {
         match place(&self.client, &args).await {
             Ok(o) => {
                 self.summary.placed += 1;
-                self.summary.fills += o.fills.len() as u64;
-                self.summary.filled_quantity += o.filled;
+                self.count_fills(&o, false);
                 if matches!(o.status, OrderStatus::Open | OrderStatus::Taking) {
                     self.open.push(o.id.clone());
                 }
@@ -344,9 +479,10 @@ impl Bot {
                     if !o.fills.is_empty() {
                         let n = o.fills.len();
                         line.push_str(&format!(
-                            " ({} in {n} fill{})",
+                            " ({} in {n} fill{}: {})",
                             o.filled,
-                            if n == 1 { "" } else { "s" }
+                            if n == 1 { "" } else { "s" },
+                            fills_text(&o.fills)
                         ));
                     }
                     if let Some(r) = &o.reason {
@@ -428,6 +564,28 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fill_lines_show_quantity_and_price_of_the_first_fills() {
+        let fill = |q: &str, p: &str| crate::engine::TradeInfo {
+            id: "m/1".into(),
+            market: "BTC-USD".into(),
+            maker_order_id: "m/1".into(),
+            taker_order_id: "t/1".into(),
+            side: Side::Buy,
+            price: p.parse().unwrap(),
+            quantity: q.parse().unwrap(),
+            ts_ms: 0,
+        };
+        assert_eq!(fills_text(&[fill("0.5", "100.25")]), "0.5 @ 100.25");
+        let many = vec![
+            fill("1", "1"),
+            fill("2", "2"),
+            fill("3", "3"),
+            fill("4", "4"),
+        ];
+        assert_eq!(fills_text(&many), "1 @ 1, 2 @ 2, 3 @ 3, and 1 more");
+    }
 
     #[test]
     fn rates_take_a_plain_number_or_a_per_second_suffix() {

@@ -6,36 +6,44 @@ use crate::engine::{OrderInfo, TradeInfo};
 
 use super::client::{print_aligned, print_table};
 
-/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
-pub fn time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+/// Which zone the CLI shows times in: UTC unless `--local-time`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Zone {
+    #[default]
+    Utc,
+    Local,
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+impl Zone {
+    pub fn new(local: bool) -> Zone {
+        if local {
+            Zone::Local
+        } else {
+            Zone::Utc
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` with the
+/// zone it is in: `UTC`, or the local offset at that time (`+01:00`).
+pub fn time(ms: u64, zone: Zone) -> String {
+    let Some(utc) = i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+    else {
+        return format!("{ms} ms");
+    };
+    match zone {
+        Zone::Utc => utc.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        Zone::Local => utc
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S %:z")
+            .to_string(),
+    }
 }
 
 /// One order in detail: its fields, then its fills.
-pub fn print_order(o: &OrderInfo) {
+pub fn print_order(o: &OrderInfo, zone: Zone) {
     let price = o
         .price
         .map_or_else(|| "market".to_string(), |p| p.to_string());
@@ -72,20 +80,20 @@ pub fn print_order(o: &OrderInfo) {
             .into(),
         ]);
     }
-    rows.push(vec!["created".into(), time(o.created_ms)]);
-    rows.push(vec!["updated".into(), time(o.updated_ms)]);
+    rows.push(vec!["created".into(), time(o.created_ms, zone)]);
+    rows.push(vec!["updated".into(), time(o.updated_ms, zone)]);
     if let Some(at) = o.expires_at {
-        rows.push(vec!["expires".into(), time(at)]);
+        rows.push(vec!["expires".into(), time(at, zone)]);
     }
     print_table(&rows);
     if !o.fills.is_empty() {
         println!();
-        print_trades(&o.fills);
+        print_trades(&o.fills, zone);
     }
 }
 
 /// Orders as a table, one per line.
-pub fn print_orders(orders: &[OrderInfo]) {
+pub fn print_orders(orders: &[OrderInfo], zone: Zone) {
     let mut rows = vec![[
         "ID", "MARKET", "SIDE", "TYPE", "PRICE", "QUANTITY", "FILLED", "STATUS", "CREATED",
     ]
@@ -101,20 +109,20 @@ pub fn print_orders(orders: &[OrderInfo]) {
             o.quantity.to_string(),
             o.filled.to_string(),
             o.status.to_string(),
-            time(o.created_ms),
+            time(o.created_ms, zone),
         ]);
     }
     print_aligned(&rows, &[4, 5, 6]);
 }
 
 /// Trades as a table, one per line.
-pub fn print_trades(trades: &[TradeInfo]) {
+pub fn print_trades(trades: &[TradeInfo], zone: Zone) {
     let mut rows = vec![["TIME", "MARKET", "SIDE", "PRICE", "QUANTITY", "TRADE ID"]
         .map(String::from)
         .to_vec()];
     for t in trades {
         rows.push(vec![
-            time(t.ts_ms),
+            time(t.ts_ms, zone),
             t.market.clone(),
             t.side.as_str().into(),
             t.price.to_string(),
@@ -149,10 +157,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_are_utc_calendar_dates() {
-        assert_eq!(time(0), "1970-01-01 00:00:00");
-        assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(time(1_700_000_000_123), "2023-11-14 22:13:20");
+    fn times_are_calendar_dates_that_say_their_zone() {
+        assert_eq!(time(0, Zone::Utc), "1970-01-01 00:00:00 UTC");
+        assert_eq!(time(951_782_400_000, Zone::Utc), "2000-02-29 00:00:00 UTC");
+        assert_eq!(
+            time(1_700_000_000_123, Zone::Utc),
+            "2023-11-14 22:13:20 UTC"
+        );
+        let local = time(1_700_000_000_123, Zone::Local);
+        let offset = local.rsplit(' ').next().unwrap();
+        assert!(
+            offset.len() == 6 && (offset.starts_with('+') || offset.starts_with('-')),
+            "{local}"
+        );
     }
 
     #[test]

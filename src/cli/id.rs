@@ -2,10 +2,15 @@
 //! can dial it at (`--bootstrap` values), creating the identity if needed.
 //!
 //! The first line is the peer id alone and every further line one address,
-//! so scripts can take what they need. A listen address on 0.0.0.0 (or ::)
-//! is expanded to this host's interface addresses, loopback included.
+//! so scripts can take what they need. When the node of this data dir is
+//! running (its API, from the same config, flags and environment as `peerbook
+//! node`, answers with this peer id), the addresses are the ones it really
+//! listens on and announces. Otherwise they are read from that config: a
+//! listen address on 0.0.0.0 (or ::) is expanded to this host's interface
+//! addresses, loopback included, as the node would.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use clap::Args;
 use libp2p::multiaddr::Protocol;
@@ -21,17 +26,24 @@ use crate::node::{prepare_data_dir, NodeError};
 pub struct IdArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
-    /// Listen address to report (repeatable) [default: from the config]
+    /// Listen address to report when the node is not running, as given to
+    /// `peerbook node` (repeatable) [env: PEERBOOK_LISTEN] [default: from
+    /// the config]
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
+    /// Where the running node's API is, as given to `peerbook node`
+    /// [env: PEERBOOK_API] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<SocketAddr>,
 }
 
 impl IdArgs {
-    pub fn run(self) -> Result<(), NodeError> {
+    pub async fn run(self) -> Result<(), NodeError> {
         let loaded = load_config(Flags {
             config_file: self.common.config,
             data_dir: self.common.data_dir,
             listen: self.listen,
+            api: self.api,
             ..Flags::default()
         })?;
         let data_dir = loaded.data_dir()?;
@@ -45,20 +57,64 @@ impl IdArgs {
         }
         let peer_id = key.public().to_peer_id();
         println!("{peer_id}");
-        let interfaces = interface_ips();
-        let node = &loaded.config.node;
+        let running = ask_running_node(
+            loaded.config.api.listen,
+            loaded.config.api.token.as_deref(),
+            peer_id,
+        )
+        .await;
+        let addrs: Vec<Multiaddr> = match running {
+            Some(addrs) => addrs,
+            None => {
+                let interfaces = interface_ips();
+                let node = &loaded.config.node;
+                node.listen
+                    .iter()
+                    .chain(node.external.iter())
+                    .flat_map(|a| expand(a, &interfaces))
+                    .collect()
+            }
+        };
         let mut printed = Vec::new();
-        for addr in node.listen.iter().chain(node.external.iter()) {
-            for a in expand(addr, &interfaces) {
-                let full = with_peer(a, peer_id);
-                if !printed.contains(&full) {
-                    println!("{full}");
-                    printed.push(full);
-                }
+        for a in addrs {
+            let full = with_peer(a, peer_id);
+            if !printed.contains(&full) {
+                println!("{full}");
+                printed.push(full);
             }
         }
         Ok(())
     }
+}
+
+/// The addresses the node at `api` listens on and announces, if it answers
+/// and is the node of this identity (another node's API on that port is not
+/// asked further).
+async fn ask_running_node(
+    api: SocketAddr,
+    token: Option<&str>,
+    me: PeerId,
+) -> Option<Vec<Multiaddr>> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let mut req = http.get(format!("http://{api}/api/v1/status"));
+    if let Some(t) = token.filter(|t| !t.is_empty()) {
+        req = req.bearer_auth(t);
+    }
+    let status: crate::api::status::Status = req.send().await.ok()?.json().await.ok()?;
+    if status.peer_id != me.to_string() {
+        return None;
+    }
+    Some(
+        status
+            .listen_addrs
+            .iter()
+            .chain(status.external_addrs.iter())
+            .filter_map(|a| a.parse().ok())
+            .collect(),
+    )
 }
 
 fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {

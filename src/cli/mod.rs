@@ -30,15 +30,43 @@ use crate::node::NodeError;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines (on stderr) are written: `text` for people, `json`
+    /// (one object a line) for log collectors. What is logged is set with
+    /// RUST_LOG (default `info`)
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        default_value = "text",
+        env = "PEERBOOK_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// The log line format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node: join the network, keep the books, serve the API.
+    #[command(after_help = "Examples:\n  \
+        peerbook node                                   # p2p on 0.0.0.0:4001, API on 127.0.0.1:8080\n  \
+        peerbook node --bootstrap /ip4/192.0.2.7/tcp/4001\n  \
+        peerbook node --data-dir /tmp/pb-b --listen /ip4/127.0.0.1/tcp/14002 --api 127.0.0.1:8081 \\\n      \
+        --bootstrap /ip4/127.0.0.1/tcp/14001 --no-mdns   # a second node on this host\n\n\
+        Every flag has an environment variable (flags win over it, it wins over the config file):\n  \
+        PEERBOOK_DATA_DIR, PEERBOOK_LISTEN, PEERBOOK_BOOTSTRAP (comma separated), PEERBOOK_API,\n  \
+        PEERBOOK_API_TOKEN, PEERBOOK_MDNS=false, PEERBOOK_MARKETS, and PEERBOOK_<SECTION>_<KEY> for\n  \
+        every key of config/peerbook.toml. Logs: RUST_LOG (default info), --log-format json.")]
     Node(node::NodeArgs),
-    /// Print this node's peer id and the addresses to give other nodes
-    /// (creates the identity if there is none yet).
+    /// Print this node's peer id and the addresses to give other nodes:
+    /// what the running node listens on and announces, else what its config
+    /// says (creates the identity if there is none yet).
     Id(id::IdArgs),
     /// Show how a node is doing: peers, markets, digests (exit status 1
     /// when it does not answer).
@@ -47,6 +75,12 @@ pub enum Command {
     Order(order::OrderArgs),
     /// Show a market's book as the node sees it: a depth ladder and its
     /// digest.
+    #[command(after_help = "Examples:\n  \
+        peerbook book BTC-USD\n  \
+        peerbook book ETH-USD --depth 25 --api 127.0.0.1:8081\n  \
+        peerbook book BTC-USD --json | jq .asks\n\n\
+        NOTE says how much of a level is this node's (mine) and how much is of owners not heard\n\
+        from lately (stale: shown, not taken).")]
     Book(book::BookArgs),
     /// Show recent trades, newest first.
     Trades(trades::TradesArgs),
@@ -54,6 +88,11 @@ pub enum Command {
     Peers(peers::PeersArgs),
     /// Run a trading bot against a node: random orders around a drifting
     /// mid price, until Ctrl-C or --count actions.
+    #[command(after_help = "Examples:\n  \
+        peerbook demo                                  # against 127.0.0.1:8080, until Ctrl-C\n  \
+        peerbook demo --market ETH-USD --mid 2000 --rate 5/s --count 100\n  \
+        ( peerbook demo --api 127.0.0.1:8080 --seed 1 & trap 'kill -INT $!' INT\n    \
+        peerbook demo --api 127.0.0.1:8081 --seed 2; wait )   # two bots that trade; Ctrl-C stops both")]
     Demo(demo::DemoArgs),
 }
 
@@ -82,7 +121,7 @@ impl Cli {
     pub async fn run(self) -> Result<(), CliError> {
         match self.command {
             Command::Node(args) => Ok(args.run().await?),
-            Command::Id(args) => Ok(args.run()?),
+            Command::Id(args) => Ok(args.run().await?),
             Command::Status(args) => Ok(args.run().await?),
             Command::Order(args) => Ok(args.run().await?),
             Command::Book(args) => Ok(args.run().await?),
@@ -99,8 +138,9 @@ pub struct ConfigArgs {
     /// Config file (TOML). Every key and its default: config/peerbook.toml.
     #[arg(long, value_name = "FILE", env = "PEERBOOK_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Where the identity key and the database live
-    /// [default: the platform's data directory]
+    /// Where the identity key and the database live; each node on a host
+    /// needs its own [env: PEERBOOK_DATA_DIR] [default: the platform's data
+    /// directory]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }

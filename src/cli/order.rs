@@ -26,6 +26,11 @@ pub struct OrderArgs {
 pub enum OrderCommand {
     /// Place an order; prints it once its taking phase ended (filled,
     /// resting, or the rest dropped), with its fills
+    #[command(after_help = "Examples:\n  \
+        peerbook order place --market BTC-USD --side buy --price 100.5 --quantity 0.25\n  \
+        peerbook order place --market BTC-USD --side sell --type market --quantity 1\n  \
+        peerbook order place --market ETH-USD --side buy --price 2000 --quantity 1 --tif post-only \\\n      \
+        --client-id my-bot-42 --api 127.0.0.1:8081")]
     Place(PlaceArgs),
     /// Cancel one of this node's open orders
     Cancel {
@@ -84,9 +89,9 @@ pub struct ListArgs {
     /// Only this status: taking, open, filled, cancelled, expired, rejected
     #[arg(long)]
     pub status: Option<OrderStatus>,
-    /// At most this many
-    #[arg(long)]
-    pub limit: Option<usize>,
+    /// At most this many (at least 1) [default: 1000]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=10000))]
+    pub limit: Option<u16>,
 }
 
 /// The body of `POST /api/v1/orders`; decimals as strings, exact.
@@ -171,7 +176,7 @@ impl OrderArgs {
             if json {
                 print_json(o)
             } else {
-                print_order(o)
+                print_order(o, self.api.zone())
             }
         };
         match &self.command {
@@ -195,7 +200,7 @@ impl OrderArgs {
                 } else if orders.is_empty() {
                     println!("no orders");
                 } else {
-                    print_orders(&orders)
+                    print_orders(&orders, self.api.zone())
                 }
             }
         }

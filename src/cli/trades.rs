@@ -14,9 +14,9 @@ pub struct TradesArgs {
     /// Only this market
     #[arg(long)]
     pub market: Option<String>,
-    /// At most this many
-    #[arg(long, default_value_t = 20)]
-    pub limit: usize,
+    /// At most this many (at least 1)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=10000))]
+    pub limit: u16,
 }
 
 impl TradesArgs {
@@ -32,7 +32,7 @@ impl TradesArgs {
         } else if trades.is_empty() {
             println!("no trades");
         } else {
-            print_trades(&trades);
+            print_trades(&trades, self.api.zone());
         }
         Ok(())
     }

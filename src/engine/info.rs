@@ -64,6 +64,21 @@ pub struct BookInfo {
     pub asks: Vec<(Decimal, Decimal)>,
     pub digest: String,
     pub orders: usize,
+    /// Of the levels above, the quantity at each that is this node's own
+    /// (price, quantity), best first; levels without any are left out.
+    #[serde(default)]
+    pub own_bids: Vec<(Decimal, Decimal)>,
+    #[serde(default)]
+    pub own_asks: Vec<(Decimal, Decimal)>,
+    /// Of the levels above, the quantity at each whose owner is stale (not
+    /// heard from lately: shown, but not taken until it is heard again).
+    #[serde(default)]
+    pub stale_bids: Vec<(Decimal, Decimal)>,
+    #[serde(default)]
+    pub stale_asks: Vec<(Decimal, Decimal)>,
+    /// Open orders in the whole book whose owner is stale.
+    #[serde(default)]
+    pub stale_orders: usize,
     /// The part of `bids` and `asks` (price, quantity) whose owners this
     /// node could not reach lately: not takeable from here for now.
     #[serde(default)]
@@ -92,6 +107,12 @@ pub struct MarketInfo {
     pub orders: usize,
     pub own_open: usize,
     pub synced: bool,
+    /// Fills this node took part in on this market since it started, as
+    /// maker and as taker.
+    #[serde(default)]
+    pub fills_maker: u64,
+    #[serde(default)]
+    pub fills_taker: u64,
 }
 
 /// An owner this node has heard of.

@@ -18,6 +18,7 @@ impl Engine {
         match self.serve_take(peer, id, data) {
             Ok(()) => {}
             Err(r) => {
+                tracing::info!(%peer, reason = r.as_str(), "refused a peer's take");
                 self.counters.takes_refused_as_maker += 1;
                 self.respond(id, &TakeResponse::Refused(r));
             }
@@ -199,6 +200,7 @@ impl Engine {
         m.replica.apply_trade(ME, &self.me, &trade, None);
         self.served.record_fill(take, trade.id);
         self.counters.fills_maker += 1;
+        m.fills[0] += 1;
         self.tx.op(Op::PutTrade(trade.clone()));
         self.tx.dirty(seq);
         let fill = trade.fill_msg();

@@ -109,6 +109,9 @@ pub(super) struct Market {
     pub book_sync: BookSync,
     /// The book changed since the last `book` event.
     pub book_changed: bool,
+    /// Fills this node took part in since it started: as maker, as taker
+    /// (for `/metrics`, by market).
+    pub fills: [u64; 2],
 }
 
 impl Market {
@@ -126,6 +129,7 @@ impl Market {
             next_hb: now,
             book_sync: BookSync::Needed,
             book_changed: false,
+            fills: [0; 2],
         }
     }
 

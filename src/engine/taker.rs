@@ -396,7 +396,7 @@ impl Engine {
                 self.taker_fill(&sent, &f);
             }
             Ok(Ok(TakeResponse::Refused(r))) => {
-                tracing::debug!(maker = %sent.maker, reason = r.as_str(), "take refused");
+                tracing::info!(maker = %sent.maker, reason = r.as_str(), "the maker refused our take");
                 self.counters.takes_refused += 1;
                 if sent.kind == SentKind::Commit {
                     self.counters.fok_commits_refused += 1;
@@ -497,6 +497,7 @@ impl Engine {
         }
         own.trades.push(trade.id);
         self.counters.fills_taker += 1;
+        self.markets[sent.mkt].fills[1] += 1;
         self.tx.op(Op::PutTrade(trade.clone()));
         self.tx.op(Op::DelIntent {
             taker_seq: sent.seq,

@@ -9,6 +9,7 @@ use super::ids::OrderId;
 use super::info::{BookInfo, MarketInfo, OrderInfo, OwnerInfo, TradeInfo, UnreachableLevels};
 use super::market::BookSync;
 use super::replica::{RepOrder, Replica};
+use crate::book::OwnerKey;
 use crate::market::{MarketSpec, Qty, Side};
 
 pub(crate) fn tif_str(t: Tif) -> &'static str {
@@ -83,7 +84,9 @@ pub(super) fn own_order(
 
 /// A replicated order; `lapsed`: past its expiry here, its owner's word
 /// that it ended not yet come; `reachable`: this node could reach its
-/// owner lately (`reach.rs`).
+/// owner lately (`reach.rs`). Its fills are the ones among the replica's
+/// recent trades (the window of `engine.recent_fills`), oldest first, and
+/// it was last updated by the latest of them.
 pub(super) fn remote_order(
     r: &Replica,
     id: OrderId,
@@ -94,6 +97,13 @@ pub(super) fn remote_order(
 ) -> OrderInfo {
     let spec = &r.spec;
     let s = &o.state;
+    let mut fills: Vec<TradeInfo> = r
+        .recent_trades()
+        .filter(|t| t.id.maker == id)
+        .map(|t| trade(spec, t))
+        .collect();
+    fills.reverse();
+    let updated_ms = fills.iter().map(|f| f.ts_ms).fold(s.created_ms, u64::max);
     OrderInfo {
         id: id.to_string(),
         market: spec.name.clone(),
@@ -115,31 +125,70 @@ pub(super) fn remote_order(
         stale,
         reachable,
         created_ms: s.created_ms,
-        updated_ms: s.created_ms,
+        updated_ms,
         client_id: None,
         expires_at: s.expires_ms,
-        fills: Vec::new(),
+        fills,
     }
 }
 
-pub(super) fn book(r: &Replica, depth: usize) -> BookInfo {
+pub(super) fn book(r: &Replica, depth: usize, is_stale: impl Fn(OwnerKey) -> bool) -> BookInfo {
     let spec = &r.spec;
     let conv = |v: Vec<(crate::market::Price, Qty)>| {
         v.into_iter()
             .map(|(p, q)| (spec.ticks_to_price(p), spec.lots_to_qty(q)))
             .collect()
     };
+    // Within the levels shown: how much of each is ours, and how much is
+    // of owners gone stale (not taken until they are heard from again).
+    let marked = |side: Side| {
+        let (mut own, mut stale) = (Vec::new(), Vec::new());
+        let mut levels = 0;
+        let mut last = None;
+        for o in r.book.iter_side(side) {
+            if last != Some(o.price) {
+                levels += 1;
+                if levels > depth {
+                    break;
+                }
+                last = Some(o.price);
+            }
+            let add = |v: &mut Vec<(crate::market::Price, Qty)>| match v.last_mut() {
+                Some((p, q)) if *p == o.price => *q = Qty(q.0 + o.remaining.0),
+                _ => v.push((o.price, o.remaining)),
+            };
+            if o.owner == ME {
+                add(&mut own);
+            } else if is_stale(o.owner) {
+                add(&mut stale);
+            }
+        }
+        (conv(own), conv(stale))
+    };
+    let (own_bids, stale_bids) = marked(Side::Buy);
+    let (own_asks, stale_asks) = marked(Side::Sell);
+    let stale_orders = r
+        .owners
+        .iter()
+        .filter(|(k, _)| is_stale(**k))
+        .map(|(_, rep)| rep.live.len())
+        .sum();
     BookInfo {
         market: spec.name.clone(),
         bids: conv(r.depth(Side::Buy, depth)),
         asks: conv(r.depth(Side::Sell, depth)),
         digest: r.digest.to_hex(),
         orders: r.len(),
+        own_bids,
+        own_asks,
+        stale_bids,
+        stale_asks,
+        stale_orders,
         unreachable: UnreachableLevels::default(),
     }
 }
 
-pub(super) fn market(r: &Replica, synced: bool, own_open: usize) -> MarketInfo {
+pub(super) fn market(r: &Replica, synced: bool, own_open: usize, fills: [u64; 2]) -> MarketInfo {
     MarketInfo {
         name: r.spec.name.clone(),
         tick: r.spec.tick,
@@ -149,6 +198,8 @@ pub(super) fn market(r: &Replica, synced: bool, own_open: usize) -> MarketInfo {
         orders: r.len(),
         own_open,
         synced,
+        fills_maker: fills[0],
+        fills_taker: fills[1],
     }
 }
 
@@ -167,7 +218,7 @@ impl Engine {
     pub fn book(&self, market: &str, depth: usize) -> Result<BookInfo, EngineError> {
         let mkt = self.market_idx(market)?;
         let r = &self.markets[mkt].replica;
-        let mut info = book(r, depth);
+        let mut info = book(r, depth, |k| self.peers.is_stale(k));
         let spec = &r.spec;
         let levels = |side: Side| {
             let mut out: Vec<(Decimal, Decimal)> = Vec::new();
@@ -294,7 +345,7 @@ impl Engine {
             .iter()
             .map(|m| {
                 let own_open = m.replica.owners.get(&ME).map_or(0, |o| o.live.len());
-                market(&m.replica, m.book_sync == BookSync::Done, own_open)
+                market(&m.replica, m.book_sync == BookSync::Done, own_open, m.fills)
             })
             .collect()
     }

@@ -19,7 +19,8 @@
 //! `gate.rs` (whether a take request was written, and its deadline),
 //! `requests.rs` (which response belongs to which request, both ways),
 //! `outbox.rs` (events on their way to the engine, shed when it lags),
-//! `identity.rs` (the key file), `peers.rs` (peer store persistence),
+//! `identity.rs` (the key file), `listen_probe.rs` (refusing a p2p port
+//! another node holds), `peers.rs` (peer store persistence),
 //! `nat/` (reachability, relays, hole punching, UPnP: its own module doc),
 //! `event_loop.rs` (the task: its `select!`, dispatch and commands),
 //! `handle.rs` (the handle), `config.rs` (tunables), `metrics.rs`,
@@ -39,6 +40,7 @@ pub mod gate;
 pub mod gossip;
 mod handle;
 pub mod identity;
+mod listen_probe;
 mod metrics;
 pub mod nat;
 mod outbox;
@@ -131,6 +133,9 @@ pub fn spawn(
     store: Store,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<(NetHandle, mpsc::Receiver<NetInput>, JoinHandle<()>), NetError> {
+    for addr in &cfg.listen {
+        listen_probe::check_free(addr)?;
+    }
     let local = keypair.public().to_peer_id();
     let mut built = None;
     let gate = gate::WriteGate::default();

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod openmetrics;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};

@@ -204,6 +204,9 @@ class PeerbookMixin:
         if code == 403:
             raise PermissionDenied(feedback)
         if code == 404:
+            # An unknown market is 404 unknown_market wherever it is named.
+            if node_code == "unknown_market":
+                raise BadSymbol(feedback)
             if node_code == "not_found" and message.startswith("no route for"):
                 raise NotSupported(f"{feedback} (this node's version does not serve it)")
             if path.startswith("orders"):
