@@ -11,10 +11,13 @@
 //! offered rate runs on a fresh cluster, and a PNG plots latency against
 //! the offered rate. Last, a late joiner: a fourth node joins a cluster
 //! holding 100,000 resting orders; the time until its digest equals the
-//! others'.
+//! others'. Through every load a WebSocket client follows node 1's
+//! `book:BTC-USD` and measures each delta from the engine's change to the
+//! client, the messages per second, and resyncs and sequence gaps.
 //!
-//! The two summary lines come last:
+//! The summary lines come last:
 //! `cluster nodes=… offered=…/s accepted=…/s replicated_p50_ms=… replicated_p99_ms=… take_p99_ms=… converged=… rss_mb=…`
+//! `feed book:BTC-USD on node1 messages=… messages_per_s=… deltas=… delta_p50_ms=… delta_p99_ms=… resyncs=… gaps=…`
 //! `sync orders=… seconds=…`
 //!
 //! Knobs (environment): `PEERBOOK_BENCH_RATE` (the summary's rate, default
@@ -29,6 +32,8 @@
 //! default 6; see `cluster/scale.rs`), one line per size:
 //! `scale nodes=… accepted=…/s replicated_p50_ms=… replicated_p99_ms=… take_p99_ms=… converge_s=… conns_mean=… conns_max=… gossip_bytes_per_order=… rss_mb_mean=… rss_mb_max=…`
 
+#[path = "cluster/feed.rs"]
+mod feed;
 #[path = "cluster/hist.rs"]
 mod hist;
 #[path = "cluster/load.rs"]
@@ -85,6 +90,8 @@ struct Step {
     converged: Option<Duration>,
     rss_mb: f64,
     cpu_us_per_item: f64,
+    /// A WebSocket client following node 1's book through the load.
+    feed: feed::FeedStats,
 }
 
 /// Every node's `/metrics` text, read once per look.
@@ -125,6 +132,7 @@ async fn run_rate(http: &reqwest::Client, rate: u64, secs: f64, seed: u64) -> St
     );
     let [repl0, take0, commit0] = histograms(&scrape(http, &nodes).await);
     let cpu0: Vec<f64> = nodes.iter().map(|n| n.cpu_seconds()).collect();
+    let follower = feed::follow(&nodes[0].api, "BTC-USD").await;
     let started = Instant::now();
     let tally = load::offer(http, &nodes, rate, secs, seed).await;
     let took = started.elapsed().as_secs_f64().max(secs);
@@ -141,6 +149,7 @@ async fn run_rate(http: &reqwest::Client, rate: u64, secs: f64, seed: u64) -> St
         .collect();
     println!("  node1 CPU by thread: {}", threads.join(", "));
     let converged = node::converge(http, &nodes, Duration::from_secs(60)).await;
+    let feed = follower.finish().await;
     let after = scrape(http, &nodes).await;
     let [repl1, take1, commit1] = histograms(&after);
     let counters: Vec<String> = COUNTERS
@@ -190,6 +199,7 @@ async fn run_rate(http: &reqwest::Client, rate: u64, secs: f64, seed: u64) -> St
         converged,
         rss_mb,
         cpu_us_per_item: cpu * 1e6 / accepted.max(1) as f64,
+        feed,
     }
 }
 
@@ -203,6 +213,17 @@ fn print_step(s: &Step) {
         ms(s.take.quantile_ms(0.99)),
         s.converged.is_some(),
         s.rss_mb,
+    );
+    let f = &s.feed;
+    println!(
+        "feed book:BTC-USD on node1 messages={} messages_per_s={:.0} deltas={} delta_p50_ms={} delta_p99_ms={} resyncs={} gaps={}",
+        f.messages,
+        f.per_second(),
+        f.deltas,
+        ms(f.quantile_ms(0.5)),
+        ms(f.quantile_ms(0.99)),
+        f.resyncs,
+        f.gaps,
     );
 }
 

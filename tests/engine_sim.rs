@@ -8,7 +8,9 @@
 //! once the network is quiet, all nodes must hold equal digests and the same
 //! fill log, with nothing left in doubt and no crossed book. In some seeds a
 //! hostile node answers sync requests with forged pages: none of what it
-//! planted may show anywhere, and no honest node may ban another.
+//! planted may show anywhere, and no honest node may ban another. Clocks
+//! run up to 20 s apart and some orders are good till a moment ahead: no
+//! maker fills an order at or after its expiry by its own clock.
 //!
 //! `PEERBOOK_SIM_SEEDS=n` runs more seeds; `PEERBOOK_SIM_SEED=s` runs one.
 
@@ -34,6 +36,9 @@ struct Scenario {
     faults: bool,
     /// A hostile node that answers sync requests with forged pages.
     hostile: bool,
+    /// Each node's clock ahead of the simulation's (ms): up to 20 s apart,
+    /// within `max_clock_skew_ms`.
+    skews: Vec<i64>,
 }
 
 fn scenario(seed: u64) -> Scenario {
@@ -67,10 +72,19 @@ fn scenario(seed: u64) -> Scenario {
         },
         faults: r.chance(0.6),
         hostile: r.chance(0.3),
+        skews: (0..5)
+            .map(|_| {
+                if r.chance(0.5) {
+                    r.range(0, 20_000) as i64
+                } else {
+                    0
+                }
+            })
+            .collect(),
     }
 }
 
-fn random_order(sim: &mut Sim, mid: &mut [i64; 2]) -> Command {
+fn random_order(sim: &mut Sim, node: usize, mid: &mut [i64; 2]) -> Command {
     let m = sim.rng.range(0, 1) as usize;
     let spec = sim.markets[m].clone();
     mid[m] += sim.rng.range(0, 4) as i64 - 2;
@@ -81,6 +95,8 @@ fn random_order(sim: &mut Sim, mid: &mut [i64; 2]) -> Command {
         Side::Sell
     };
     let off = sim.rng.range(0, 12) as i64 - 6;
+    // Some resting orders are good till a moment from their node's clock.
+    let lifetime = sim.rng.chance(0.25).then(|| sim.rng.range(50, 3_000));
     let ticks = (mid[m] + off).max(1) as u64;
     let lots = sim.rng.range(1, 8);
     let (kind, tif) = match sim.rng.range(0, 19) {
@@ -98,6 +114,9 @@ fn random_order(sim: &mut Sim, mid: &mut [i64; 2]) -> Command {
         quantity: spec.lot * Decimal::from(lots),
         tif,
         client_id: None,
+        expires_ms: lifetime
+            .filter(|_| kind == OrderKind::Limit && matches!(tif, Tif::Gtc | Tif::PostOnly))
+            .map(|ms| sim.clock(node) + ms),
     })
 }
 
@@ -109,6 +128,10 @@ fn run_seed(seed: u64) -> Result<(), String> {
         ..EngineConfig::default()
     };
     let mut sim = Sim::new(sc.nodes, seed, markets(), cfg, sc.net.clone());
+    // Clocks apart (set before any order: a clock never runs backwards).
+    for i in 0..sc.nodes {
+        sim.nodes[i].skew = sc.skews[i];
+    }
     if sc.line {
         for a in 0..sc.nodes {
             for b in a + 2..sc.nodes {
@@ -130,7 +153,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         let roll = sim.rng.range(0, 99);
         match roll {
             0..=69 => {
-                let cmd = random_order(&mut sim, &mut mid);
+                let cmd = random_order(&mut sim, n, &mut mid);
                 sim.command(n, cmd);
             }
             70..=89 => {
@@ -164,6 +187,8 @@ fn run_seed(seed: u64) -> Result<(), String> {
         sim.run_for(pause);
         sim.check_no_overfill()
             .map_err(|e| format!("step {step}: overfill: {e}"))?;
+        sim.check_no_fill_after_expiry()
+            .map_err(|e| format!("step {step}: {e}"))?;
     }
     // Quiet: every node up, every link of the topology back, nothing lost.
     sim.net = NetModel::calm();
@@ -188,6 +213,8 @@ fn run_seed(seed: u64) -> Result<(), String> {
         )
     })?;
     sim.check_nothing_planted()
+        .map_err(|e| format!("after quiet: {e}"))?;
+    sim.check_no_fill_after_expiry()
         .map_err(|e| format!("after quiet: {e}"))?;
 
     if sim.rejected > 0 {

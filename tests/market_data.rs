@@ -223,3 +223,179 @@ async fn candle_queries_name_what_is_wrong() {
     assert_eq!(empty.status, 200);
     assert_eq!(empty.body["candles"], json!([]), "no trade, no candle");
 }
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_expires_on_its_node_on_replicas_and_across_a_restart() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (mut a, b) = connected_pair(dirs[0].path(), dirs[1].path()).await;
+
+    // Refusals name what is wrong.
+    for (body, says) in [
+        (
+            json!({"market":"BTC-USD","side":"sell","price":"100","quantity":"1",
+                   "time_in_force":"ioc","expires_at": now_ms() + 60_000}),
+            "gtc or post-only",
+        ),
+        (
+            json!({"market":"BTC-USD","side":"sell","price":"100","quantity":"1",
+                   "expires_at": now_ms() - 1_000}),
+            "not in the future",
+        ),
+        (
+            json!({"market":"BTC-USD","side":"sell","price":"100","quantity":"1",
+                   "expires_at": "soon"}),
+            "expires_at",
+        ),
+    ] {
+        let r = a
+            .request(reqwest::Method::POST, "/api/v1/orders", Some(&body), None)
+            .await;
+        assert_eq!(r.status, 400, "{body}: {r:?}");
+        assert!(r.body.to_string().contains(says), "{body}: {r:?}");
+    }
+
+    // A short one, seen expire on the node and on the replica.
+    let at = now_ms() + 3_000;
+    let short = a
+        .place(
+            json!({"market":"BTC-USD","side":"sell","price":"200","quantity":"1",
+                      "expires_at": at}),
+        )
+        .await;
+    assert_eq!(short["expires_at"], at);
+    let short_id = short["id"].as_str().unwrap().to_string();
+    // A long one that expires while the node is down.
+    let later = now_ms() + 6_000;
+    let long = a
+        .place(
+            json!({"market":"BTC-USD","side":"sell","price":"201","quantity":"1",
+                      "time_in_force":"post-only","expires_at": later}),
+        )
+        .await;
+    let long_id = long["id"].as_str().unwrap().to_string();
+    eventually(
+        "B sees both",
+        || b.output(),
+        || async {
+            let o = b.get_json(&format!("/api/v1/orders/{long_id}")).await;
+            let book = b.get_json("/api/v1/book/BTC-USD").await;
+            (o.status == 200 && book.body["asks"].as_array().is_some_and(|a| a.len() == 2))
+                .then_some(o)
+        },
+    )
+    .await;
+    let seen = b.get_json(&format!("/api/v1/orders/{short_id}")).await;
+    assert_eq!(seen.body["expires_at"], at, "the expiry is in the record");
+
+    for n in [&a, &b] {
+        let o = eventually(
+            "the short one expires",
+            || n.output(),
+            || async {
+                let o = n.get_json(&format!("/api/v1/orders/{short_id}")).await;
+                (o.body["status"] == "expired").then_some(o)
+            },
+        )
+        .await;
+        assert!(now_ms() >= at, "not before its time: {o:?}");
+    }
+
+    // The owner is stopped before the long one's time: the replica stops
+    // counting it at its expiry all the same.
+    a.stop();
+    eventually(
+        "B stops counting the long one",
+        || b.output(),
+        || async {
+            let book = b.get_json("/api/v1/book/BTC-USD").await;
+            book.body["asks"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(now_ms() >= later);
+    let o = b.get_json(&format!("/api/v1/orders/{long_id}")).await;
+    assert_eq!(o.body["status"], "expired", "{o:?}");
+
+    // Back up, the owner ends it expired too.
+    let a = NodeOpts::new("A", dirs[0].path()).start();
+    a.ready().await;
+    let o = eventually(
+        "the owner ends it after the restart",
+        || a.output(),
+        || async {
+            let o = a.get_json(&format!("/api/v1/orders/{long_id}")).await;
+            (o.body["status"] == "expired").then_some(o)
+        },
+    )
+    .await;
+    assert_eq!(o.body["expires_at"], later);
+    assert_eq!(o.body["filled"], "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_places_an_order_good_for_a_while_and_shows_its_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = NodeOpts::new("A", dir.path()).start();
+    a.ready().await;
+    let place = |extra: &[&str]| {
+        let mut cmd = command();
+        cmd.args([
+            "order",
+            "place",
+            "--market",
+            "BTC-USD",
+            "--side",
+            "buy",
+            "--price",
+            "90",
+            "--quantity",
+            "1",
+        ])
+        .args(extra)
+        .arg("--api")
+        .arg(a.api_base());
+        run_to_exit(cmd)
+    };
+    let before = now_ms();
+    let out = place(&["--expires-in", "2h", "--json"]);
+    assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
+    let o: Value = serde_json::from_str(&out.stdout).unwrap();
+    let at = o["expires_at"].as_u64().expect("an expiry");
+    assert!(
+        at >= before + 7_200_000 && at <= now_ms() + 7_200_000,
+        "{o}"
+    );
+    let shown = place(&["--expires-at", &(now_ms() + 60_000).to_string()]);
+    assert!(
+        shown.stdout.contains("expires"),
+        "{}{}",
+        shown.stdout,
+        shown.stderr
+    );
+    let bad = place(&["--expires-in", "5x"]);
+    assert_eq!(bad.status.code(), Some(2), "{}{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stderr.contains("unit must be s, m, h or d"),
+        "{}{}",
+        bad.stdout,
+        bad.stderr
+    );
+    let ioc = place(&["--expires-in", "1m", "--tif", "ioc"]);
+    assert_eq!(ioc.status.code(), Some(1), "{}{}", ioc.stdout, ioc.stderr);
+    assert!(
+        ioc.stderr.contains("gtc or post-only"),
+        "{}{}",
+        ioc.stdout,
+        ioc.stderr
+    );
+}

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{connected_pair, sample, Node, NodeOpts};
+use common::{connected_pair, eventually, sample, Node, NodeOpts};
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use rust_decimal::Decimal;
@@ -329,4 +329,108 @@ async fn a_client_that_stops_reading_is_resynced_never_left_with_a_gap() {
         sample(&m, "peerbook_api_ws_resyncs_total") >= Some(1.0),
         "{m}"
     );
+}
+
+/// Messages of `ws` until one satisfies `want` (within 10 s each).
+async fn until(ws: &mut Ws, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let m = next(ws, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no message: {what}"));
+        if want(&m) {
+            return m;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_channels_carry_this_nodes_orders_and_fills_and_the_ticker_follows_trades() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, b) = connected_pair(dirs[0].path(), dirs[1].path()).await;
+    let mut ws = connect(&a).await;
+    for c in ["orders", "fills", "ticker:BTC-USD"] {
+        send(&mut ws, json!({"op":"subscribe","channel":c})).await;
+        until(&mut ws, c, |m| {
+            m["type"] == "subscribed" && m["channel"] == c
+        })
+        .await;
+    }
+    let sell = a
+        .place(json!({"market":"BTC-USD","side":"sell","price":"105","quantity":"1"}))
+        .await;
+    let id = sell["id"].as_str().unwrap().to_string();
+    let o = until(&mut ws, "our order", |m| m["type"] == "order").await;
+    assert_eq!(o["data"]["id"], id.as_str());
+    assert_eq!(o["channel"], "orders");
+    eventually(
+        "B sees the sell",
+        || b.output(),
+        || async {
+            let book = b.get_json("/api/v1/book/BTC-USD").await;
+            book.body["asks"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+    b.place(
+        json!({"market":"BTC-USD","side":"buy","price":"105","quantity":"0.4",
+                   "time_in_force":"ioc"}),
+    )
+    .await;
+    let f = until(&mut ws, "our fill as maker", |m| m["type"] == "fill").await;
+    assert_eq!(f["data"]["maker_order_id"], id.as_str());
+    assert_eq!(dec(&f["data"]["quantity"]), "0.4".parse().unwrap());
+    let t = until(&mut ws, "the ticker after the trade", |m| {
+        m["type"] == "ticker" && m["data"]["last"].is_string()
+    })
+    .await;
+    assert_eq!(dec(&t["data"]["last"]), "105".parse().unwrap());
+    assert_eq!(t["channel"], "ticker:BTC-USD");
+    let filled = until(&mut ws, "the order's fill", |m| {
+        m["type"] == "order" && m["data"]["filled"] == "0.4"
+    })
+    .await;
+    assert_eq!(filled["data"]["status"], "open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_token_takes_it_in_the_first_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = NodeOpts::new("token", dir.path()).env("PEERBOOK_API_TOKEN", "t0ken");
+    opts.api_host = "0.0.0.0".into();
+    let node = opts.start();
+    eventually(
+        "the API to answer",
+        || node.output(),
+        || async {
+            let r = node
+                .http()
+                .get(node.url("/api/v1/status"))
+                .bearer_auth("t0ken")
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let mut ws = connect(&node).await;
+    send(&mut ws, json!({"op":"subscribe","channel":"book:BTC-USD"})).await;
+    let m = until(&mut ws, "a refusal", |m| m["type"] == "error").await;
+    assert_eq!(m["code"], "no_token", "{m}");
+    assert!(m["message"].as_str().unwrap().contains("token"), "{m}");
+    send(&mut ws, json!({"op":"auth","token":"wrong"})).await;
+    let m = until(&mut ws, "wrong token", |m| m["type"] == "error").await;
+    assert_eq!(m["code"], "wrong_token", "{m}");
+    assert!(
+        m["message"].as_str().unwrap().contains("wrong token"),
+        "{m}"
+    );
+    send(&mut ws, json!({"op":"auth","token":"t0ken"})).await;
+    until(&mut ws, "authenticated", |m| m["type"] == "authenticated").await;
+    send(&mut ws, json!({"op":"subscribe","channel":"book:BTC-USD"})).await;
+    let s = until(&mut ws, "a snapshot", |m| m["type"] == "snapshot").await;
+    assert!(s["seq"].is_u64() && s["checksum"].is_u64(), "{s}");
 }

@@ -75,6 +75,9 @@ pub struct PlaceBody {
     time_in_force: Option<String>,
     #[serde(default)]
     client_id: Option<String>,
+    /// Good till this time (ms since the Unix epoch).
+    #[serde(default)]
+    expires_at: Option<u64>,
 }
 
 impl PlaceBody {
@@ -100,6 +103,7 @@ impl PlaceBody {
             quantity,
             tif,
             client_id: self.client_id,
+            expires_ms: self.expires_at,
         })
     }
 }

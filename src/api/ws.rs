@@ -203,7 +203,7 @@ impl Client {
                 },
                 _ = ping.tick() => vec![Message::Ping(Default::default())],
                 _ = &mut auth_deadline, if !self.authed => {
-                    let _ = socket.send(text(json!({"type":"error","message":"no token given in time; closing"}))).await;
+                    let _ = socket.send(text(json!({"type":"error","code":"no_token","message":"no token given in time; closing"}))).await;
                     return;
                 }
             };
@@ -241,10 +241,12 @@ impl Client {
         let req: Request = match serde_json::from_str(raw) {
             Ok(r) => r,
             Err(e) => {
-                return vec![text(json!({"type":"error","message":format!(
-                    "cannot read the request ({e}): send {{\"op\":\"subscribe\",\"channel\":...}}, \
-                     unsubscribe or auth"
-                )}))]
+                return vec![text(
+                    json!({"type":"error","code":"bad_request","message":format!(
+                        "cannot read the request ({e}): send {{\"op\":\"subscribe\",\"channel\":...}}, \
+                         unsubscribe or auth"
+                    )}),
+                )]
             }
         };
         match req {
@@ -257,18 +259,24 @@ impl Client {
                     self.authed = true;
                     vec![text(json!({"type":"authenticated"}))]
                 } else {
-                    vec![text(json!({"type":"error","message":"wrong token"}))]
+                    vec![text(
+                        json!({"type":"error","code":"wrong_token","message":"wrong token"}),
+                    )]
                 }
             }
             Request::Subscribe { channel } => {
                 if !self.authed {
-                    return vec![text(json!({"type":"error","channel":channel,
-                        "message":"this node needs a token: send {\"op\":\"auth\",\"token\":...} first"}))];
+                    return vec![text(
+                        json!({"type":"error","code":"no_token","channel":channel,
+                        "message":"this node needs a token: send {\"op\":\"auth\",\"token\":...} first"}),
+                    )];
                 }
                 let c = match Channel::parse(&channel, &self.state.markets) {
                     Ok(c) => c,
                     Err(m) => {
-                        return vec![text(json!({"type":"error","channel":channel,"message":m}))]
+                        return vec![text(
+                            json!({"type":"error","code":"unknown_channel","channel":channel,"message":m}),
+                        )]
                     }
                 };
                 let mut out = vec![text(json!({"type":"subscribed","channel":c.name()}))];
@@ -283,7 +291,7 @@ impl Client {
             Request::Unsubscribe { channel } => {
                 let Ok(c) = Channel::parse(&channel, &self.state.markets) else {
                     return vec![text(
-                        json!({"type":"error","channel":channel,"message":"unknown channel"}),
+                        json!({"type":"error","code":"unknown_channel","channel":channel,"message":"unknown channel"}),
                     )];
                 };
                 if let Channel::Book(m) = &c {
@@ -309,8 +317,12 @@ impl Client {
                     "checksum": s.checksum,
                 }))]
             }
-            Ok(Err(e)) => vec![text(json!({"type":"error","message":e.to_string()}))],
-            Err(e) => vec![text(json!({"type":"error","message":e.to_string()}))],
+            Ok(Err(e)) => vec![text(
+                json!({"type":"error","code":"unavailable","message":e.to_string()}),
+            )],
+            Err(e) => vec![text(
+                json!({"type":"error","code":"unavailable","message":e.to_string()}),
+            )],
         }
     }
 
@@ -359,6 +371,7 @@ impl Client {
             "seq": d.seq,
             "changes": changes,
             "checksum": d.checksum,
+            "ts_ms": d.ts_ms,
         }))]
     }
 
@@ -385,7 +398,9 @@ impl Client {
             Ok(t) => vec![text(
                 json!({"type":"ticker","channel":format!("ticker:{market}"),"data":t}),
             )],
-            Err(e) => vec![text(json!({"type":"error","message":e.message}))],
+            Err(e) => vec![text(
+                json!({"type":"error","code":"unavailable","message":e.message}),
+            )],
         }
     }
 

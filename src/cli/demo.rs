@@ -321,6 +321,8 @@ impl Bot {
             kind: OrderKind::Limit,
             tif: Some(if cross { Tif::Ioc } else { Tif::Gtc }),
             client_id: None,
+            expires_at: None,
+            expires_in: None,
         };
         let what = format!(
             "place  {:<4} {} @ {} {}",

@@ -74,6 +74,9 @@ pub fn print_order(o: &OrderInfo) {
     }
     rows.push(vec!["created".into(), time(o.created_ms)]);
     rows.push(vec!["updated".into(), time(o.updated_ms)]);
+    if let Some(at) = o.expires_at {
+        rows.push(vec!["expires".into(), time(at)]);
+    }
     print_table(&rows);
     if !o.fills.is_empty() {
         println!();

@@ -66,6 +66,14 @@ pub struct PlaceArgs {
     /// first order instead of placing a second (safe retries)
     #[arg(long)]
     pub client_id: Option<String>,
+    /// Good till this time, in ms since the Unix epoch (a resting gtc or
+    /// post-only limit order)
+    #[arg(long, value_name = "MS", conflicts_with = "expires_in")]
+    pub expires_at: Option<u64>,
+    /// Good for this long from now: 90s, 15m, 2h or 7d (a resting gtc or
+    /// post-only limit order)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    pub expires_in: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -95,6 +103,29 @@ struct PlaceRequest<'a> {
     time_in_force: Option<Tif>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<u64>,
+}
+
+/// `90s`, `15m`, `2h`, `7d` (or a bare number of seconds) as milliseconds.
+fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 2h or 7d"))?;
+    let per = match unit {
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    if n == 0 {
+        return Err("the duration must be more than zero".into());
+    }
+    n.checked_mul(per)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 fn parse_side(s: &str) -> Result<Side, String> {
@@ -117,6 +148,10 @@ pub async fn place(client: &Client, a: &PlaceArgs) -> Result<OrderInfo, ClientEr
         quantity: a.quantity.to_string(),
         time_in_force: a.tif,
         client_id: a.client_id.as_deref(),
+        expires_at: a.expires_at.or_else(|| {
+            a.expires_in
+                .map(|ms| crate::clock::now_ms().saturating_add(ms))
+        }),
     };
     client.post("/api/v1/orders", &body).await
 }

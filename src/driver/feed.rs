@@ -29,6 +29,9 @@ pub struct BookDelta {
     /// `(side, price, quantity now)`; `0` when the level is gone.
     pub changes: Vec<(Side, Decimal, Decimal)>,
     pub checksum: u32,
+    /// When the engine task sent it (ms since the Unix epoch), right after
+    /// the input that made the change.
+    pub ts_ms: u64,
 }
 
 /// A whole book and the sequence number of the last delta it holds.
@@ -91,6 +94,7 @@ impl LevelFeed {
                 seq: *seq,
                 changes: c.changes,
                 checksum: sum,
+                ts_ms: crate::clock::now_ms(),
             }));
         }
     }

@@ -30,6 +30,9 @@ impl Digest {
         h.update(&o.remaining.0.to_le_bytes());
         h.update(&o.ver.to_le_bytes());
         h.update(&o.created_ms.to_le_bytes());
+        if let Some(at) = o.expires_ms {
+            h.update(&at.to_le_bytes());
+        }
         let out = h.finalize();
         let mut b = [0u8; 16];
         b.copy_from_slice(&out.as_bytes()[..16]);

@@ -93,6 +93,9 @@ pub struct OwnOrder {
     pub created_ms: u64,
     pub updated_ms: u64,
     pub client_id: Option<String>,
+    /// Good till this time (ms since the Unix epoch), if the user said so.
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
 }
 
 impl OwnOrder {

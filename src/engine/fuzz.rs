@@ -101,6 +101,7 @@ impl Target {
                 quantity: Decimal::from(5),
                 tif: Tif::Gtc,
                 client_id: None,
+                expires_ms: None,
             }));
         }
         t
@@ -232,6 +233,10 @@ impl Target {
                             _ => Tif::PostOnly,
                         },
                         client_id: None,
+                        // Sometimes good till a moment ahead (or already
+                        // past, or on an order it does not apply to).
+                        expires_ms: (p(5) % 3 == 0)
+                            .then(|| (self.now + u64::from(p(6)) * 20).saturating_sub(100)),
                     }))
                 }
                 6 => {

@@ -32,6 +32,9 @@ pub struct OrderInfo {
     pub updated_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Good till this time (ms since the Unix epoch), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
     pub fills: Vec<TradeInfo>,
 }
 

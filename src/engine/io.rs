@@ -39,6 +39,9 @@ pub struct PlaceOrder {
     pub quantity: Decimal,
     pub tif: Tif,
     pub client_id: Option<String>,
+    /// Good till this time (ms since the Unix epoch): a resting limit order
+    /// ends `expired` then, and replicas stop counting it at that time.
+    pub expires_ms: Option<u64>,
 }
 
 /// What a user asks of its node.

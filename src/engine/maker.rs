@@ -94,6 +94,10 @@ impl Engine {
                 if self.tx.degraded().is_some() {
                     return Err(Refusal::Storage);
                 }
+                if self.past_expiry(h.seq) {
+                    self.expire_due();
+                    return Err(Refusal::Done);
+                }
                 let own = self.own.get(h.seq).ok_or(Refusal::UnknownOrder)?;
                 if own.rec.status != OrderStatus::Open {
                     return Err(Refusal::Done);
@@ -117,6 +121,11 @@ impl Engine {
         }
         if qty.is_zero() || qty.0 > crate::market::MAX_UNITS {
             return Err(Refusal::BadRequest);
+        }
+        if self.past_expiry(t.maker_seq) {
+            // Its time has come, whether or not housekeeping ended it yet.
+            self.expire_due();
+            return Err(Refusal::Done);
         }
         let own = self.own.get(t.maker_seq).ok_or(Refusal::UnknownOrder)?;
         if own.mkt != mkt {

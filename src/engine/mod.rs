@@ -444,6 +444,12 @@ impl Engine {
                     .push_back(Action::Event(Event::Book { market }));
             }
         }
+        self.expire_due();
+        for m in self.markets.iter_mut() {
+            if m.replica.lapse(now) {
+                m.book_changed = true;
+            }
+        }
         self.retry_doubts();
         self.expire_holds();
         self.start_book_syncs();

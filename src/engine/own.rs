@@ -9,7 +9,7 @@
 //! or free. Each side changes only its own part, through the methods here,
 //! and the sum never passes the order's quantity.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use super::durable::{OrderStatus, OwnOrder, Trade};
 use super::ids::TradeId;
@@ -111,7 +111,7 @@ impl Own {
             remaining: self.rec.remaining(),
             ver: self.rec.ver,
             created_ms: self.rec.created_ms,
-            expires_ms: None,
+            expires_ms: self.rec.expires_ms,
         }
     }
 
@@ -135,6 +135,8 @@ pub(super) struct OwnOrders {
     next_seq: u64,
     /// No sequence number at or above this is durably reserved yet.
     reserved_seq: u64,
+    /// Orders with an expiry, by when they expire.
+    expiring: BTreeSet<(Millis, u64)>,
 }
 
 impl OwnOrders {
@@ -147,6 +149,7 @@ impl OwnOrders {
             in_done: HashSet::new(),
             next_seq: 1,
             reserved_seq: 0,
+            expiring: BTreeSet::new(),
         }
     }
 
@@ -181,6 +184,11 @@ impl OwnOrders {
         if let Some(c) = &own.rec.client_id {
             self.client_ids.insert(c.clone(), own.rec.seq);
         }
+        if let Some(at) = own.rec.expires_ms {
+            if !own.rec.status.is_done() {
+                self.expiring.insert((at, own.rec.seq));
+            }
+        }
         self.orders.insert(own.rec.seq, own);
     }
 
@@ -190,6 +198,20 @@ impl OwnOrders {
 
     pub fn get_mut(&mut self, seq: u64) -> Option<&mut Own> {
         self.orders.get_mut(&seq)
+    }
+
+    /// The orders whose expiry is at or before `now`, taken off the list
+    /// (done or not: the caller looks).
+    pub fn expiring_by(&mut self, now: Millis) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Some(&(at, seq)) = self.expiring.first() {
+            if at > now {
+                break;
+            }
+            self.expiring.pop_first();
+            out.push(seq);
+        }
+        out
     }
 
     /// The taking phase of an order, if it is in one.
@@ -246,6 +268,9 @@ impl OwnOrders {
 
     /// An order is done: it joins the window of done orders kept here.
     pub fn note_done(&mut self, seq: u64) {
+        if let Some(at) = self.orders.get(&seq).and_then(|o| o.rec.expires_ms) {
+            self.expiring.remove(&(at, seq));
+        }
         if self.in_done.insert(seq) {
             self.done.push_back(seq);
         }

@@ -117,6 +117,13 @@ pub struct Replica {
     max_trades: usize,
     /// Price levels changed since the feed last looked (`track_levels`).
     changed: Option<HashSet<(Side, crate::market::Price)>>,
+    /// Orders with an expiry, by when they expire.
+    expiring: BTreeSet<(u64, OrderKey)>,
+    /// Orders past their expiry by this node's clock whose owner has not
+    /// said they ended yet: out of the book (no liquidity, no level), their
+    /// registers kept (the digest is of registers, and the owner's word
+    /// ends them).
+    lapsed: HashSet<OrderKey>,
 }
 
 /// Time priority of an order in every replica: created time first, then a
@@ -145,6 +152,8 @@ impl Replica {
             trade_ids: HashSet::new(),
             max_trades: max_trades.max(1),
             changed: None,
+            expiring: BTreeSet::new(),
+            lapsed: HashSet::new(),
         }
     }
 
@@ -289,9 +298,39 @@ impl Replica {
         rep.digest.add(d);
         self.digest.add(d);
         self.keys.insert((owner, state.seq), key);
+        if let Some(at) = state.expires_ms {
+            self.expiring.insert((at, key));
+        }
         let proof = proof.map(|p| StateProof::new(state.clone(), p));
         self.orders.insert(key, RepOrder { state, proof });
         Applied::New
+    }
+
+    /// Take the orders whose expiry is at or before `now` out of the book:
+    /// they are no liquidity from then on, whenever their owner's word that
+    /// they ended comes. Whether any went.
+    pub fn lapse(&mut self, now: u64) -> bool {
+        let mut any = false;
+        while let Some(&(at, key)) = self.expiring.first() {
+            if at > now {
+                break;
+            }
+            self.expiring.pop_first();
+            let Some(o) = self.orders.get(&key) else {
+                continue;
+            };
+            let (side, price) = (o.state.side, o.state.price);
+            let _ = self.book.cancel(key);
+            self.lapsed.insert(key);
+            self.touch(side, price);
+            any = true;
+        }
+        any
+    }
+
+    /// Whether an order is past its expiry here (out of the book).
+    pub fn is_lapsed(&self, key: OrderKey) -> bool {
+        self.lapsed.contains(&key)
     }
 
     /// Remove an open order; with `tombstone` it can never come back.
@@ -306,6 +345,10 @@ impl Replica {
         rep.live.remove(&seq);
         let _ = self.book.cancel(key);
         if let Some(o) = self.orders.remove(&key) {
+            if let Some(at) = o.state.expires_ms {
+                self.expiring.remove(&(at, key));
+            }
+            self.lapsed.remove(&key);
             if let Some(c) = &mut self.changed {
                 c.insert((o.state.side, o.state.price));
             }

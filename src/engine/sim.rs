@@ -139,6 +139,9 @@ pub struct SimNode {
     next_req: u64,
     open_tags: HashSet<RequestTag>,
     tick_at: Option<Millis>,
+    /// How far this node's clock is ahead of the simulation's (behind when
+    /// negative): the engine sees `now + skew`.
+    pub skew: i64,
 }
 
 /// The simulated network and its nodes.
@@ -206,6 +209,7 @@ impl Sim {
                 next_req: 1,
                 open_tags: HashSet::new(),
                 tick_at: None,
+                skew: 0,
             });
         }
         let mut sim = Sim {
@@ -369,7 +373,7 @@ impl Sim {
             self.cfg.clone(),
             self.markets.clone(),
             n.durable.clone(),
-            self.now,
+            self.now.saturating_add_signed(n.skew),
         );
         n.engine = Some(e);
         n.last_commit = self.now;
@@ -381,6 +385,11 @@ impl Sim {
                 self.input(b, NetInput::PeerConnected(pa).into());
             }
         }
+    }
+
+    /// Node `i`'s clock: the simulation's time and its skew.
+    pub fn clock(&self, i: usize) -> Millis {
+        self.now.saturating_add_signed(self.nodes[i].skew)
     }
 
     /// Place an order on node `i`; the reply lands in `replies`.
@@ -410,7 +419,7 @@ impl Sim {
 
     /// Feed one input to a node and carry out what it asks for.
     pub fn input(&mut self, i: usize, input: Input) {
-        let now = self.now;
+        let now = self.clock(i);
         let Some(e) = self.nodes[i].engine.as_mut() else {
             return;
         };
@@ -425,7 +434,10 @@ impl Sim {
         let Some(e) = self.nodes[i].engine.as_ref() else {
             return;
         };
-        let at = e.poll_timeout().max(self.now + 1);
+        let at = e
+            .poll_timeout()
+            .saturating_add_signed(-self.nodes[i].skew)
+            .max(self.now + 1);
         if self.nodes[i].tick_at.is_none_or(|t| at < t) {
             self.nodes[i].tick_at = Some(at);
             let epoch = self.nodes[i].epoch;
@@ -766,6 +778,7 @@ impl Sim {
             next_req: 1,
             open_tags: HashSet::new(),
             tick_at: None,
+            skew: 0,
         });
         for b in 0..i {
             self.link(i, b);
@@ -948,7 +961,32 @@ impl Sim {
             quantity: spec.lot * Decimal::from(lots),
             tif,
             client_id: None,
+            expires_ms: None,
         })
+    }
+
+    /// No maker filled an order at or after its expiry by the maker's own
+    /// clock (a trade's time is the maker's).
+    pub fn check_no_fill_after_expiry(&self) -> Result<(), String> {
+        for n in &self.nodes {
+            for t in n.durable.trades.values() {
+                if t.id.maker.owner != n.id {
+                    continue;
+                }
+                let Some(o) = n.durable.orders.get(&t.id.maker.seq) else {
+                    continue;
+                };
+                if let Some(at) = o.expires_ms {
+                    if t.ts_ms >= at {
+                        return Err(format!(
+                            "trade {} at {} filled {}/{} which expired at {at}",
+                            t.id, t.ts_ms, n.id, o.seq
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// No order filled past its quantity, by any node's durable records or

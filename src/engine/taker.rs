@@ -85,6 +85,27 @@ impl Engine {
         let qty = spec
             .qty_to_lots(p.quantity)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        if let Some(at) = p.expires_ms {
+            if p.kind != OrderKind::Limit || !matches!(p.tif, Tif::Gtc | Tif::PostOnly) {
+                return Err(EngineError::Invalid(format!(
+                    "expires_at applies to a limit order that rests (gtc or post-only), not to \
+                     {} {}",
+                    p.kind,
+                    views::tif_str(p.tif)
+                )));
+            }
+            if at <= self.now {
+                return Err(EngineError::Invalid(format!(
+                    "expires_at {at} is not in the future (the node's clock says {})",
+                    self.now
+                )));
+            }
+            if at - self.now > MAX_EXPIRY_MS {
+                return Err(EngineError::Invalid(format!(
+                    "expires_at {at} is more than 365 days ahead"
+                )));
+            }
+        }
 
         let seq = self.own.alloc_seq();
         let rec = OwnOrder {
@@ -104,6 +125,7 @@ impl Engine {
             created_ms: self.now,
             updated_ms: self.now,
             client_id: p.client_id,
+            expires_ms: p.expires_ms,
         };
         let fok = (p.tif == Tif::Fok).then(|| Fok::new(self.now));
         let taking = Taking {
@@ -518,6 +540,8 @@ impl Engine {
             (OrderStatus::Filled, None)
         } else if cancelled {
             (OrderStatus::Cancelled, Some("cancelled by the user".into()))
+        } else if stop == Some(EXPIRED_AT) {
+            (OrderStatus::Expired, Some(EXPIRED_AT.into()))
         } else if let Some(s) = stop {
             (OrderStatus::Cancelled, Some(s.to_string()))
         } else if own.rec.status == OrderStatus::Open {
@@ -602,7 +626,8 @@ impl Engine {
             // Our own orders need no tombstone: nobody else can bring them back.
             m.replica.remove(ME, &self.me, seq, false);
             m.book_changed = true;
-            let item = if status == OrderStatus::Cancelled {
+            // Cancelled or expired, its register ends with a tombstone.
+            let item = if matches!(status, OrderStatus::Cancelled | OrderStatus::Expired) {
                 Item::Cancel { seq }
             } else {
                 Item::Order(gone)
@@ -709,6 +734,35 @@ impl Engine {
         Ok(())
     }
 
+    /// End the own orders whose expiry has come (an order still taking
+    /// stops planning and ends `expired` when its takes are answered).
+    pub(super) fn expire_due(&mut self) {
+        for seq in self.own.expiring_by(self.now) {
+            let Some(own) = self.own.get_mut(seq) else {
+                continue;
+            };
+            if own.rec.status.is_done() {
+                continue;
+            }
+            if let Some(t) = own.taking.as_mut() {
+                t.stop = Some(EXPIRED_AT);
+                t.resume_only = false;
+                self.maybe_finish(seq);
+                continue;
+            }
+            self.end(seq, OrderStatus::Expired, Some(EXPIRED_AT.into()));
+        }
+    }
+
+    /// Whether an own order's expiry has come (whether or not housekeeping
+    /// has ended it yet).
+    pub(super) fn past_expiry(&self, seq: u64) -> bool {
+        self.own
+            .get(seq)
+            .and_then(|o| o.rec.expires_ms)
+            .is_some_and(|at| at <= self.now)
+    }
+
     /// Resolve crossed books: for each of our open orders that crosses an
     /// older remote order, take it (the owner of the newer order takes).
     pub(super) fn check_crossing(&mut self, mkt: usize) {
@@ -749,6 +803,13 @@ impl Engine {
 
 /// Why self-trade prevention cancelled (the rest of) an order.
 const STP: &str = "self-trade prevention: it would trade with an own order";
+
+/// Why an order with an expiry ended (and the marker of a taking phase
+/// its expiry stopped).
+pub(super) const EXPIRED_AT: &str = "good till its expires_at, which has passed";
+
+/// How far ahead an order's expiry may be.
+const MAX_EXPIRY_MS: u64 = 365 * 24 * 3_600_000;
 
 /// Marker of a taking phase stopped by the user's cancel.
 pub(super) const CANCELLED: &str = "cancelled";

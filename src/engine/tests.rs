@@ -462,6 +462,7 @@ fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
                 quantity: d("4"),
                 tif: Tif::Gtc,
                 client_id: None,
+                expires_ms: None,
             }),
         },
     );
@@ -952,4 +953,185 @@ mod forged {
         assert_eq!(asks(&w), vec![(d("100"), d("5"))]);
         assert_eq!(refused(&w), 0);
     }
+}
+
+/// A resting order on node `i` good till `ms` from its clock now.
+fn expiring(s: &Sim, i: usize, side: Side, ticks: u64, lots: u64, ms: Millis) -> Command {
+    let mut cmd = s.order(side, ticks, lots, Tif::Gtc);
+    if let Command::Place(p) = &mut cmd {
+        p.expires_ms = Some(s.clock(i) + ms);
+    }
+    cmd
+}
+
+fn asks(s: &Sim, i: usize) -> Vec<(Decimal, Decimal)> {
+    s.nodes[i]
+        .engine
+        .as_ref()
+        .unwrap()
+        .book("SIM", 10)
+        .unwrap()
+        .asks
+}
+
+#[test]
+fn an_order_with_an_expiry_ends_expired_on_time_everywhere() {
+    let mut s = sim(3, 40);
+    let sell = s.command(0, expiring(&s, 0, Side::Sell, 10_000, 2, 2_000));
+    s.run_for(500);
+    let o = reply(&s, sell);
+    assert_eq!(o.status, OrderStatus::Open);
+    assert_eq!(o.expires_at, Some(s.clock(0) - 500 + 2_000));
+    for i in 0..3 {
+        assert_eq!(asks(&s, i), vec![(d("100"), d("2"))], "node {i}");
+    }
+    s.run_for(1_700);
+    let e = s.nodes[0].engine.as_ref().unwrap();
+    let o = e.order(&o.id).unwrap();
+    assert_eq!(o.status, OrderStatus::Expired, "{o:?}");
+    assert!(o.reason.unwrap().contains("expires_at"));
+    for i in 0..3 {
+        assert!(asks(&s, i).is_empty(), "node {i}: {:?}", asks(&s, i));
+    }
+    s.run_for(2_000);
+    assert!(digests_equal(&s));
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn replicas_stop_counting_an_expired_order_though_its_owner_is_silent() {
+    let mut s = sim(2, 41);
+    let sell = s.command(0, expiring(&s, 0, Side::Sell, 10_000, 2, 1_000));
+    s.run_for(300);
+    let id = reply(&s, sell).id;
+    // The owner's word that it ended will not come for a while.
+    s.partition(0, 1);
+    s.run_for(1_000);
+    assert!(asks(&s, 1).is_empty(), "no liquidity past its expiry");
+    let seen = s.nodes[1].engine.as_ref().unwrap().order(&id).unwrap();
+    assert_eq!(seen.status, OrderStatus::Expired, "{seen:?}");
+    // A crossing buy rests: it is not held back by, nor rests across, an
+    // order that is gone.
+    let buy = s.command(1, s.order(Side::Buy, 10_100, 1, Tif::Gtc));
+    s.run_for(300);
+    let b = reply(&s, buy);
+    assert_eq!((b.status, b.filled), (OrderStatus::Open, d("0")));
+    s.heal(0, 1);
+    s.run_for(5_000);
+    assert_eq!(
+        s.nodes[0]
+            .engine
+            .as_ref()
+            .unwrap()
+            .order(&id)
+            .unwrap()
+            .status,
+        OrderStatus::Expired
+    );
+    s.check_no_overfill().unwrap();
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn a_maker_whose_clock_is_ahead_refuses_takes_after_its_expiry() {
+    // The maker's clock runs 30 s ahead of the taker's (within
+    // max_clock_skew_ms): by the taker's clock its order is still live
+    // for 30 s after the maker ended it.
+    let mut s = sim(2, 42);
+    s.nodes[0].skew = 30_000;
+    s.run_for(500);
+    let sell = s.command(0, expiring(&s, 0, Side::Sell, 10_000, 3, 1_000));
+    s.run_for(300);
+    let id = reply(&s, sell).id;
+    assert_eq!(asks(&s, 1), vec![(d("100"), d("3"))]);
+    s.run_for(800);
+    // The maker ended it; a take sent on the taker's stale view before the
+    // owner's word lands is refused, never filled.
+    let buy = s.command(1, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
+    s.run_for(3_000);
+    let b = reply(&s, buy);
+    assert_eq!(b.filled, d("0"), "{b:?}");
+    let m = s.nodes[0].engine.as_ref().unwrap().order(&id).unwrap();
+    assert_eq!((m.status, m.filled), (OrderStatus::Expired, d("0")));
+    assert!(asks(&s, 1).is_empty());
+    s.check_no_overfill().unwrap();
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn a_maker_whose_clock_is_behind_is_not_taken_after_the_takers_clock_says_expired() {
+    let mut s = sim(2, 43);
+    s.nodes[1].skew = 20_000;
+    s.run_for(500);
+    let sell = s.command(0, expiring(&s, 0, Side::Sell, 10_000, 3, 5_000));
+    s.run_for(300);
+    let id = reply(&s, sell).id;
+    // By the taker's clock (20 s ahead) the order is already past its
+    // expiry: it is no liquidity there, though its owner still has it open.
+    assert!(asks(&s, 1).is_empty(), "{:?}", asks(&s, 1));
+    let buy = s.command(1, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
+    s.run_for(300);
+    assert_eq!(reply(&s, buy).filled, d("0"));
+    let m = s.nodes[0].engine.as_ref().unwrap().order(&id).unwrap();
+    assert_eq!((m.status, m.filled), (OrderStatus::Open, d("0")));
+    s.run_for(6_000);
+    assert_eq!(
+        s.nodes[0]
+            .engine
+            .as_ref()
+            .unwrap()
+            .order(&id)
+            .unwrap()
+            .status,
+        OrderStatus::Expired
+    );
+    assert_eq!(
+        s.nodes[1]
+            .engine
+            .as_ref()
+            .unwrap()
+            .counters()
+            .gossip_rejected,
+        0
+    );
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn an_order_that_expired_while_its_node_was_down_ends_expired_on_restart() {
+    let mut s = sim(2, 44);
+    let sell = s.command(0, expiring(&s, 0, Side::Sell, 10_000, 2, 1_000));
+    s.run_for(300);
+    let id = reply(&s, sell).id;
+    s.crash(0);
+    s.run_for(2_000);
+    assert!(asks(&s, 1).is_empty(), "the replica lapsed it");
+    s.start(0);
+    s.run_for(3_000);
+    let o = s.nodes[0].engine.as_ref().unwrap().order(&id).unwrap();
+    assert_eq!(o.status, OrderStatus::Expired, "{o:?}");
+    s.check_converged().unwrap();
+}
+
+#[test]
+fn an_expiry_is_only_for_resting_limit_orders_in_the_future_within_a_year() {
+    let mut s = sim(1, 45);
+    let mut bad = |tif: Tif, ahead: i64| {
+        let mut cmd = s.order(Side::Sell, 10_000, 2, tif);
+        if let Command::Place(p) = &mut cmd {
+            p.expires_ms = Some(s.clock(0).saturating_add_signed(ahead));
+        }
+        let id = s.command(0, cmd);
+        match &s.replies[&id] {
+            Err(e) => e.to_string(),
+            Ok(o) => panic!("accepted {o:?}"),
+        }
+    };
+    assert!(bad(Tif::Ioc, 1_000).contains("gtc or post-only"));
+    assert!(bad(Tif::Fok, 1_000).contains("gtc or post-only"));
+    assert!(bad(Tif::Gtc, 0).contains("not in the future"));
+    assert!(bad(Tif::Gtc, -5).contains("not in the future"));
+    assert!(bad(Tif::PostOnly, 366 * 86_400_000).contains("365 days"));
+    let e = s.nodes[0].engine.as_ref().unwrap();
+    assert!(e.orders(None, None, 10).unwrap().is_empty());
 }

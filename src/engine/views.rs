@@ -75,11 +75,20 @@ pub(super) fn own_order(
         created_ms: o.created_ms,
         updated_ms: o.updated_ms,
         client_id: o.client_id.clone(),
+        expires_at: o.expires_ms,
         fills: trades.iter().map(|t| trade(spec, t)).collect(),
     }
 }
 
-pub(super) fn remote_order(r: &Replica, id: OrderId, o: &RepOrder, stale: bool) -> OrderInfo {
+/// A replicated order; `lapsed`: past its expiry here, its owner's word
+/// that it ended not yet come.
+pub(super) fn remote_order(
+    r: &Replica,
+    id: OrderId,
+    o: &RepOrder,
+    stale: bool,
+    lapsed: bool,
+) -> OrderInfo {
     let spec = &r.spec;
     let s = &o.state;
     OrderInfo {
@@ -93,13 +102,18 @@ pub(super) fn remote_order(r: &Replica, id: OrderId, o: &RepOrder, stale: bool) 
         filled: spec.lots_to_qty(s.qty.saturating_sub(s.remaining)),
         remaining: spec.lots_to_qty(s.remaining),
         pending: Decimal::ZERO,
-        status: OrderStatus::Open,
-        reason: None,
+        status: if lapsed {
+            OrderStatus::Expired
+        } else {
+            OrderStatus::Open
+        },
+        reason: lapsed.then(|| "its expires_at has passed".to_string()),
         own: false,
         stale,
         created_ms: s.created_ms,
         updated_ms: s.created_ms,
         client_id: None,
+        expires_at: s.expires_ms,
         fills: Vec::new(),
     }
 }
@@ -173,7 +187,12 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         for m in self.markets.iter() {
             if let Some(o) = m.replica.get_by_id(key, oid.seq) {
-                return Ok(remote_order(&m.replica, oid, o, self.peers.is_stale(key)));
+                let lapsed = m
+                    .replica
+                    .key_of(key, oid.seq)
+                    .is_some_and(|k| m.replica.is_lapsed(k));
+                let stale = self.peers.is_stale(key);
+                return Ok(remote_order(&m.replica, oid, o, stale, lapsed));
             }
         }
         Err(EngineError::NotFound(id.to_string()))

@@ -642,6 +642,7 @@ mod tests {
             created_ms: 1,
             updated_ms,
             client_id: Some(format!("c{seq}")),
+            expires_ms: None,
         }
     }
 

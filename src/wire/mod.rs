@@ -172,6 +172,9 @@ impl OrderState {
         if self.qty.is_zero() || self.qty.0 > MAX_UNITS || self.remaining > self.qty {
             return Some("order quantity out of range");
         }
+        if self.expires_ms.is_some_and(|at| at <= self.created_ms) {
+            return Some("order expires before it was placed");
+        }
         None
     }
 }
