@@ -41,6 +41,7 @@ fn order(side: Side, ticks: u64, lots: u64, tif: Tif) -> Command {
         quantity: spec.lot * Decimal::from(lots),
         tif,
         client_id: None,
+        expires_ms: None,
     })
 }
 
