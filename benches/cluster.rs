@@ -309,7 +309,6 @@ async fn main() {
         PathBuf::from,
     );
     let machine = machine();
-    println!("cluster benchmark: {NODES} nodes on loopback, {machine}");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(16)
         .build()
@@ -319,7 +318,7 @@ async fn main() {
         let target: u32 = env_or("PEERBOOK_BENCH_TARGET_PEERS", 4);
         let max_peers: u32 = env_or("PEERBOOK_BENCH_MAX_PEERS", 6);
         println!(
-            "scale mode: {rate} items/s for {secs} s, target {target} peers, at most {max_peers} kept"
+            "cluster benchmark, scale mode: sparse clusters on loopback, {machine}; {rate} items/s for {secs} s, target {target} peers, at most {max_peers} kept"
         );
         for size in sizes.split(',') {
             let n: usize = size
@@ -357,6 +356,7 @@ async fn main() {
         return;
     }
 
+    println!("cluster benchmark: {NODES} nodes on loopback, {machine}");
     let mut steps = Vec::new();
     for &r in &rates {
         let step = run_rate(&http, r, secs, seed).await;

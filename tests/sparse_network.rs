@@ -276,11 +276,13 @@ async fn twenty_sparse_nodes_stay_connected_and_converge_through_kills_and_a_sta
                     .await
                     .map_or(0, |p| p.iter().filter(|p| p.connected).count());
                 seen.push_str(&format!(
-                    "N{i}: digest {} orders {} trades {} taking {} peers {peers}\n",
+                    "N{i}: digest {} orders {} trades {} taking {} peers {peers} top {:?} / {:?}\n",
                     &b.digest[..b.digest.len().min(12)],
                     b.orders,
                     t.len(),
-                    taking.len()
+                    taking.len(),
+                    b.bids.first(),
+                    b.asks.first()
                 ));
                 digests.insert(b.digest);
                 logs.insert(t.iter().map(|t| t.id.clone()).collect::<Vec<_>>());

@@ -51,7 +51,7 @@ impl<'a> Wanted<'a> {
 }
 
 /// How soon after the last walk a new peer may start another.
-const WALK_ON_NEW_PEER_GAP: Duration = Duration::from_secs(2);
+const WALK_ON_NEW_PEER_GAP: Duration = Duration::from_secs(10);
 
 /// A peer identified itself: if it speaks our DHT, its listen addresses
 /// worth sharing go into Kademlia (judged against the address we reached
@@ -212,9 +212,12 @@ impl RandomWalk {
         }
     }
 
-    /// A peer that speaks our DHT identified itself: while short of peers,
-    /// walk at once (at most every two seconds) so the node asks it for
-    /// others within its grace, before a full peer closes the connection.
+    /// A peer that speaks our DHT identified itself: if it is the node's
+    /// only peer, walk at once (at most every ten seconds) so the node asks
+    /// it for others within its grace, before a full peer closes the
+    /// connection. Not more: every walk dials the peers it asks, and those
+    /// connections are pruned again, so walking on every new peer while
+    /// short kept a 20-node network churning.
     pub(super) fn on_new_peer(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
@@ -224,7 +227,7 @@ impl RandomWalk {
         let gap_over = self
             .last_quick
             .is_none_or(|t| now.duration_since(t) >= WALK_ON_NEW_PEER_GAP);
-        if wanted.short() && gap_over {
+        if wanted.short() && wanted.connected.len() <= 1 && gap_over {
             self.last_quick = Some(now);
             self.last = now;
             tracing::debug!(

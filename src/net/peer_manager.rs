@@ -18,11 +18,15 @@
 //!   so the newcomer completes identify and asks the DHT;
 //! - over the kept number, peers past their grace and idle for it (no take
 //!   or sync either way; a peer in use is never closed, which would leave
-//!   its take in doubt) are pruned, least useful first: not in the gossip mesh, lowest
-//!   gossip score, inbound before outbound (a node keeps the peers it chose,
-//!   which an attacker cannot fill its slots with), then a pseudo-random
-//!   order of its own (a hash of both ids), so a full network drops
-//!   different peers on different nodes rather than always the newest.
+//!   its take in doubt) are pruned, one a second, least useful first: not
+//!   in the gossip mesh, lowest gossip score, then a pseudo-random order of
+//!   its own (a hash of both ids), so a full network drops different peers
+//!   on different nodes rather than always the newest. (Preferring to keep
+//!   the peers a node dialled itself, as Lighthouse does against eclipse
+//!   attacks, made every node prune first the peers that had dialled it: a
+//!   node short of peers, which dials, was pruned everywhere at once, fell
+//!   to no peer, and dialled again. Pruning one at a time keeps one close
+//!   from cascading into others.)
 //!
 //! A peer is never pruned within its grace: it has that long to identify
 //! itself, answer or ask a DHT query and use its take. The decisions are
@@ -117,18 +121,21 @@ pub fn to_prune(limits: &Limits, peers: &[PeerView], local: &PeerId) -> Vec<Peer
     });
     candidates
         .into_iter()
-        .take(n - limits.keep)
+        .take((n - limits.keep).min(PRUNE_PER_TICK))
         .map(|p| p.peer)
         .collect()
 }
 
+/// Peers closed per call of [`to_prune`] (the event loop calls it every
+/// second).
+pub const PRUNE_PER_TICK: usize = 1;
+
 /// Sort key: smaller is less useful.
-fn usefulness(p: &PeerView, local: &PeerId) -> (bool, bool, f64, bool, u64) {
+fn usefulness(p: &PeerView, local: &PeerId) -> (bool, bool, f64, u64) {
     (
         p.in_mesh,
         p.score >= 0.0,
         p.score,
-        p.outbound,
         tie_break(local, &p.peer),
     )
 }
@@ -266,14 +273,29 @@ mod tests {
         assert!(to_prune(&limits(), &peers, &local).is_empty());
     }
 
+    /// Prune as the event loop does, a tick after another, until nothing
+    /// more goes; everything pruned, in order.
+    fn prune_all(peers: &mut Vec<PeerView>, local: &PeerId) -> Vec<PeerId> {
+        let mut out = Vec::new();
+        loop {
+            let now = to_prune(&limits(), peers, local);
+            assert!(now.len() <= PRUNE_PER_TICK);
+            if now.is_empty() {
+                return out;
+            }
+            peers.retain(|p| !now.contains(&p.peer));
+            out.extend(now);
+        }
+    }
+
     #[test]
     fn a_peer_within_its_grace_is_never_pruned_even_beyond_the_ceiling() {
         let local = PeerId::random();
         let mut peers: Vec<PeerView> = (0..5).map(|_| view(100)).collect();
         let young: Vec<PeerView> = (0..3).map(|_| view(1)).collect();
         peers.extend(young.clone());
-        let pruned = to_prune(&limits(), &peers, &local);
-        // 8 peers, keep 5: three go, none of them the young ones.
+        let pruned = prune_all(&mut peers, &local);
+        // 8 peers, keep 5: three go, one a tick, none of them the young ones.
         assert_eq!(pruned.len(), 3);
         assert!(young.iter().all(|y| !pruned.contains(&y.peer)));
     }
@@ -290,9 +312,9 @@ mod tests {
         // One idle for long, one never used: those two go.
         peers[3].idle = Some(Duration::from_secs(60));
         peers[5].idle = None;
-        let mut pruned = to_prune(&limits(), &peers, &local);
-        pruned.sort();
         let mut expected = vec![peers[3].peer, peers[5].peer];
+        let mut pruned = prune_all(&mut peers, &local);
+        pruned.sort();
         expected.sort();
         assert_eq!(pruned, expected);
     }
@@ -303,22 +325,17 @@ mod tests {
         let mut peers: Vec<PeerView> = (0..7).map(|_| view(100)).collect();
         for p in peers.iter_mut() {
             p.in_mesh = true;
-            p.outbound = true;
             p.score = 5.0;
         }
         peers[0].score = -30.0;
         peers[1].in_mesh = false;
-        let pruned = to_prune(&limits(), &peers, &local);
-        assert_eq!(pruned.len(), 2);
-        assert_eq!(pruned[0], peers[1].peer, "out of the mesh first");
-        assert_eq!(pruned[1], peers[0].peer, "then the negative score");
-        // Inbound before outbound when all else is equal.
-        let mut same: Vec<PeerView> = (0..6).map(|_| view(100)).collect();
-        for p in same.iter_mut() {
-            p.outbound = true;
-        }
-        same[4].outbound = false;
-        assert_eq!(to_prune(&limits(), &same, &local), vec![same[4].peer]);
+        let (first, second) = (peers[1].peer, peers[0].peer);
+        let pruned = prune_all(&mut peers, &local);
+        assert_eq!(
+            pruned,
+            vec![first, second],
+            "out of the mesh first, then the negative score"
+        );
     }
 
     #[test]
@@ -327,6 +344,7 @@ mod tests {
         let choices: std::collections::HashSet<PeerId> = (0..32)
             .map(|_| to_prune(&limits(), &peers, &PeerId::random())[0])
             .collect();
+        assert!(peers.iter().all(|p| !p.outbound));
         assert!(choices.len() > 1, "always the same peer: {choices:?}");
     }
 
