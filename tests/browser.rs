@@ -281,7 +281,40 @@ async fn an_order_placed_on_one_page_shows_live_on_another_nodes_page_and_goes_w
         "a refused order was placed"
     );
 
+    // An order good for an hour: the node has its expiry, the list says it.
+    js(
+        &web,
+        "document.getElementById('expires').value = '3600000'; return 1;",
+    )
+    .await;
+    fill(&web, "#price", "130").await;
+    fill(&web, "#quantity", "0.25").await;
+    let before = now_ms();
+    click(&web, "#place").await;
+    let row = eventually("the expiring order in the list", ctx, || async {
+        let t = text_of(&web, "#orders tr[data-id]").await?;
+        t.contains("130").then_some(t)
+    })
+    .await;
+    assert!(row.contains("till"), "the list shows the expiry: {row:?}");
+    let open = own_open_orders(&a).await;
+    let at = open[0]["expires_at"]
+        .as_u64()
+        .expect("an expiry on the node");
+    assert!(
+        at >= before + 3_600_000 && at <= now_ms() + 3_600_000,
+        "{}",
+        open[0]
+    );
+
     web.close().await.expect("close the browser");
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[tokio::test]

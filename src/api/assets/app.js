@@ -707,7 +707,11 @@ function renderOrders() {
         el("td", { class: "num" }, o.price === null || o.price === undefined ? "market" : price(o.price)),
         el("td", { class: "num" }, qty(o.quantity)),
         el("td", { class: "num" }, qty(o.filled)),
-        el("td", {}, o.status),
+        el(
+          "td",
+          o.expires_at ? { title: `good till ${new Date(o.expires_at).toLocaleString()}` } : {},
+          o.expires_at ? `${o.status} · till ${clock(o.expires_at)}` : o.status,
+        ),
         el(
           "td",
           {},
@@ -809,6 +813,7 @@ async function placeOrder(ev) {
   };
   if (kind === "limit") body.price = $("price").value.trim();
   if ($("tif").value) body.time_in_force = $("tif").value;
+  if ($("expires").value) body.expires_at = Date.now() + Number($("expires").value);
   const button = $("place");
   button.disabled = true;
   try {
