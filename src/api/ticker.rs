@@ -66,12 +66,28 @@ struct Bucket {
 }
 
 /// The last 24 hours of every market, by minute.
-#[derive(Default)]
 pub struct Tickers {
     markets: Mutex<HashMap<String, BTreeMap<u64, Bucket>>>,
+    /// The market whose ticker a new trade just changed (for the
+    /// WebSocket's ticker channels, which must show that trade).
+    changed: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Default for Tickers {
+    fn default() -> Tickers {
+        Tickers {
+            markets: Mutex::default(),
+            changed: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
 }
 
 impl Tickers {
+    /// Markets whose ticker changed, as trades come.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changed.subscribe()
+    }
+
     /// Count one trade (once: the tape and the events may both bring it;
     /// a trade is only counted if it is newer than what its minute has,
     /// or its minute is new).
@@ -194,6 +210,7 @@ pub fn start(state: Arc<ApiState>) {
                 Ok(Event::Trade(t)) => {
                     if on_tape.is_empty() || !on_tape.remove(&t.id) {
                         state.tickers.add(&t);
+                        let _ = state.tickers.changed.send(t.market.clone());
                     }
                     if events.is_empty() {
                         // Caught up with what waited: the overlap is over.

@@ -180,6 +180,7 @@ impl Client {
         // Subscribe before any snapshot, so no delta falls between.
         let mut levels = self.state.engine.subscribe_levels();
         let mut events = self.state.engine.subscribe();
+        let mut tickers = self.state.tickers.subscribe();
         let mut ping = tokio::time::interval(PING_EVERY);
         let auth_deadline = tokio::time::sleep(AUTH_WITHIN);
         tokio::pin!(auth_deadline);
@@ -194,6 +195,13 @@ impl Client {
                 d = levels.recv() => match d {
                     Ok(d) => self.on_delta(d).await,
                     Err(RecvError::Lagged(_)) => self.resync_all("the client fell behind the feed").await,
+                    Err(RecvError::Closed) => return,
+                },
+                m = tickers.recv() => match m {
+                    // After the trade is counted: the ticker shows it.
+                    Ok(m) if self.subs.contains(&Channel::Ticker(m.clone())) => self.ticker(&m).await,
+                    Ok(_) => Vec::new(),
+                    Err(RecvError::Lagged(_)) => self.all_tickers().await,
                     Err(RecvError::Closed) => return,
                 },
                 e = events.recv() => match e {
@@ -393,6 +401,23 @@ impl Client {
         out
     }
 
+    /// Every followed ticker (after missing which changed).
+    async fn all_tickers(&self) -> Vec<Message> {
+        let markets: Vec<String> = self
+            .subs
+            .iter()
+            .filter_map(|c| match c {
+                Channel::Ticker(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        for m in markets {
+            out.extend(self.ticker(&m).await);
+        }
+        out
+    }
+
     async fn ticker(&self, market: &str) -> Vec<Message> {
         match super::ticker::ticker_of(&self.state, market).await {
             Ok(t) => vec![text(
@@ -417,9 +442,6 @@ impl Client {
                     || t.taker_order_id.starts_with(&self.me);
                 if ours && self.subs.contains(&Channel::Fills) {
                     out.push(text(json!({"type":"fill","channel":"fills","data":t})));
-                }
-                if self.subs.contains(&Channel::Ticker(t.market.clone())) {
-                    out.extend(self.ticker(&t.market).await);
                 }
             }
             Event::Order(o) if self.subs.contains(&Channel::Orders) => {
