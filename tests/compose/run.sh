@@ -57,8 +57,9 @@ log "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version 2>/dev/null | head -n 1))
 PROJECT=${PEERBOOK_E2E_PROJECT:-peerbooke2e}
 TMP=$(mktemp -d)
 export PEERBOOK_API_TOKEN="e2e-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
-# mDNS discoveries and redials are logged at debug by the network loop.
-export RUST_LOG='info,libp2p_kad=error,peerbook::net::event_loop=debug'
+# mDNS discoveries (net::discovered) and redials (the network loop) are
+# logged at debug.
+export RUST_LOG='info,libp2p_kad=error,peerbook::net::event_loop=debug,peerbook::net::discovered=debug'
 declare -A PORT=(
     [node1]=${PEERBOOK_NODE1_PORT:-8081} [node2]=${PEERBOOK_NODE2_PORT:-8082}
     [node3]=${PEERBOOK_NODE3_PORT:-8083} [node4]=${PEERBOOK_NODE4_PORT:-8084}
