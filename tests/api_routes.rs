@@ -477,21 +477,7 @@ async fn with_a_token_every_api_route_needs_it_but_the_page_its_assets_and_metri
     let mut opts = NodeOpts::new("token", dir.path()).env("PEERBOOK_API_TOKEN", "t0ken");
     opts.api_host = "0.0.0.0".into();
     let node = opts.start();
-    eventually(
-        "the API to answer",
-        || node.output(),
-        || async {
-            let r = node
-                .http()
-                .get(node.url("/api/v1/status"))
-                .bearer_auth("t0ken")
-                .send()
-                .await
-                .ok()?;
-            (r.status() == 200).then_some(())
-        },
-    )
-    .await;
+    node.ready_with_token("t0ken").await;
     let me = node
         .request(Method::GET, "/api/v1/status", None, Some("t0ken"))
         .await

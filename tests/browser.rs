@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use common::{eventually, Node, NodeOpts};
 use fantoccini::wd::Capabilities;
 use fantoccini::{Client, ClientBuilder, Locator};
+use peerbook::clock::now_ms;
 use serde_json::{json, Value};
 
 /// One browser at a time: the machine is small and chromium is not.
@@ -310,13 +311,6 @@ async fn an_order_placed_on_one_page_shows_live_on_another_nodes_page_and_goes_w
     web.close().await.expect("close the browser");
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 #[tokio::test]
 async fn the_page_asks_for_the_token_a_guarded_node_needs_and_then_streams() {
     let _one = BROWSER.lock().await;
@@ -324,20 +318,7 @@ async fn the_page_asks_for_the_token_a_guarded_node_needs_and_then_streams() {
     let mut opts = NodeOpts::new("guarded", dir.path()).env("PEERBOOK_API_TOKEN", "page-s3cret");
     opts.api_host = "0.0.0.0".into();
     let node = opts.start();
-    let http = node.http();
-    eventually(
-        "the API to answer",
-        || node.output(),
-        || async {
-            http.get(node.url("/api/v1/status"))
-                .bearer_auth("page-s3cret")
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-        },
-    )
-    .await;
+    node.ready_with_token("page-s3cret").await;
 
     let driver = start_driver().await;
     let web = browser(&driver).await;

@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
+use peerbook::clock::now_ms;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -222,13 +223,6 @@ async fn candle_queries_name_what_is_wrong() {
         .await;
     assert_eq!(empty.status, 200);
     assert_eq!(empty.body["candles"], json!([]), "no trade, no candle");
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

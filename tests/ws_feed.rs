@@ -410,21 +410,7 @@ async fn a_node_with_a_token_takes_it_in_the_first_message() {
     let mut opts = NodeOpts::new("token", dir.path()).env("PEERBOOK_API_TOKEN", "t0ken");
     opts.api_host = "0.0.0.0".into();
     let node = opts.start();
-    eventually(
-        "the API to answer",
-        || node.output(),
-        || async {
-            let r = node
-                .http()
-                .get(node.url("/api/v1/status"))
-                .bearer_auth("t0ken")
-                .send()
-                .await
-                .ok()?;
-            (r.status() == 200).then_some(())
-        },
-    )
-    .await;
+    node.ready_with_token("t0ken").await;
     let mut ws = connect(&node).await;
     send(&mut ws, json!({"op":"subscribe","channel":"book:BTC-USD"})).await;
     let m = until(&mut ws, "a refusal", |m| m["type"] == "error").await;

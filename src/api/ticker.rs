@@ -271,23 +271,22 @@ pub async fn ticker_of(state: &ApiState, market: &str) -> Result<Ticker, ApiErro
 async fn ticker(
     State(state): State<Arc<ApiState>>,
     query: Result<Query<TickerQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let Query(q) = query?;
     match q.market {
         Some(m) => {
             if !state.markets.contains(&m) {
                 return Err(engine_error(EngineError::UnknownMarket(m), true));
             }
-            Ok(Json(
-                serde_json::to_value(ticker_of(&state, &m).await?).unwrap_or_default(),
-            ))
+            Ok(Json(ticker_of(&state, &m).await?).into_response())
         }
         None => {
             let mut all = Vec::new();
             for m in &state.markets {
                 all.push(ticker_of(&state, m).await?);
             }
-            Ok(Json(serde_json::to_value(all).unwrap_or_default()))
+            Ok(Json(all).into_response())
         }
     }
 }

@@ -272,6 +272,25 @@ impl Node {
         .await
     }
 
+    /// Wait until the API of a node with a token answers `token`'s status.
+    pub async fn ready_with_token(&self, token: &str) {
+        eventually(
+            "the API to answer",
+            || self.output(),
+            || async {
+                self.http
+                    .get(self.url("/api/v1/status"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            },
+        )
+        .await
+    }
+
     /// Wait until the node is connected to `peer_id`.
     pub async fn connected_to(&self, peer_id: &str) {
         let what = format!("{} to be connected to {peer_id}", self.opts.name);
