@@ -85,13 +85,20 @@ impl Behaviour {
         // The hard limit is over the peer manager's ceiling by the overflow:
         // those connections are let in for their grace, then closed
         // (`peer_manager.rs`), so a newcomer to a full node still learns
-        // other peers.
+        // other peers. Inbound and outbound are counted apart: with one
+        // shared count a full node could not dial anyone, not even an
+        // AutoNAT client back, which then judged itself private, switched
+        // its DHT to client mode and left the network without a DHT (20
+        // capped nodes on loopback: 15 went private). The node's own dials
+        // are few (its dial budget, DHT queries, takes) and the peer
+        // manager prunes what lingers.
+        let hard = t
+            .max_established_total
+            .saturating_add(t.overflow_connections);
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(
-                    t.max_established_total
-                        .saturating_add(t.overflow_connections),
-                ))
+                .with_max_established_incoming(Some(hard))
+                .with_max_established_outgoing(Some(hard))
                 .with_max_established_per_peer(Some(t.max_established_per_peer))
                 .with_max_pending_incoming(Some(t.max_pending_incoming))
                 .with_max_pending_outgoing(Some(t.max_pending_outgoing)),
