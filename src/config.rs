@@ -685,6 +685,15 @@ fn validate(loaded: &Loaded) -> Result<Vec<MarketSpec>, ConfigError> {
             ),
         ));
     }
+    if c.engine.take_deadline_ms < c.net.take_timeout_ms {
+        return Err(bad(
+            "engine.take_deadline_ms",
+            format!(
+                "must be at least net.take_timeout_ms ({}), or a maker would refuse as late takes the taker still waits for",
+                c.net.take_timeout_ms
+            ),
+        ));
+    }
     if c.data_dir
         .as_ref()
         .is_some_and(|d| d.as_os_str().is_empty())
@@ -1052,6 +1061,22 @@ mod tests {
         .unwrap();
         assert_eq!(loaded.config.api.max_body_bytes, 4096);
         assert_eq!(loaded.config.api.max_event_streams, 5);
+    }
+
+    #[test]
+    fn a_take_deadline_under_the_take_timeout_is_refused() {
+        let f = file("[engine]\ntake_deadline_ms = 2000\n[net]\ntake_timeout_ms = 3000\n");
+        let err = load(&with_file(&f), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("engine.take_deadline_ms") && err.contains("net.take_timeout_ms (3000)"),
+            "{err}"
+        );
+        let loaded = load(
+            &Flags::default(),
+            &env(&[("PEERBOOK_ENGINE_TAKE_DEADLINE_MS", "8000")]),
+        )
+        .unwrap();
+        assert_eq!(loaded.config.engine.take_deadline_ms, 8_000);
     }
 
     #[test]

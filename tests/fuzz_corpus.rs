@@ -139,6 +139,7 @@ fn take(maker_seq: u64, n: u32, kind: TakeKind) -> Vec<u8> {
         taker_seq: 7,
         take_n: n,
         kind,
+        deadline_ms: None,
     })
 }
 
@@ -177,6 +178,7 @@ fn write_seed_corpus() {
             digest: [0; 16],
             watermark: 2,
             fills: 0,
+            served_ms: 0,
         }),
     ]);
     let (book_batch, book_records) = proven(

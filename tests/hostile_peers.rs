@@ -237,6 +237,7 @@ fn take(market: &str, maker_seq: u64, n: u32, kind: TakeKind) -> Vec<u8> {
         taker_seq: 1_000 + u64::from(n),
         take_n: n,
         kind,
+        deadline_ms: None,
     })
 }
 

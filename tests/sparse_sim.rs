@@ -4,8 +4,10 @@
 //! written), gossip and sync travel through relays, nodes crash and
 //! restart. No order is ever filled past its quantity; once the network is
 //! quiet every node holds the same books and fills, and nothing is `taking`
-//! or in doubt. And the bound on `taking`: a take in doubt ends within
-//! `MAX_DOUBT_BACKOFF` and one take timeout of its maker becoming reachable.
+//! or in doubt. And the bounds on `taking`: a take in doubt ends within
+//! `MAX_DOUBT_BACKOFF` and one take timeout of its maker becoming reachable,
+//! and, while no request reaches the maker but its gossip arrives through
+//! others, within the take's deadline and a heartbeat.
 //!
 //! `PEERBOOK_SPARSE_SIM_SEEDS=n` runs more seeds; `PEERBOOK_SPARSE_SIM_SEED=s` one.
 
@@ -108,6 +110,45 @@ fn run_seed(seed: u64) -> Result<usize, String> {
     for i in 0..n {
         sim.start(i);
     }
+    sim.run_for(20_000);
+    // Half the requests and answers are lost while orders cross, then no
+    // request gets through at all, gossip still does: every take left in
+    // doubt is settled by its maker's heartbeat or its fill in gossip,
+    // whoever relays them, within the bound.
+    sim.net.request_drop = 0.5;
+    for _ in 0..40 {
+        let i = sim.rng.range(0, n as u64 - 1) as usize;
+        let side = if sim.rng.chance(0.5) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let ticks = (mid + sim.rng.range(0, 8) as i64 - 4) as u64;
+        let lots = sim.rng.range(1, 5);
+        sim.command(i, order(side, ticks, lots, Tif::Ioc));
+        let pause = sim.rng.range(0, 100);
+        sim.run_for(pause);
+    }
+    sim.net.request_drop = 1.0;
+    let bound = heartbeat_bound();
+    sim.run_for(bound);
+    for (i, node) in sim.nodes.iter().enumerate() {
+        let Some(e) = node.engine.as_ref() else {
+            continue;
+        };
+        let stuck = e
+            .orders(None, None, usize::MAX)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|o| o.status == OrderStatus::Taking || !o.pending.is_zero());
+        if let Some(o) = stuck {
+            return Err(format!(
+                "node {i}: order {} still {:?} with {} in doubt {bound} ms after the last take, though its makers' gossip arrives",
+                o.id, o.status, o.pending
+            ));
+        }
+    }
+    sim.net = NetModel::calm();
     sim.run_for(60_000);
     sim.check_no_overfill()
         .map_err(|e| format!("after quiet: overfill: {e}"))?;
@@ -175,20 +216,94 @@ fn twenty_nodes_in_sparse_topologies_trade_across_unlinked_pairs_and_converge() 
     );
 }
 
-#[test]
-fn a_take_in_doubt_ends_within_the_bound_once_its_maker_is_reachable() {
-    let net = NetModel::calm();
-    let timeout = net.request_timeout;
-    let mut sim = Sim::new(3, 7, vec![market()], cfg(), net);
-    // The taker (2) is linked only to a relay (1), not to the maker (0).
+/// How long after its last take an order may stay `taking` when its
+/// maker cannot be reached but its gossip arrives: the take's deadline,
+/// the heartbeat that passes it, and the gossip's way (a few hops).
+fn heartbeat_bound() -> u64 {
+    let c = cfg();
+    c.take_deadline_ms + c.heartbeat_ms + 500
+}
+
+/// Three nodes: the taker (2) linked only to a relay (1), not to the maker
+/// (0), which rests a sell of 3 lots at 10,000.
+fn relayed_maker() -> Sim {
+    let mut sim = Sim::new(3, 7, vec![market()], cfg(), NetModel::calm());
     sim.unlink(0, 2);
     sim.run_for(1_000);
     let sell = sim.command(0, order(Side::Sell, 10_000, 3, Tif::Gtc));
     sim.run_for(1_000);
     assert!(matches!(sim.replies.get(&sell), Some(Ok(o)) if o.status == OrderStatus::Open));
-    // Every request is lost for half a minute: the take, then every status
-    // request about it, time out; the IOC order stays `taking`.
+    sim
+}
+
+#[test]
+fn a_take_in_doubt_is_settled_by_its_makers_heartbeat_through_a_relay() {
+    let mut sim = relayed_maker();
+    // No request reaches the maker from now on, not the take, not a status
+    // request; its gossip comes through the relay.
     sim.net.request_drop = 1.0;
+    let sent = sim.now;
+    let buy = sim.command(2, order(Side::Buy, 10_000, 2, Tif::Ioc));
+    sim.run_for(sim.net.request_timeout + 100);
+    let taker = sim.nodes[2].engine.as_ref().unwrap();
+    let taking = taker.orders(None, Some(OrderStatus::Taking), 10).unwrap();
+    assert_eq!(taking.len(), 1, "the take is in doubt");
+    let id = taking[0].id.clone();
+    sim.run_until(sent + heartbeat_bound());
+    let taker = sim.nodes[2].engine.as_ref().unwrap();
+    let b = taker.order(&id).unwrap();
+    assert_eq!(b.status, OrderStatus::Expired, "{b:?}");
+    assert!(b.pending.is_zero() && b.filled.is_zero(), "{b:?}");
+    assert_eq!(taker.counters().doubts_settled_by_heartbeat, 1);
+    assert!(matches!(sim.replies.get(&buy), Some(Ok(o)) if o.id == id));
+    // The maker's sell is whole, and a take that comes now is refused as
+    // late, never filled.
+    sim.net.request_drop = 0.0;
+    sim.run_for(2_000);
+    let maker = sim.nodes[0].engine.as_ref().unwrap();
+    assert_eq!(maker.counters().fills_maker, 0);
+    sim.check_no_overfill().unwrap();
+    sim.check_converged().unwrap();
+}
+
+#[test]
+fn a_take_whose_answer_is_lost_is_filled_from_gossip_not_settled_empty() {
+    let mut sim = relayed_maker();
+    // Longer writes, so the fill is made before its answer leaves.
+    sim.net.max_commit = 200;
+    let buy = sim.command(2, order(Side::Buy, 10_000, 2, Tif::Ioc));
+    let maker_filled = |sim: &Sim| sim.nodes[0].engine.as_ref().unwrap().counters().fills_maker;
+    while maker_filled(&sim) == 0 {
+        sim.run_for(1);
+    }
+    // The fill is made, its answer not sent yet: every answer is lost now.
+    sim.net.request_drop = 1.0;
+    let taker = sim.nodes[2].engine.as_ref().unwrap();
+    assert_eq!(taker.counters().fills_taker, 0, "the answer came too soon");
+    sim.run_for(heartbeat_bound() + 1_000);
+    let taker = sim.nodes[2].engine.as_ref().unwrap();
+    let Some(Ok(placed)) = sim.replies.get(&buy) else {
+        panic!("the placement was not answered");
+    };
+    let b = taker.order(&placed.id).unwrap();
+    assert_eq!(b.status, OrderStatus::Filled, "{b:?}");
+    assert!(b.pending.is_zero(), "{b:?}");
+    assert_eq!(taker.counters().doubts_settled_by_heartbeat, 0);
+    sim.net.request_drop = 0.0;
+    sim.run_for(2_000);
+    sim.check_no_overfill().unwrap();
+    sim.check_converged().unwrap();
+}
+
+#[test]
+fn a_take_in_doubt_ends_within_the_bound_once_its_maker_is_reachable() {
+    let mut sim = relayed_maker();
+    let timeout = sim.net.request_timeout;
+    // Every request is lost for half a minute, and the maker's gossip too:
+    // the take, then every status request about it, time out, and no
+    // heartbeat settles it; the IOC order stays `taking`.
+    sim.net.request_drop = 1.0;
+    sim.net.gossip_drop = 1.0;
     let buy = sim.command(2, order(Side::Buy, 10_000, 2, Tif::Ioc));
     sim.run_for(30_000);
     let taker = sim.nodes[2].engine.as_ref().unwrap();
@@ -198,6 +313,7 @@ fn a_take_in_doubt_ends_within_the_bound_once_its_maker_is_reachable() {
     assert!(!taking[0].pending.is_zero(), "{:?}", taking[0]);
     // The maker is reachable again: the order ends within the bound.
     sim.net.request_drop = 0.0;
+    sim.net.gossip_drop = 0.0;
     let bound = MAX_DOUBT_BACKOFF + timeout + 100;
     sim.run_for(bound);
     let b = sim.nodes[2].engine.as_ref().unwrap().order(&id).unwrap();

@@ -145,6 +145,14 @@ const ENGINE_COUNTERS: &[(&str, &str)] = &[
         "takes_in_doubt",
         "Take requests that got no answer (resolved later with status requests)",
     ),
+    (
+        "takes_late",
+        "Take requests this node refused as maker because they came past their deadline",
+    ),
+    (
+        "doubts_settled_by_heartbeat",
+        "Takes in doubt settled as not filled by their maker's heartbeat, relayed by any peer",
+    ),
     ("gossip_sent", "Gossip messages published"),
     ("gossip_rejected", "Gossip messages rejected as invalid"),
     (

@@ -50,6 +50,14 @@ pub struct EngineConfig {
     /// How long a maker sets quantity aside for a fill-or-kill taker that
     /// has not committed yet.
     pub fok_hold_ms: u64,
+    /// A fill or commit request is good for this long after it leaves, by
+    /// the maker's clock (ms): the maker refuses it as late from then on,
+    /// and a take of ours in doubt is settled as not filled once a
+    /// heartbeat of its maker says it served everything up to past the
+    /// deadline. At least `net.take_timeout_ms`, plus the clock difference
+    /// between nodes that is to be tolerated: a maker whose clock is ahead
+    /// by more than the difference refuses every take as late.
+    pub take_deadline_ms: u64,
     /// The wire's size limits: not an `[engine]` key, they come from the
     /// `[net]` section so the engine decodes exactly what the network lets
     /// through.
@@ -75,6 +83,7 @@ impl Default for EngineConfig {
             max_syncs_per_peer_per_sec: 50,
             max_owners: 10_000,
             fok_hold_ms: 3_000,
+            take_deadline_ms: 5_000,
             wire: WireLimits::default(),
         }
     }
@@ -84,7 +93,7 @@ impl EngineConfig {
     /// The keys whose value is zero but must not be, for the config loader
     /// to refuse with their names.
     pub fn zero_fields(&self) -> Vec<&'static str> {
-        let checks: [(&'static str, u64); 15] = [
+        let checks: [(&'static str, u64); 16] = [
             ("heartbeat_ms", self.heartbeat_ms),
             ("stale_after_ms", self.stale_after_ms),
             ("flush_ms", self.flush_ms),
@@ -112,6 +121,7 @@ impl EngineConfig {
             ),
             ("max_owners", self.max_owners as u64),
             ("fok_hold_ms", self.fok_hold_ms),
+            ("take_deadline_ms", self.take_deadline_ms),
         ];
         checks
             .into_iter()

@@ -105,6 +105,7 @@ impl Engine {
                 taker_seq: seq,
                 take_n: h.n,
                 kind: TakeKind::Release,
+                deadline_ms: None,
             };
             // Nobody waits for the answer: the hold runs out anyway.
             let tag = self.outbound.tag();

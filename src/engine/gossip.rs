@@ -135,7 +135,11 @@ impl Engine {
                         return Err("fill out of range");
                     }
                 }
-                Item::Heartbeat(_) => {}
+                Item::Heartbeat(hb) => {
+                    if hb.served_ms > g.sent_ms {
+                        return Err("heartbeat vouches for takes past its batch's time");
+                    }
+                }
             }
         }
         Ok(())
@@ -233,6 +237,8 @@ impl Engine {
                 .is_some_and(|d| d.maker == trade.id.maker && f.qty <= d.qty);
             if matches {
                 self.resolve_doubt(d, Some(f.clone()));
+            } else if self.outbound.take_in_flight(d.0, d.1, trade.id.maker) {
+                self.takes.early_fill(d, f.clone());
             }
         }
         new
@@ -267,7 +273,18 @@ impl Engine {
         let want_orders = rep.mismatches >= 2 && !rep.syncing && !syncing_book;
         let want_fills = rep.fill_gaps >= 2 && !rep.fills_syncing && !syncing_book;
         let from = rep.fills_known + 1;
+        let settles = (hb.served_ms > 0 && rep.fills_known >= hb.fills)
+            .then(|| {
+                self.takes
+                    .settled_by(mkt, &source, hb.served_ms, rep.skipped_to)
+            })
+            .unwrap_or_default();
         rep.last_hb = Some(hb);
+        for take in settles {
+            tracing::info!(maker = %source, "the maker's heartbeat says it served past our take's deadline without filling it");
+            self.counters.doubts_settled_by_heartbeat += 1;
+            self.resolve_doubt(take, None);
+        }
         if want_orders {
             self.start_owner_sync(mkt, key, source, 0);
         }
@@ -296,6 +313,7 @@ impl Engine {
             }
             Item::Fill(f) => {
                 m.stream.fills = m.stream.fills.max(f.mseq);
+                m.unstreamed.remove(&f.mseq);
                 // A fill says what became of the order only if it is news
                 // (an older fill signed again after a restart is not).
                 let newer = |o: &Own| o.published.as_ref().is_some_and(|p| p.ver < f.maker_ver);
@@ -411,6 +429,7 @@ impl Engine {
             digest: m.stream.digest.to_bytes(),
             watermark: m.watermark(self.own.last_seq()),
             fills: m.stream.fills,
+            served_ms: m.served_through(self.now),
         };
         self.stream(mkt, Item::Heartbeat(hb));
         self.flush(mkt);

@@ -139,6 +139,11 @@ pub struct Counters {
     pub takes_refused: u64,
     pub takes_refused_as_maker: u64,
     pub takes_in_doubt: u64,
+    /// Takes refused as maker because they came past their deadline.
+    pub takes_late: u64,
+    /// Takes of ours in doubt settled as not filled by their maker's
+    /// heartbeat (`served_ms`), whoever relayed it.
+    pub doubts_settled_by_heartbeat: u64,
     pub gossip_sent: u64,
     pub gossip_rejected: u64,
     pub gossip_ignored: u64,

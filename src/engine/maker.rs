@@ -72,6 +72,17 @@ impl Engine {
             self.respond(id, &TakeResponse::Filled(fill));
             return Ok(());
         }
+        if matches!(t.kind, TakeKind::Fill { .. } | TakeKind::Commit)
+            && t.deadline_ms.is_some_and(|d| self.now >= d)
+        {
+            // Our heartbeats vouch for this refusal (`served_ms`): a taker
+            // that lost our answer settles the take as not filled by them.
+            if let Some(h) = self.served.take_hold(&take) {
+                self.drop_hold(&h);
+            }
+            self.counters.takes_late += 1;
+            return Err(Refusal::Late);
+        }
         let (side, limit, qty) = match t.kind {
             TakeKind::Status => {
                 // Never filled, and now never will be: a late copy of the
@@ -162,6 +173,7 @@ impl Engine {
         let m = &mut self.markets[mkt];
         m.mseq += 1;
         let mseq = m.mseq;
+        m.unstreamed.insert(mseq, now);
         let Some(own) = self.own.get_mut(seq) else {
             return;
         };

@@ -6,7 +6,7 @@
 //! published so far*, updated as items enter it, so a replica that received
 //! the stream in order holds exactly the digest our heartbeat carries.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use libp2p::PeerId;
 
@@ -103,6 +103,10 @@ pub(super) struct Market {
     pub mseq: u64,
     /// Our fills as maker, in `mseq` order.
     pub my_fills: Vec<TradeId>,
+    /// Our fills as maker not yet in the gossip stream (not durable yet),
+    /// by `mseq`, with when they were served: a heartbeat's `served_ms`
+    /// stays before the oldest.
+    pub unstreamed: BTreeMap<u64, Millis>,
     /// Our open orders not yet in the gossip stream.
     pub unpublished: BTreeSet<u64>,
     pub next_hb: Millis,
@@ -115,6 +119,17 @@ pub(super) struct Market {
 }
 
 impl Market {
+    /// The time through which every take we served is in the stream's
+    /// fills or was refused: now, or just before the oldest fill not yet
+    /// streamed (one that never becomes durable, a storage failure, holds
+    /// it there: the node refuses takes then anyway).
+    pub fn served_through(&self, now: Millis) -> Millis {
+        match self.unstreamed.first_key_value() {
+            Some((_, &at)) => at.saturating_sub(1).min(now),
+            None => now,
+        }
+    }
+
     fn new(spec: MarketSpec, recent_fills: usize, now: Millis) -> Market {
         let mut replica = Replica::new(spec, recent_fills);
         // The level-2 feed follows every market's levels (a set insert per
@@ -124,6 +139,7 @@ impl Market {
             replica,
             stream: Stream::new(),
             mseq: 0,
+            unstreamed: BTreeMap::new(),
             my_fills: Vec::new(),
             unpublished: BTreeSet::new(),
             next_hb: now,

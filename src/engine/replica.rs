@@ -61,6 +61,9 @@ pub struct OwnerRep {
     pub fills_known: u64,
     /// Fills known beyond `fills_known` (arrived out of order).
     pub fills_ahead: BTreeSet<u64>,
+    /// The highest fill we stopped waiting for unseen (no peer held it any
+    /// more): a heartbeat cannot vouch for takes sent before it.
+    pub skipped_to: u64,
     pub syncing: bool,
     pub fills_syncing: bool,
     /// Repairs started for this owner (to alternate whom we ask).
@@ -85,6 +88,7 @@ impl OwnerRep {
     /// Fills older than `oldest` cannot be had any more: stop waiting.
     pub fn skip_fills_below(&mut self, oldest: u64) {
         if oldest > self.fills_known + 1 {
+            self.skipped_to = self.skipped_to.max(oldest - 1);
             self.fills_known = oldest - 1;
             self.fills_ahead = self.fills_ahead.split_off(&oldest);
         }

@@ -104,7 +104,8 @@ impl Engine {
             self.takes.ask(mkt, maker_key, i.qty);
             self.takes.doubt(
                 (i.taker_seq, i.n),
-                Doubt::new(mkt, i.maker, maker_key, i.qty, self.now),
+                // Its deadline was not kept: status requests settle it.
+                Doubt::new(mkt, i.maker, maker_key, i.qty, None, self.now),
             );
         }
         // Open orders go back on the book, published again at a new version:

@@ -1056,9 +1056,35 @@ impl Sim {
         Ok(())
     }
 
+    /// Every fill a maker made durable that names a running node's order as
+    /// taker is among that node's durable trades: no take that filled was
+    /// taken by its taker for one that did not (a take in doubt settled
+    /// wrongly).
+    pub fn check_takers_hold_their_fills(&self) -> Result<(), String> {
+        for maker in &self.nodes {
+            for t in maker.durable.trades.values() {
+                if t.id.maker.owner != maker.id {
+                    continue;
+                }
+                let Some(taker) = self.nodes.iter().find(|n| n.id == t.taker.owner) else {
+                    continue;
+                };
+                if taker.engine.is_some() && !taker.durable.trades.contains_key(&t.id) {
+                    return Err(format!(
+                        "trade {} fills {}/{} as taker, but the taker does not hold it",
+                        t.id, t.taker.owner, t.taker.seq
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every running node holds the same book digest and the same trades
-    /// on every market, nothing is left in doubt, and no book is crossed.
+    /// on every market, nothing is left in doubt, no book is crossed, and
+    /// every taker holds the fills of its takes.
     pub fn check_converged(&self) -> Result<(), String> {
+        self.check_takers_hold_their_fills()?;
         let up: Vec<&Engine> = self
             .nodes
             .iter()

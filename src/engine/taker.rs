@@ -12,7 +12,7 @@
 
 use super::own::Own;
 use super::requests::Pending;
-use super::takes::{Doubt, Sent, SentKind};
+use super::takes::{Doubt, Sent, SentKind, Settle};
 use super::taking::{Fok, Taking};
 use super::*;
 use crate::market::Price;
@@ -315,6 +315,26 @@ impl Engine {
             SentKind::Commit => TakeKind::Commit,
             _ => TakeKind::Fill { side, limit, qty },
         };
+        // A fill or commit is good until its deadline, which the maker's
+        // heartbeats can then vouch for (`Settle`).
+        let settle = (kind != SentKind::Hold).then(|| {
+            let fills_before = self
+                .peers
+                .key(&maker.owner)
+                .and_then(|k| self.markets[mkt].replica.owners.get(&k))
+                .map(|rep| {
+                    rep.fills_known
+                        .max(rep.last_hb.as_ref().map_or(0, |hb| hb.fills))
+                })
+                .unwrap_or(0);
+            Settle {
+                deadline: self.now + self.cfg.take_deadline_ms,
+                fills_before,
+            }
+        });
+        let Some(own) = self.own.get(seq) else {
+            return;
+        };
         let req = TakeRequest {
             v: WIRE_VERSION,
             market: own.rec.market.clone(),
@@ -322,6 +342,7 @@ impl Engine {
             taker_seq: seq,
             take_n: n,
             kind: wire_kind,
+            deadline_ms: settle.map(|s| s.deadline),
         };
         if kind != SentKind::Hold {
             // A hold fills nothing; a fill or commit may, so its intent is
@@ -344,6 +365,7 @@ impl Engine {
             maker_key: key,
             qty,
             kind,
+            settle,
         }));
         if kind != SentKind::Commit {
             self.takes.ask(mkt, key, qty);
@@ -356,6 +378,10 @@ impl Engine {
 
     pub(super) fn on_take_response(&mut self, sent: Sent, result: Result<Vec<u8>, RequestFailure>) {
         let answer = result.map(|b| wire::decode::<TakeResponse>(&b, self.cfg.wire.response));
+        let early = self
+            .takes
+            .take_early(sent.key())
+            .filter(|f| self.fill_matches(&sent, f));
         if sent.kind == SentKind::Hold {
             self.on_hold_response(sent, answer);
             return;
@@ -408,6 +434,12 @@ impl Engine {
                 self.counters.takes_refused += 1;
                 self.release_take(&sent, true);
             }
+            // No answer, but the maker's fill of it came by gossip or sync.
+            Err(_) | Ok(_) if early.is_some() => {
+                if let Some(f) = early {
+                    self.taker_fill(&sent, &f);
+                }
+            }
             Err(_) => self.doubt(&sent),
             Ok(_) => {
                 tracing::warn!(maker = %sent.maker, "maker answered a take with nonsense; it stays in doubt");
@@ -452,6 +484,7 @@ impl Engine {
                 sent.maker,
                 sent.maker_key,
                 sent.qty,
+                sent.settle,
                 self.now + super::takes::FIRST_DOUBT_BACKOFF,
             ),
         );
@@ -545,6 +578,7 @@ impl Engine {
                 taker_seq: key.0,
                 take_n: key.1,
                 kind: TakeKind::Status,
+                deadline_ms: None,
             };
             let tag = self
                 .outbound

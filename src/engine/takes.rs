@@ -5,8 +5,10 @@
 //! quantity asked and not answered is counted per maker order, and a plan
 //! only asks for what is left of it. A take with no answer (a timeout, a
 //! lost connection) stays in doubt, its quantity reserved, until the maker
-//! says what became of it: a status request, retried with backoff, or the
-//! fill seen in gossip.
+//! says what became of it: a status request, retried with backoff, the
+//! fill seen in gossip, or the maker's heartbeat saying it served every
+//! take up to past the take's deadline (relayed by any peer, so a maker
+//! this node cannot reach still settles it).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +18,7 @@ use super::ids::OrderId;
 use super::Millis;
 use crate::book::OrderKey;
 use crate::market::Qty;
+use crate::wire::FillMsg;
 
 /// First wait before asking a maker about a take in doubt.
 pub const FIRST_DOUBT_BACKOFF: Millis = 500;
@@ -30,6 +33,12 @@ pub const FIRST_DOUBT_BACKOFF: Millis = 500;
 /// (6.5 s) after it was sent if the maker was reachable all along and only
 /// the first answer was lost. Status requests are a few bytes, so the
 /// bound is kept short rather than the load light.
+///
+/// A maker this node cannot reach at all, but whose gossip arrives through
+/// other peers, settles the take by its heartbeat: at most
+/// `engine.take_deadline_ms + engine.heartbeat_ms` after the take was sent,
+/// plus the gossip's way here and how far the maker's clock is behind ours
+/// (6 s and a little by default; see [`Takes::settled_by`]).
 pub const MAX_DOUBT_BACKOFF: Millis = 10_000;
 
 /// A take: our order `seq`'s take number `n`.
@@ -45,6 +54,17 @@ pub(super) struct Sent {
     pub maker_key: Option<OrderKey>,
     pub qty: Qty,
     pub kind: SentKind,
+    /// How the maker's heartbeat can settle it (fills and commits).
+    pub settle: Option<Settle>,
+}
+
+/// What lets a maker's heartbeat settle a take in doubt as not filled: the
+/// take's deadline, and the maker's fills known when it was sent (its fill,
+/// if any, comes after them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Settle {
+    pub deadline: Millis,
+    pub fills_before: u64,
 }
 
 impl Sent {
@@ -73,6 +93,7 @@ pub(super) struct Doubt {
     pub maker: OrderId,
     pub maker_key: Option<OrderKey>,
     pub qty: Qty,
+    pub settle: Option<Settle>,
     next_try: Millis,
     backoff: Millis,
     querying: bool,
@@ -85,6 +106,7 @@ impl Doubt {
         maker: OrderId,
         maker_key: Option<OrderKey>,
         qty: Qty,
+        settle: Option<Settle>,
         first_try: Millis,
     ) -> Doubt {
         Doubt {
@@ -92,6 +114,7 @@ impl Doubt {
             maker,
             maker_key,
             qty,
+            settle,
             next_try: first_try,
             backoff: FIRST_DOUBT_BACKOFF,
             querying: false,
@@ -108,6 +131,7 @@ impl Doubt {
             maker_key: self.maker_key,
             qty: self.qty,
             kind,
+            settle: self.settle,
         }
     }
 }
@@ -119,6 +143,12 @@ pub(super) struct Takes {
     /// in doubt), so two orders of ours never ask for the same lots.
     asked: HashMap<(usize, OrderKey), Qty>,
     doubts: BTreeMap<TakeKey, Doubt>,
+    /// Fills of takes still in flight, seen in gossip or sync before their
+    /// answer: a take whose answer is then lost is filled by them, not
+    /// left in doubt (where a heartbeat would settle it wrongly, its fill
+    /// already counted). Gone with the answer, so as bounded as the takes
+    /// in flight.
+    early: HashMap<TakeKey, FillMsg>,
 }
 
 impl Takes {
@@ -187,6 +217,40 @@ impl Takes {
             out.push((*key, d.clone()));
         }
         out
+    }
+
+    /// The maker's fill of a take still in flight.
+    pub fn early_fill(&mut self, key: TakeKey, fill: FillMsg) {
+        self.early.insert(key, fill);
+    }
+
+    /// The fill seen for this take before its answer, taken out.
+    pub fn take_early(&mut self, key: TakeKey) -> Option<FillMsg> {
+        self.early.remove(&key)
+    }
+
+    /// The takes in doubt that `maker`'s heartbeat on market `mkt` settles
+    /// as not filled: it served every take up to `served_ms`, which is at
+    /// or past their deadline, and we hold every fill it counts (none of
+    /// them theirs, or the fill would have ended the doubt), skipping none
+    /// made after they were sent (`skipped_to`: fills we stopped waiting
+    /// for because no peer holds them any more).
+    pub fn settled_by(
+        &self,
+        mkt: usize,
+        maker: &PeerId,
+        served_ms: Millis,
+        skipped_to: u64,
+    ) -> Vec<TakeKey> {
+        self.doubts
+            .iter()
+            .filter(|(_, d)| d.mkt == mkt && d.maker.owner == *maker)
+            .filter(|(_, d)| {
+                d.settle
+                    .is_some_and(|s| s.deadline <= served_ms && skipped_to <= s.fills_before)
+            })
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// Every take in doubt, for explanations in tests.

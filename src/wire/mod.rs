@@ -226,6 +226,15 @@ pub struct Heartbeat {
     pub watermark: u64,
     /// How many fills the owner has made as maker on this market.
     pub fills: u64,
+    /// The owner's statement of the takes it served (ms since the Unix
+    /// epoch, by its clock): every take request it answered before this
+    /// time is either among the `fills` or was not filled, and from this
+    /// time on it refuses every take whose deadline is at or before it. A
+    /// taker whose take is in doubt and whose deadline is at or before this
+    /// time, and who holds all `fills`, knows the take was not filled,
+    /// whichever peer relayed the heartbeat. 0 says nothing (an older node).
+    #[serde(default)]
+    pub served_ms: u64,
 }
 
 // ---------------------------------------------------------------- takes
@@ -243,6 +252,11 @@ pub struct TakeRequest {
     /// the first answer, never a second fill.
     pub take_n: u32,
     pub kind: TakeKind,
+    /// A fill or commit is good until this time by the maker's clock (ms
+    /// since the Unix epoch): from then on the maker refuses it as `Late`,
+    /// which its heartbeats' `served_ms` then vouches for.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -304,6 +318,8 @@ pub enum Refusal {
     /// A commit for a hold that ran out (or never was).
     NoHold,
     BadRequest,
+    /// The take came at or after its deadline.
+    Late,
 }
 
 impl Refusal {
@@ -320,6 +336,7 @@ impl Refusal {
             Refusal::NotFilled => "not filled",
             Refusal::NoHold => "no hold (it expired)",
             Refusal::BadRequest => "bad request",
+            Refusal::Late => "past its deadline",
         }
     }
 }
@@ -460,6 +477,7 @@ mod tests {
                     digest: [9; 16],
                     watermark: 7,
                     fills: 0,
+                    served_ms: 11,
                 }),
             ],
             sig: vec![1; 64],
