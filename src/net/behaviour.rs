@@ -91,14 +91,21 @@ impl Behaviour {
         // its DHT to client mode and left the network without a DHT (20
         // capped nodes on loopback: 15 went private). The node's own dials
         // are few (its dial budget, DHT queries, takes) and the peer
-        // manager prunes what lingers.
+        // manager prunes what lingers. Outbound has room for one DHT
+        // query's worth of peers more: Kademlia dials every peer it asks,
+        // and its bootstrap (run by libp2p whenever a new peer enters a
+        // routing table of fewer than 20) asks most of a small network at
+        // once; a node whose outbound was full could not dial back an
+        // AutoNAT client either (7 of 20 went private).
         let hard = t
             .max_established_total
             .saturating_add(t.overflow_connections);
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
                 .with_max_established_incoming(Some(hard))
-                .with_max_established_outgoing(Some(hard))
+                .with_max_established_outgoing(Some(
+                    hard.saturating_add(libp2p::kad::K_VALUE.get() as u32),
+                ))
                 .with_max_established_per_peer(Some(t.max_established_per_peer))
                 .with_max_pending_incoming(Some(t.max_pending_incoming))
                 .with_max_pending_outgoing(Some(t.max_pending_outgoing)),

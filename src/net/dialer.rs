@@ -41,7 +41,14 @@ impl Backoff {
     }
 
     /// Record a failure at `now`; returns how long until the next attempt.
+    /// A failure while still waiting after the last one does not double the
+    /// wait again: one doubling per attempt. (Kademlia's bootstrap dials a
+    /// full peer several times within milliseconds; each closed at once
+    /// doubled the wait, to a minute, before the dialer tried once.)
     pub fn failed(&mut self, now: Instant) -> Duration {
+        if now < self.due {
+            return self.due - now;
+        }
         let wait = self.next_wait;
         self.due = now + wait;
         self.next_wait = (wait * 2).min(self.max);
@@ -460,6 +467,23 @@ mod tests {
         d.want(peer, t0);
         d.established(ConnectionId::new_unchecked(1), peer, t0);
         assert!(d.due(t0, 8, |p| *p == peer).is_empty());
+    }
+
+    #[test]
+    fn failures_while_waiting_do_not_double_the_wait_again() {
+        let t0 = Instant::now();
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60), t0);
+        assert_eq!(b.failed(t0), Duration::from_secs(1));
+        // Four more connections closed at once within the same wait.
+        for ms in [5, 10, 15, 20] {
+            let now = t0 + Duration::from_millis(ms);
+            assert_eq!(b.failed(now), Duration::from_millis(1_000 - ms));
+        }
+        // The next attempt, when due, fails: only now the wait doubles.
+        assert_eq!(
+            b.failed(t0 + Duration::from_secs(1)),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]

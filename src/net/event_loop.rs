@@ -55,6 +55,15 @@ const TICK: Duration = Duration::from_secs(1);
 /// this of `net.take_timeout_ms`, stream opening included.
 const DEADLINE_CHECK: Duration = Duration::from_millis(100);
 
+/// A connection the other side closed sooner than this was refused (a
+/// full node lets nothing in beyond its hard limit).
+const REFUSED_WITHIN: Duration = Duration::from_secs(1);
+/// An AutoNAT dial-back that failed this soon after our inbound limit
+/// refused a connection is not taken as evidence of a NAT: the limit may
+/// have refused the dial-back itself (a full hub judged itself private and
+/// stopped serving the DHT).
+const DENIED_COUNTS_FOR: Duration = Duration::from_secs(30);
+
 /// The task that owns the swarm.
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -81,6 +90,11 @@ pub(crate) struct EventLoop {
     peer_manager: PeerManager,
     /// When the DHT was last asked for a peer a request could not dial.
     lookups: HashMap<PeerId, Instant>,
+    /// Peers that closed our last connection at once, and until when
+    /// requests do not dial them (the dialer's backoff for them).
+    refused: HashMap<PeerId, Instant>,
+    /// When our inbound limit last refused a connection.
+    denied_inbound: Option<Instant>,
     /// Whether a take request was written (shared with the take codec).
     gate: WriteGate,
 }
@@ -146,6 +160,8 @@ impl EventLoop {
             nat,
             peer_manager,
             lookups: HashMap::new(),
+            refused: HashMap::new(),
+            denied_inbound: None,
             gate,
         }
     }
@@ -191,6 +207,15 @@ impl EventLoop {
             }
         }
         tracing::info!("network stopped");
+    }
+
+    /// Until when a request to `peer` does not dial it: it closed our last
+    /// connection at once, and we are not connected now.
+    fn refused_us(&self, peer: &PeerId, now: Instant) -> Option<Instant> {
+        if self.connected.contains(peer) {
+            return None;
+        }
+        self.refused.get(peer).copied().filter(|until| *until > now)
     }
 
     fn local(&self) -> PeerId {
@@ -331,10 +356,9 @@ impl EventLoop {
                 self.nat.closed(connection_id);
                 if num_established == 0 {
                     let now = Instant::now();
-                    let lasted = self
-                        .peer_manager
-                        .disconnected(&peer_id, now)
-                        .unwrap_or_default();
+                    // None: we pruned it ourselves.
+                    let tracked = self.peer_manager.disconnected(&peer_id, now);
+                    let lasted = tracked.unwrap_or_default();
                     self.connected.remove(&peer_id);
                     self.last_seen.touch(peer_id, now_ms());
                     self.metrics
@@ -358,6 +382,12 @@ impl EventLoop {
                         self.dialer.forget(&peer_id);
                     } else {
                         let retry_in = self.dialer.closed(peer_id, lasted, now);
+                        if tracked.is_some_and(|l| l < REFUSED_WITHIN) {
+                            // Closed by the other side before anything could
+                            // use it (a full node): requests do not redial
+                            // it before the dialer would.
+                            self.refused.insert(peer_id, now + retry_in);
+                        }
                         tracing::debug!(
                             peer = %peer_id,
                             lasted_secs = lasted.as_secs_f32(),
@@ -378,6 +408,9 @@ impl EventLoop {
                 error,
                 ..
             } => {
+                if matches!(error, libp2p::swarm::ListenError::Denied { .. }) {
+                    self.denied_inbound = Some(Instant::now());
+                }
                 tracing::debug!(address = %send_back_addr, error = %error, "inbound connection failed");
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
@@ -479,7 +512,12 @@ impl EventLoop {
                 self.nat.on_dcutr(event);
             }
             BehaviourEvent::AutonatClient(event) => {
-                self.nat.on_autonat_client(&mut self.swarm, event)
+                // A dial-back refused by our own inbound limit says nothing
+                // of a NAT.
+                let full = self
+                    .denied_inbound
+                    .is_some_and(|t| t.elapsed() < DENIED_COUNTS_FOR);
+                self.nat.on_autonat_client(&mut self.swarm, event, full)
             }
             BehaviourEvent::AutonatServer(event) => self.nat.on_autonat_server(event),
             BehaviourEvent::Upnp(event) => self.nat.on_upnp(event),
@@ -543,7 +581,8 @@ impl EventLoop {
                     request,
                     channel,
                 } => {
-                    self.peer_manager.used(&peer, Instant::now());
+                    self.peer_manager
+                        .used(&peer, proto == Proto::Take, Instant::now());
                     let id = self.requests.received(proto, request_id, channel);
                     self.emit(NetInput::Request {
                         peer,
@@ -556,7 +595,8 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    self.peer_manager.used(&peer, Instant::now());
+                    self.peer_manager
+                        .used(&peer, proto == Proto::Take, Instant::now());
                     if let Some(s) = self.requests.settled(proto, request_id, &self.gate) {
                         self.emit(NetInput::Response {
                             tag: s.tag,
@@ -665,11 +705,26 @@ impl EventLoop {
                     });
                     return;
                 }
+                let now = Instant::now();
+                if let Some(until) = self.refused_us(&peer, now) {
+                    // Dialling it again now would be refused again: fail at
+                    // once, as a dial that failed (nothing was sent).
+                    tracing::debug!(
+                        %peer,
+                        protocol = proto_name(proto),
+                        retry_in_ms = until.duration_since(now).as_millis() as u64,
+                        "the peer closed our last connection at once; not dialling it for this request"
+                    );
+                    self.emit(NetInput::Response {
+                        tag,
+                        result: Err(RequestFailure::DialFailure),
+                    });
+                    return;
+                }
                 self.offer_circuits(peer);
                 // Not connected: request-response dials the peer at the
                 // addresses the peer store and the DHT have for it.
-                let now = Instant::now();
-                self.peer_manager.used(&peer, now);
+                self.peer_manager.used(&peer, proto == Proto::Take, now);
                 let (timeout_ms, gate) = match proto {
                     Proto::Take => (self.tuning.take_timeout_ms, self.gate.register(&data)),
                     Proto::Sync => (self.tuning.sync_timeout_ms, None),
@@ -876,6 +931,7 @@ impl EventLoop {
         self.lift_bans(now);
         self.lookups
             .retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        self.refused.retain(|_, until| *until > now);
         self.prune(now);
         let budget = self.dial_budget();
         let connected = &self.connected;

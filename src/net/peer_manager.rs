@@ -27,6 +27,11 @@
 //!   node short of peers, which dials, was pruned everywhere at once, fell
 //!   to no peer, and dialled again. Pruning one at a time keeps one close
 //!   from cascading into others.)
+//! - over the ceiling, the node gets back to it at once, closing peers past
+//!   their grace with no take for it (a sync is only asked again
+//!   elsewhere), so the overflow is free for the next newcomer: a node
+//!   held at its hard limit by newcomers syncing from it refused every
+//!   later one before it learned anything.
 //!
 //! A peer is never pruned within its grace: it has that long to identify
 //! itself, answer or ask a DHT query and use its take. The decisions are
@@ -49,6 +54,8 @@ struct Entry {
     outbound: bool,
     /// Last take or sync request, either way.
     last_used: Option<Instant>,
+    /// Last take request, either way.
+    last_take: Option<Instant>,
 }
 
 /// A connected peer as the pruning sees it, with what only the swarm knows.
@@ -59,6 +66,8 @@ pub struct PeerView {
     pub age: Duration,
     /// Time since its last take or sync request, if any.
     pub idle: Option<Duration>,
+    /// Time since its last take request, if any.
+    pub take_idle: Option<Duration>,
     pub outbound: bool,
     /// In the gossip mesh of one of our topics.
     pub in_mesh: bool,
@@ -99,35 +108,49 @@ impl Limits {
     }
 }
 
-/// The peers to close now, least useful first (see the module comment):
-/// down to the kept number, among peers past their grace and idle for it.
-/// A peer in use is never closed, even beyond the ceiling: closing it would
-/// leave its take in doubt; it is idle a grace after its last request, and
-/// libp2p's hard limit (the ceiling plus the overflow) bounds the rest.
+/// The peers to close now, least useful first (see the module comment).
+///
+/// Over the kept number and up to the ceiling: one peer per call, among
+/// peers past their grace and idle for it (no take or sync). Over the
+/// ceiling: as many as it takes to get back to it, among peers past their
+/// grace with no take for it (a sync is asked again elsewhere, a take cut
+/// off would be left in doubt), so the overflow is free again for the next
+/// newcomer. A node that stays at its hard limit refuses newcomers before
+/// they learned anything; with everyone bootstrapped to the first few
+/// nodes, those stayed there while newcomers synced from them.
 pub fn to_prune(limits: &Limits, peers: &[PeerView], local: &PeerId) -> Vec<PeerId> {
     let n = peers.len();
     if n <= limits.keep {
         return Vec::new();
     }
+    let over_ceiling = n > limits.ceiling;
+    let quiet = |idle: Option<Duration>| idle.is_none_or(|idle| idle >= limits.grace);
     let mut candidates: Vec<&PeerView> = peers
         .iter()
         .filter(|p| p.age >= limits.grace)
-        .filter(|p| p.idle.is_none_or(|idle| idle >= limits.grace))
+        .filter(|p| {
+            if over_ceiling {
+                quiet(p.take_idle)
+            } else {
+                quiet(p.idle)
+            }
+        })
         .collect();
     candidates.sort_by(|a, b| {
         usefulness(a, local)
             .partial_cmp(&usefulness(b, local))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    candidates
-        .into_iter()
-        .take((n - limits.keep).min(PRUNE_PER_TICK))
-        .map(|p| p.peer)
-        .collect()
+    let count = if over_ceiling {
+        n - limits.ceiling
+    } else {
+        PRUNE_PER_TICK
+    };
+    candidates.into_iter().take(count).map(|p| p.peer).collect()
 }
 
-/// Peers closed per call of [`to_prune`] (the event loop calls it every
-/// second).
+/// Peers closed per call of [`to_prune`] while the node is over the kept
+/// number but not over the ceiling (the event loop calls it every second).
 pub const PRUNE_PER_TICK: usize = 1;
 
 /// Sort key: smaller is less useful.
@@ -177,6 +200,7 @@ impl PeerManager {
             since: now,
             outbound,
             last_used: None,
+            last_take: None,
         });
     }
 
@@ -187,10 +211,13 @@ impl PeerManager {
             .map(|e| now.saturating_duration_since(e.since))
     }
 
-    /// A take or sync request went to or came from `peer`.
-    pub fn used(&mut self, peer: &PeerId, now: Instant) {
+    /// A take (`take`) or sync request went to or came from `peer`.
+    pub fn used(&mut self, peer: &PeerId, take: bool, now: Instant) {
         if let Some(e) = self.peers.get_mut(peer) {
             e.last_used = Some(now);
+            if take {
+                e.last_take = Some(now);
+            }
         }
     }
 
@@ -207,6 +234,7 @@ impl PeerManager {
                 peer: *peer,
                 age: now.saturating_duration_since(e.since),
                 idle: e.last_used.map(|t| now.saturating_duration_since(t)),
+                take_idle: e.last_take.map(|t| now.saturating_duration_since(t)),
                 outbound: e.outbound,
                 in_mesh: in_mesh(peer),
                 score: score(peer),
@@ -233,6 +261,7 @@ mod tests {
             peer: PeerId::random(),
             age: Duration::from_secs(age_s),
             idle: None,
+            take_idle: None,
             outbound: false,
             in_mesh: false,
             score: 0.0,
@@ -279,7 +308,8 @@ mod tests {
         let mut out = Vec::new();
         loop {
             let now = to_prune(&limits(), peers, local);
-            assert!(now.len() <= PRUNE_PER_TICK);
+            let over = peers.len().saturating_sub(limits().ceiling);
+            assert!(now.len() <= PRUNE_PER_TICK.max(over));
             if now.is_empty() {
                 return out;
             }
@@ -295,9 +325,35 @@ mod tests {
         let young: Vec<PeerView> = (0..3).map(|_| view(1)).collect();
         peers.extend(young.clone());
         let pruned = prune_all(&mut peers, &local);
-        // 8 peers, keep 5: three go, one a tick, none of them the young ones.
+        // 8 peers, keep 5: three go, none of them the young ones.
         assert_eq!(pruned.len(), 3);
         assert!(young.iter().all(|y| !pruned.contains(&y.peer)));
+    }
+
+    #[test]
+    fn over_the_ceiling_the_node_gets_back_to_it_at_once_and_then_one_a_tick() {
+        let local = PeerId::random();
+        let mut peers: Vec<PeerView> = (0..10).map(|_| view(100)).collect();
+        // Ten peers, ceiling 6: four go in one tick, then one more.
+        let first = to_prune(&limits(), &peers, &local);
+        assert_eq!(first.len(), 4);
+        peers.retain(|p| !first.contains(&p.peer));
+        assert_eq!(to_prune(&limits(), &peers, &local).len(), 1);
+    }
+
+    #[test]
+    fn over_the_ceiling_a_sync_does_not_hold_a_peer_but_a_take_does() {
+        let local = PeerId::random();
+        let mut peers: Vec<PeerView> = (0..8).map(|_| view(100)).collect();
+        for p in peers.iter_mut() {
+            p.idle = Some(Duration::from_millis(100));
+        }
+        for p in peers.iter_mut().take(7) {
+            p.take_idle = Some(Duration::from_millis(100));
+        }
+        // Eight peers, ceiling 6: only the one that merely syncs can go.
+        let pruned = to_prune(&limits(), &peers, &local);
+        assert_eq!(pruned, vec![peers[7].peer]);
     }
 
     #[test]
@@ -306,12 +362,16 @@ mod tests {
         let mut peers: Vec<PeerView> = (0..8).map(|_| view(100)).collect();
         for p in peers.iter_mut() {
             p.idle = Some(Duration::from_millis(100));
+            p.take_idle = p.idle;
         }
         // Eight busy peers, over the ceiling: none is closed mid-take.
         assert!(to_prune(&limits(), &peers, &local).is_empty());
         // One idle for long, one never used: those two go.
         peers[3].idle = Some(Duration::from_secs(60));
         peers[5].idle = None;
+        for p in peers.iter_mut() {
+            p.take_idle = p.idle;
+        }
         let mut expected = vec![peers[3].peer, peers[5].peer];
         let mut pruned = prune_all(&mut peers, &local);
         pruned.sort();
@@ -354,7 +414,7 @@ mod tests {
         let mut m = PeerManager::new(&NetTuning::default());
         let p = PeerId::random();
         m.connected(p, true, t0);
-        m.used(&p, t0 + Duration::from_secs(2));
+        m.used(&p, true, t0 + Duration::from_secs(2));
         let v = m.views(t0 + Duration::from_secs(5), |_| true, |_| 1.5);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].age, Duration::from_secs(5));

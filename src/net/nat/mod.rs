@@ -249,13 +249,18 @@ impl Nat {
         &mut self,
         swarm: &mut Swarm<Behaviour>,
         event: autonat::v2::client::Event,
+        inbound_full: bool,
     ) {
         match event.result {
             Ok(()) => {
                 tracing::debug!(address = %event.tested_addr, server = %event.server, "a peer dialled us back")
             }
             Err(e) => {
-                tracing::debug!(address = %event.tested_addr, server = %event.server, error = %e, "a peer could not dial us back");
+                tracing::debug!(address = %event.tested_addr, server = %event.server, error = %e, inbound_full, "a peer could not dial us back");
+                if inbound_full {
+                    // Our own inbound limit may have refused the dial-back.
+                    return;
+                }
                 if let Some(now) = self.reach.test_failed(&event.tested_addr) {
                     self.reachability_changed(swarm, now);
                 }
