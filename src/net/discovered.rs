@@ -7,6 +7,7 @@
 //! event loop calls them as their events arrive and on its tick.
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -31,6 +32,15 @@ impl<'a> Wanted<'a> {
             connected,
             target: target_peers as usize,
         }
+    }
+
+    /// How many peers a random walk asks for: as many as the node wants.
+    /// Kademlia asks every peer on its way until that many answered, so a
+    /// walk for its default 20 asked most of a small network at once: every
+    /// node short of peers opened a connection to nearly every other every
+    /// walk, and the network churned pruning them (20 nodes on loopback).
+    pub(super) fn walk_size(&self) -> NonZeroUsize {
+        NonZeroUsize::new(self.target).unwrap_or(NonZeroUsize::MIN)
     }
 
     /// Whether the node has fewer peers than it wants.
@@ -208,7 +218,7 @@ impl RandomWalk {
             swarm
                 .behaviour_mut()
                 .kad
-                .get_closest_peers(PeerId::random());
+                .get_n_closest_peers(PeerId::random(), wanted.walk_size());
         }
     }
 
@@ -237,7 +247,7 @@ impl RandomWalk {
             swarm
                 .behaviour_mut()
                 .kad
-                .get_closest_peers(PeerId::random());
+                .get_n_closest_peers(PeerId::random(), wanted.walk_size());
         }
     }
 }
