@@ -273,12 +273,12 @@ impl Engine {
         let want_orders = rep.mismatches >= 2 && !rep.syncing && !syncing_book;
         let want_fills = rep.fill_gaps >= 2 && !rep.fills_syncing && !syncing_book;
         let from = rep.fills_known + 1;
-        let settles = (hb.served_ms > 0 && rep.fills_known >= hb.fills)
-            .then(|| {
-                self.takes
-                    .settled_by(mkt, &source, hb.served_ms, rep.skipped_to)
-            })
-            .unwrap_or_default();
+        let settles = if hb.served_ms > 0 && rep.fills_known >= hb.fills {
+            self.takes
+                .settled_by(mkt, &source, hb.served_ms, rep.skipped_to)
+        } else {
+            Vec::new()
+        };
         rep.last_hb = Some(hb);
         for take in settles {
             tracing::info!(maker = %source, "the maker's heartbeat says it served past our take's deadline without filling it");
