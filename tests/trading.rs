@@ -389,6 +389,7 @@ async fn a_node_reached_only_through_another_gets_every_order() {
         .bootstrap(format!("{}/p2p/{b_id}", b.addr()))
         .env("PEERBOOK_NET_MAX_ESTABLISHED_TOTAL", "1")
         .env("PEERBOOK_NET_OVERFLOW_CONNECTIONS", "0")
+        .env("PEERBOOK_NET_OUTBOUND_EXTRA_CONNECTIONS", "0")
         .start();
     c.ready().await;
     c.connected_to(&b_id).await;

@@ -50,13 +50,12 @@ pub struct EngineConfig {
     /// How long a maker sets quantity aside for a fill-or-kill taker that
     /// has not committed yet.
     pub fok_hold_ms: u64,
-    /// A fill or commit request is good for this long after it leaves, by
-    /// the maker's clock (ms): the maker refuses it as late from then on,
-    /// and a take of ours in doubt is settled as not filled once a
-    /// heartbeat of its maker says it served everything up to past the
-    /// deadline. At least `net.take_timeout_ms`, plus the clock difference
-    /// between nodes that is to be tolerated: a maker whose clock is ahead
-    /// by more than the difference refuses every take as late.
+    /// A fill or commit request is good for this long after it leaves, on
+    /// the maker's clock as its gossip tells it (ms): the maker refuses it
+    /// as late from then on, and a take of ours in doubt is settled as not
+    /// filled once a heartbeat of its maker says it served everything up to
+    /// past the deadline. At least `net.take_timeout_ms`, plus some slack
+    /// for how well the maker's clock is known (gossip delays).
     pub take_deadline_ms: u64,
     /// The wire's size limits: not an `[engine]` key, they come from the
     /// `[net]` section so the engine decodes exactly what the network lets

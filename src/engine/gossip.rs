@@ -85,6 +85,7 @@ impl Engine {
             }
         };
         self.heard(key);
+        self.peers.clock_sample(key, g.sent_ms, self.now);
         let mut changed = false;
         for (item, p) in g.items.into_iter().zip(proofs) {
             changed |= self.apply_item(mkt, key, source, item, p);

@@ -63,6 +63,9 @@ pub(super) struct Peer {
     /// It served records that do not verify: not asked, not answered
     /// until then.
     banned_until: Millis,
+    /// How far its clock is ahead of ours (ms, behind when negative), as its
+    /// signed batches' sent times say: the least delayed batches count most.
+    clock_offset: Option<i64>,
 }
 
 impl Peer {
@@ -77,6 +80,7 @@ impl Peer {
             syncs: Bucket::default(),
             open_takes: 0,
             banned_until: 0,
+            clock_offset: None,
         }
     }
 }
@@ -177,6 +181,41 @@ impl PeerTable {
 
     /// A message from the peer shows it is alive; its id if it was stale
     /// (its orders can be taken again).
+    /// A batch the peer signed at `sent_ms` (its clock) arrived at `now`
+    /// (ours). Transit only makes a sample lower than the true offset, so a
+    /// higher sample is taken at once and a lower one moves it an eighth of
+    /// the way (the clocks do drift).
+    pub fn clock_sample(&mut self, key: OwnerKey, sent_ms: Millis, now: Millis) {
+        let Some(p) = self.peers.get_mut(key as usize) else {
+            return;
+        };
+        let sample = sent_ms as i64 - now as i64;
+        p.clock_offset = Some(match p.clock_offset {
+            Some(o) if sample < o => o - (o - sample) / 8,
+            _ => sample,
+        });
+    }
+
+    /// The peer's clock read at least `their` when ours read `now` or
+    /// earlier (it refused a take as past that deadline).
+    pub fn clock_at_least(&mut self, peer: &PeerId, their: Millis, now: Millis) {
+        let Some(p) = self.key(peer).and_then(|k| self.peers.get_mut(k as usize)) else {
+            return;
+        };
+        let least = their as i64 - now as i64;
+        p.clock_offset = Some(p.clock_offset.map_or(least, |o| o.max(least)));
+    }
+
+    /// Our time `now` on the peer's clock, as far as we know it.
+    pub fn their_time(&self, peer: &PeerId, now: Millis) -> Millis {
+        let offset = self
+            .key(peer)
+            .and_then(|k| self.peers.get(k as usize))
+            .and_then(|p| p.clock_offset)
+            .unwrap_or(0);
+        now.saturating_add_signed(offset)
+    }
+
     pub fn heard(&mut self, key: OwnerKey, now: Millis) -> Option<PeerId> {
         let p = self.peers.get_mut(key as usize)?;
         p.last_heard = now;

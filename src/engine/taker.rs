@@ -327,8 +327,10 @@ impl Engine {
                         .max(rep.last_hb.as_ref().map_or(0, |hb| hb.fills))
                 })
                 .unwrap_or(0);
+            // On the maker's clock, which judges it: a maker whose clock
+            // is ahead would otherwise refuse every take as late.
             Settle {
-                deadline: self.now + self.cfg.take_deadline_ms,
+                deadline: self.peers.their_time(&maker.owner, self.now) + self.cfg.take_deadline_ms,
                 fills_before,
             }
         });
@@ -427,7 +429,15 @@ impl Engine {
                 if sent.kind == SentKind::Commit {
                     self.counters.fok_commits_refused += 1;
                 }
-                self.release_take(&sent, true);
+                // Late: the maker's clock was past the deadline when the
+                // take came, so it is ahead of what we knew; the next take
+                // goes with a deadline that allows for it, and the same
+                // order may be tried again.
+                let late = r == Refusal::Late;
+                if let (true, Some(s)) = (late, sent.settle) {
+                    self.peers.clock_at_least(&maker, s.deadline, self.now);
+                }
+                self.release_take(&sent, !late);
             }
             // The request never reached the maker: nothing can have filled.
             Err(e) if !e.maybe_delivered() => {

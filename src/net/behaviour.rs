@@ -92,7 +92,8 @@ impl Behaviour {
         // capped nodes on loopback: 15 went private). The node's own dials
         // are few (its dial budget, DHT queries, takes) and the peer
         // manager prunes what lingers. Outbound has room for one DHT
-        // query's worth of peers more: Kademlia dials every peer it asks,
+        // query's worth of peers more (`net.outbound_extra_connections`,
+        // 20 by default): Kademlia dials every peer it asks,
         // and its bootstrap (run by libp2p whenever a new peer enters a
         // routing table of fewer than 20) asks most of a small network at
         // once; a node whose outbound was full could not dial back an
@@ -100,12 +101,12 @@ impl Behaviour {
         let hard = t
             .max_established_total
             .saturating_add(t.overflow_connections);
+        let all = hard.saturating_add(t.outbound_extra_connections);
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
                 .with_max_established_incoming(Some(hard))
-                .with_max_established_outgoing(Some(
-                    hard.saturating_add(libp2p::kad::K_VALUE.get() as u32),
-                ))
+                .with_max_established_outgoing(Some(all))
+                .with_max_established(Some(all))
                 .with_max_established_per_peer(Some(t.max_established_per_peer))
                 .with_max_pending_incoming(Some(t.max_pending_incoming))
                 .with_max_pending_outgoing(Some(t.max_pending_outgoing)),

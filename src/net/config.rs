@@ -28,6 +28,10 @@ pub struct NetTuning {
     /// asks the DHT, and a taker still reaches a full maker. libp2p refuses
     /// beyond. Zero refuses at once every connection over the ceiling.
     pub overflow_connections: u32,
+    /// Outbound connections allowed beyond `max_established_total +
+    /// overflow_connections` (the inbound limit): Kademlia dials every peer
+    /// a query asks. All connections together are capped at the sum.
+    pub outbound_extra_connections: u32,
     /// A new peer is never pruned within this (ms): its time to identify,
     /// query the DHT and use a take; and an excess peer is closed after it.
     pub peer_grace_ms: u64,
@@ -92,6 +96,7 @@ impl Default for NetTuning {
         NetTuning {
             max_established_total: 128,
             overflow_connections: 4,
+            outbound_extra_connections: 20,
             peer_grace_ms: 5_000,
             max_established_per_peer: 3,
             max_pending_incoming: 64,
