@@ -15,6 +15,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,11 +33,27 @@ pub fn bin() -> &'static str {
 }
 
 /// A port nobody listens on right now.
+///
+/// Not a port the kernel hands out (bind to port 0): that one is from the
+/// ephemeral range, where the nodes' own outgoing connections take their
+/// source ports, and two tests of one binary could be given the same one
+/// (a node then failed to bind its API and the test talked to another
+/// test's node). Ports come from below the ephemeral range (32768 and up),
+/// counted, so one test binary never hands out a port twice, and offset by
+/// the process id; one that is taken is skipped.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot find a free port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let base = (std::process::id() % 80) * 150;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (base + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN)
 }
 
 /// `peerbook` with a clean environment: no inherited `PEERBOOK_*` variables.
