@@ -47,6 +47,17 @@ fn order(side: Side, ticks: u64, lots: u64, tif: Tif) -> Command {
     })
 }
 
+/// A random side, a price within 4 ticks of `mid` and 1 to 5 lots.
+fn near(sim: &mut Sim, mid: i64) -> (Side, u64, u64) {
+    let side = if sim.rng.chance(0.5) {
+        Side::Buy
+    } else {
+        Side::Sell
+    };
+    let ticks = (mid + sim.rng.range(0, 8) as i64 - 4) as u64;
+    (side, ticks, sim.rng.range(1, 5))
+}
+
 /// One seed; returns how many trades were between nodes not linked.
 fn run_seed(seed: u64) -> Result<usize, String> {
     let net = NetModel {
@@ -72,13 +83,7 @@ fn run_seed(seed: u64) -> Result<usize, String> {
         match sim.rng.range(0, 99) {
             0..=79 => {
                 mid = (mid + sim.rng.range(0, 4) as i64 - 2).clamp(100, 100_000);
-                let side = if sim.rng.chance(0.5) {
-                    Side::Buy
-                } else {
-                    Side::Sell
-                };
-                let ticks = (mid + sim.rng.range(0, 8) as i64 - 4) as u64;
-                let lots = sim.rng.range(1, 5);
+                let (side, ticks, lots) = near(&mut sim, mid);
                 let tif = if sim.rng.chance(0.8) {
                     Tif::Gtc
                 } else {
@@ -118,13 +123,7 @@ fn run_seed(seed: u64) -> Result<usize, String> {
     sim.net.request_drop = 0.5;
     for _ in 0..40 {
         let i = sim.rng.range(0, n as u64 - 1) as usize;
-        let side = if sim.rng.chance(0.5) {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
-        let ticks = (mid + sim.rng.range(0, 8) as i64 - 4) as u64;
-        let lots = sim.rng.range(1, 5);
+        let (side, ticks, lots) = near(&mut sim, mid);
         sim.command(i, order(side, ticks, lots, Tif::Ioc));
         let pause = sim.rng.range(0, 100);
         sim.run_for(pause);
