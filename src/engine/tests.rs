@@ -425,6 +425,64 @@ fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
     assert_eq!(verdict(now + 5 * 60_000, 4), Verdict::Reject);
 }
 
+/// Gossipsub no longer signs messages (`net/gossip.rs`): the only proof of
+/// authorship is the batch signature, so a batch relayed under another
+/// author's name must be refused, whoever made it.
+#[test]
+fn a_batch_relayed_under_another_authors_name_is_rejected_and_kept_nowhere() {
+    let me = libp2p::identity::Keypair::generate_ed25519();
+    let forger_key = libp2p::identity::Keypair::generate_ed25519();
+    let forger = forger_key.public().to_peer_id();
+    let victim = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id();
+    let now = sim::EPOCH_MS;
+    let mut e = Engine::new(
+        me,
+        EngineConfig::default(),
+        vec![spec()],
+        Snapshot::default(),
+        now,
+    );
+    let topic = e.topic(0);
+    let order = crate::wire::OrderState {
+        seq: 1,
+        side: Side::Sell,
+        price: crate::market::Price(9_000),
+        qty: Qty(5),
+        remaining: Qty(5),
+        ver: 0,
+        created_ms: now,
+        expires_ms: None,
+    };
+    let mut deliver = |source: PeerId, id: u8| {
+        let (g, _) =
+            crate::wire::Gossip::signed(&forger_key, "SIM", now, vec![Item::Order(order.clone())]);
+        e.handle(
+            NetInput::Gossip {
+                source,
+                propagation_source: forger,
+                message_id: libp2p::gossipsub::MessageId(vec![id]),
+                topic: topic.clone(),
+                data: crate::wire::encode(&g).unwrap(),
+            }
+            .into(),
+            now,
+        );
+        let mut verdicts = Vec::new();
+        while let Some(a) = e.poll_action() {
+            if let Action::Net(NetAction::Validate { verdict, .. }) = a {
+                verdicts.push(verdict);
+            }
+        }
+        (verdicts, e.book("SIM", 10).unwrap().orders)
+    };
+    // Signed by the forger, named as the victim's: refused, nothing kept.
+    assert_eq!(deliver(victim, 1), (vec![Verdict::Reject], 0));
+    // The same batch under its real author's name is taken.
+    assert_eq!(deliver(forger, 2), (vec![Verdict::Accept], 1));
+}
+
 #[test]
 fn a_fill_naming_our_order_as_taker_that_we_never_took_is_not_recorded() {
     let me = libp2p::identity::Keypair::generate_ed25519();

@@ -532,7 +532,8 @@ impl EventLoop {
                 message,
             } => {
                 let Some(source) = message.source else {
-                    // Strict validation makes this impossible; never forward it.
+                    // A message must name its author, whose batch signature the
+                    // engine checks: one that names none is never forwarded.
                     self.swarm
                         .behaviour_mut()
                         .gossipsub
