@@ -29,8 +29,9 @@
 //! Scale mode: `PEERBOOK_BENCH_NODES=3,10,20,30` runs, instead, the
 //! summary's rate on sparse clusters of those sizes with capped connections
 //! (`PEERBOOK_BENCH_TARGET_PEERS`, default 4, `PEERBOOK_BENCH_MAX_PEERS`,
-//! default 6; see `cluster/scale.rs`), one line per size:
-//! `scale nodes=… accepted=…/s replicated_p50_ms=… replicated_p99_ms=… take_p99_ms=… converge_s=… conns_mean=… conns_max=… gossip_bytes_per_order=… rss_mb_mean=… rss_mb_max=…`
+//! default 6; see `cluster/scale.rs`), one line per size, and the plot of
+//! them (`PEERBOOK_BENCH_SCALE_PLOT`, default docs/scale-bench.png):
+//! `scale nodes=… accepted=…/s replicated_p50_ms=… replicated_p99_ms=… take_p99_ms=… converge_s=… conns_mean=… conns_max=… gossip_bytes_per_order=… rss_mb_mean=… rss_mb_max=… cpu_cores=… idle_cpu_cores=… send_queue_full=…`
 
 #[path = "cluster/feed.rs"]
 mod feed;
@@ -320,6 +321,7 @@ async fn main() {
         println!(
             "cluster benchmark, scale mode: sparse clusters on loopback, {machine}; {rate} items/s for {secs} s, target {target} peers, at most {max_peers} kept"
         );
+        let mut scale_points = Vec::new();
         for size in sizes.split(',') {
             let n: usize = size
                 .trim()
@@ -338,8 +340,16 @@ async fn main() {
                 max_peers,
             };
             let s = scale::run(&http, &params, histograms).await;
+            scale_points.push(plot::ScalePoint {
+                nodes: n as f64,
+                repl_p50: s.repl.quantile_ms(0.5).unwrap_or(0.0),
+                repl_p99: s.repl.quantile_ms(0.99).unwrap_or(0.0),
+                take_p99: s.take.quantile_ms(0.99).unwrap_or(0.0),
+                cpu_cores: s.cpu_cores,
+                idle_cores: s.idle_cores,
+            });
             println!(
-                "scale nodes={} accepted={:.0}/s replicated_p50_ms={} replicated_p99_ms={} take_p99_ms={} converge_s={} conns_mean={:.1} conns_max={} gossip_bytes_per_order={:.0} rss_mb_mean={:.1} rss_mb_max={:.1}",
+                "scale nodes={} accepted={:.0}/s replicated_p50_ms={} replicated_p99_ms={} take_p99_ms={} converge_s={} conns_mean={:.1} conns_max={} gossip_bytes_per_order={:.0} rss_mb_mean={:.1} rss_mb_max={:.1} cpu_cores={:.2} idle_cpu_cores={:.2} send_queue_full={}",
                 s.nodes,
                 s.accepted,
                 ms(s.repl.quantile_ms(0.5)),
@@ -351,7 +361,18 @@ async fn main() {
                 s.gossip_bytes_per_order,
                 s.rss_mean,
                 s.rss_max,
+                s.cpu_cores,
+                s.idle_cores,
+                s.queue_full,
             );
+        }
+        let path: PathBuf = std::env::var_os("PEERBOOK_BENCH_SCALE_PLOT").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/scale-bench.png"),
+            PathBuf::from,
+        );
+        match plot::draw_scale(&path, &scale_points, &machine, rate) {
+            Ok(()) => println!("plot: {}", path.display()),
+            Err(e) => println!("plot: not drawn: {e}"),
         }
         return;
     }

@@ -1,4 +1,5 @@
-//! The PNG of latency (and accepted rate) against offered rate.
+//! The PNGs: latency (and accepted rate) against offered rate, and the
+//! scale mode's latency and CPU against the number of nodes.
 //!
 //! Text is drawn with a TrueType font read at run time (DejaVu Sans, from
 //! Debian's fonts-dejavu-core, or the file `PEERBOOK_BENCH_FONT` names), so
@@ -6,6 +7,7 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
@@ -19,7 +21,7 @@ pub struct Point {
 }
 
 /// A line of the latency chart: its name, colour and value.
-type Series = (&'static str, RGBColor, fn(&Point) -> f64);
+type Series<P> = (&'static str, RGBColor, fn(&P) -> f64);
 
 const FONTS: [&str; 3] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -80,7 +82,7 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(|e| e.to_string())?;
-    let series: [Series; 3] = [
+    let series: [Series<Point>; 3] = [
         ("replication p50", BLUE, |p| p.repl_p50),
         ("replication p99", RED, |p| p.repl_p99),
         ("take round trip p99", GREEN, |p| p.take_p99),
@@ -90,33 +92,12 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
             .iter()
             .map(|p| (p.offered / 1000.0, value(p).max(0.5)))
             .collect();
-        chart
-            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart
-            .draw_series(line.into_iter().map(|c| Circle::new(c, 3, color.filled())))
-            .map_err(|e| e.to_string())?;
+        line_with_points(&mut chart, line, name, color)?;
     }
     for (goal, name) in [(50.0, "goal: replication p99"), (10.0, "goal: take p99")] {
-        chart
-            .draw_series(LineSeries::new(
-                vec![(0.0, goal), (max_x, goal)],
-                BLACK.mix(0.35),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(name)
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.35)));
+        goal_line(&mut chart, max_x, goal, name)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    legend(&mut chart)?;
 
     let max_y = points
         .iter()
@@ -142,14 +123,7 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
         .iter()
         .map(|p| (p.offered / 1000.0, p.accepted / 1000.0))
         .collect();
-    chart
-        .draw_series(LineSeries::new(line.clone(), BLUE.stroke_width(2)))
-        .map_err(|e| e.to_string())?
-        .label("accepted")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    chart
-        .draw_series(line.into_iter().map(|c| Circle::new(c, 3, BLUE.filled())))
-        .map_err(|e| e.to_string())?;
+    line_with_points(&mut chart, line, "accepted", BLUE)?;
     chart
         .draw_series(LineSeries::new(
             vec![(0.0, 0.0), (max_x, max_x)],
@@ -158,6 +132,55 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
         .map_err(|e| e.to_string())?
         .label("accepted = offered")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.35)));
+    legend(&mut chart)?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A chart as the helpers below draw on: linear x, any y.
+type Chart<'a, Y> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>;
+
+/// A named line through `line`, with a dot at each point.
+fn line_with_points<Y>(
+    chart: &mut Chart<'_, Y>,
+    line: Vec<(f64, f64)>,
+    name: &str,
+    color: RGBColor,
+) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    chart
+        .draw_series(line.into_iter().map(|c| Circle::new(c, 3, color.filled())))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A grey horizontal line at `goal`, from 0 to `max_x`.
+fn goal_line<Y>(chart: &mut Chart<'_, Y>, max_x: f64, goal: f64, name: &str) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(
+            vec![(0.0, goal), (max_x, goal)],
+            BLACK.mix(0.35),
+        ))
+        .map_err(|e| e.to_string())?
+        .label(name)
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.35)));
+    Ok(())
+}
+
+fn legend<Y>(chart: &mut Chart<'_, Y>) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64>,
+{
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -165,7 +188,104 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
         .border_style(BLACK)
         .label_font(("sans-serif", 13))
         .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// One cluster size of the scale mode.
+pub struct ScalePoint {
+    pub nodes: f64,
+    pub repl_p50: f64,
+    pub repl_p99: f64,
+    pub take_p99: f64,
+    pub cpu_cores: f64,
+    pub idle_cores: f64,
+}
+
+/// Draw the scale mode's sizes: latency, and the CPU the whole cluster
+/// used, against the number of nodes.
+pub fn draw_scale(
+    path: &Path,
+    points: &[ScalePoint],
+    machine: &str,
+    rate: u64,
+) -> Result<(), String> {
+    load_font()?;
+    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (title, body) = root.split_vertically(40);
+    title
+        .draw_text(
+            &format!("peerbook, sparse clusters on one host ({machine}), {rate} orders/s"),
+            &("sans-serif", 20).into_text_style(&title),
+            (20, 12),
+        )
         .map_err(|e| e.to_string())?;
+    let (left, right) = body.split_horizontally(620);
+    let max_x = points.iter().map(|p| p.nodes).fold(1.0, f64::max) * 1.05;
+    let max_ms = points
+        .iter()
+        .flat_map(|p| [p.repl_p99, p.take_p99, 100.0])
+        .fold(1.0, f64::max)
+        * 1.5;
+    let mut chart = ChartBuilder::on(&left)
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .caption("Latency", ("sans-serif", 18))
+        .build_cartesian_2d(0.0..max_x, (0.5..max_ms).log_scale())
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("nodes")
+        .y_desc("ms (log scale)")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let series: [Series<ScalePoint>; 3] = [
+        ("replication p50", BLUE, |p| p.repl_p50),
+        ("replication p99", RED, |p| p.repl_p99),
+        ("take round trip p99", GREEN, |p| p.take_p99),
+    ];
+    for (name, color, value) in series {
+        let line = points
+            .iter()
+            .map(|p| (p.nodes, value(p).max(0.5)))
+            .collect();
+        line_with_points(&mut chart, line, name, color)?;
+    }
+    goal_line(
+        &mut chart,
+        max_x,
+        100.0,
+        "goal at 20 nodes: replication p99",
+    )?;
+    legend(&mut chart)?;
+
+    let max_cores = points.iter().map(|p| p.cpu_cores).fold(2.0, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&right)
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .caption("CPU of the whole cluster", ("sans-serif", 18))
+        .build_cartesian_2d(0.0..max_x, 0.0..max_cores)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("nodes")
+        .y_desc("cores")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let series: [Series<ScalePoint>; 2] = [
+        ("under the load", RED, |p| p.cpu_cores),
+        ("idle, before it", BLUE, |p| p.idle_cores),
+    ];
+    for (name, color, value) in series {
+        let line = points.iter().map(|p| (p.nodes, value(p))).collect();
+        line_with_points(&mut chart, line, name, color)?;
+    }
+    goal_line(&mut chart, max_x, 2.0, "all of the machine")?;
+    legend(&mut chart)?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -7,7 +7,10 @@
 //! second, replication p50/p99 (creation on its node to arrival in every
 //! other replica), take p99, the time to one digest everywhere after the
 //! load stops, connections per node, gossip bytes sent per accepted order
-//! (summed over the nodes: the amplification) and resident memory per node.
+//! (summed over the nodes: the amplification), resident memory per node,
+//! the CPU the nodes used during the load (in cores: 2.0 is all of a
+//! two-core machine) and how often gossipsub found a peer's send queue
+//! full and dropped a message to it (its `Send Queue full` warning).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -29,6 +32,47 @@ pub struct Scale {
     pub gossip_bytes_per_order: f64,
     pub rss_mean: f64,
     pub rss_max: f64,
+    /// CPU the nodes used together during the load, in cores.
+    pub cpu_cores: f64,
+    /// CPU the nodes used together while idle before the load, in cores.
+    pub idle_cores: f64,
+    /// Messages gossipsub dropped because a peer's send queue was full.
+    pub queue_full: usize,
+}
+
+/// How long the cluster's idle CPU is measured before the load.
+const IDLE: Duration = Duration::from_secs(5);
+
+/// Wait until the start-up is over: the nodes' dials, DHT walks and
+/// pruning after a start cost more CPU than the load for about ten
+/// seconds, and a load measured on top of that says nothing of the network
+/// it runs on. Settled is two windows of `SETTLE_WINDOW` that cost about
+/// the same (within a tenth, or 0.02 cores), or `SETTLE_MAX`.
+async fn settle(nodes: &[NodeProc]) -> Duration {
+    let started = Instant::now();
+    let cpu = || nodes.iter().map(|n| n.cpu_seconds()).sum::<f64>();
+    let mut last = cpu();
+    let mut previous: Option<f64> = None;
+    while started.elapsed() < SETTLE_MAX {
+        tokio::time::sleep(SETTLE_WINDOW).await;
+        let now = cpu();
+        let cores = (now - last) / SETTLE_WINDOW.as_secs_f64();
+        last = now;
+        if previous.is_some_and(|p| (p - cores).abs() <= (0.1 * p).max(0.02)) {
+            break;
+        }
+        previous = Some(cores);
+    }
+    started.elapsed()
+}
+
+const SETTLE_WINDOW: Duration = Duration::from_secs(2);
+const SETTLE_MAX: Duration = Duration::from_secs(40);
+
+/// How many times a node's log says gossipsub dropped a message to a peer
+/// whose send queue was full.
+fn queue_full(node: &NodeProc) -> usize {
+    node.logs().matches("Send Queue full").count()
 }
 
 /// The gossip bytes a node has sent, all topics.
@@ -123,9 +167,26 @@ pub async fn run(
     let before = scrape().await;
     let [repl0, take0, _] = histograms(&before);
     let bytes0: f64 = before.iter().map(|m| gossip_bytes(m)).sum();
+    // Idle: what the network costs with nothing to trade.
+    let settled = settle(&nodes).await;
+    println!(
+        "  {n} nodes: in one network, settled after {:.0} s; idle",
+        settled.as_secs_f64()
+    );
+    let idle0: f64 = nodes.iter().map(|n| n.cpu_seconds()).sum();
+    tokio::time::sleep(IDLE).await;
+    let idle_cores =
+        (nodes.iter().map(|n| n.cpu_seconds()).sum::<f64>() - idle0) / IDLE.as_secs_f64();
+    println!(
+        "  {n} nodes: idle for {} s, the load starts",
+        IDLE.as_secs()
+    );
+    let cpu0: f64 = nodes.iter().map(|n| n.cpu_seconds()).sum();
+    let full0: usize = nodes.iter().map(queue_full).sum();
     let started = Instant::now();
     let tally = load::offer(http, &nodes, rate, secs, seed).await;
     let took = started.elapsed().as_secs_f64().max(secs);
+    let cpu1: f64 = nodes.iter().map(|n| n.cpu_seconds()).sum();
     let converged = node::converge(http, &nodes, Duration::from_secs(120)).await;
     let after = scrape().await;
     let [repl1, take1, _] = histograms(&after);
@@ -140,6 +201,7 @@ pub async fn run(
         .iter()
         .filter_map(|m| hist::sample(m, "peerbook_net_peers_pruned_total"))
         .sum();
+    let queue_full = nodes.iter().map(queue_full).sum::<usize>() - full0;
     println!(
         "  {n} nodes: accepted {accepted} in {took:.1} s, connections {conns:?}, {pruned} peers pruned"
     );
@@ -154,5 +216,8 @@ pub async fn run(
         gossip_bytes_per_order: (bytes1 - bytes0) / accepted.max(1) as f64,
         rss_mean: rss.iter().sum::<f64>() / n as f64,
         rss_max: rss.iter().copied().fold(0.0, f64::max),
+        cpu_cores: (cpu1 - cpu0) / took,
+        idle_cores,
+        queue_full,
     }
 }
