@@ -68,9 +68,11 @@ struct Bucket {
 /// The last 24 hours of every market, by minute.
 pub struct Tickers {
     markets: Mutex<HashMap<String, BTreeMap<u64, Bucket>>>,
-    /// The market whose ticker a new trade just changed (for the
-    /// WebSocket's ticker channels, which must show that trade).
-    changed: tokio::sync::broadcast::Sender<String>,
+    /// A ticker that new trades just changed, with its best bid and ask,
+    /// for the WebSocket's ticker channels (which must show those trades).
+    /// Made once for every client: a busy market's trades each made one
+    /// book query per client that followed it.
+    changed: tokio::sync::broadcast::Sender<Arc<Ticker>>,
 }
 
 impl Default for Tickers {
@@ -83,8 +85,8 @@ impl Default for Tickers {
 }
 
 impl Tickers {
-    /// Markets whose ticker changed, as trades come.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+    /// Tickers as trades change them.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Ticker>> {
         self.changed.subscribe()
     }
 
@@ -205,21 +207,45 @@ pub fn start(state: Arc<ApiState>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the trade tape for the tickers"),
         }
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         loop {
-            match events.recv().await {
-                Ok(Event::Trade(t)) => {
-                    if on_tape.is_empty() || !on_tape.remove(&t.id) {
-                        state.tickers.add(&t);
-                        let _ = state.tickers.changed.send(t.market.clone());
+            // Count every trade that waits, then make each changed market's
+            // ticker once.
+            let mut changed = std::collections::BTreeSet::new();
+            let mut next = events.recv().await.map_err(|e| match e {
+                RecvError::Closed => TryRecvError::Closed,
+                RecvError::Lagged(n) => TryRecvError::Lagged(n),
+            });
+            loop {
+                match next {
+                    Ok(Event::Trade(t)) => {
+                        if on_tape.is_empty() || !on_tape.remove(&t.id) {
+                            state.tickers.add(&t);
+                            changed.insert(t.market.clone());
+                        }
                     }
-                    if events.is_empty() {
+                    Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                    Err(TryRecvError::Closed) => return,
+                    Err(TryRecvError::Empty) => {
                         // Caught up with what waited: the overlap is over.
                         on_tape = std::collections::HashSet::new();
+                        break;
                     }
                 }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                next = events.try_recv();
+            }
+            if state.tickers.changed.receiver_count() == 0 {
+                continue;
+            }
+            for market in changed {
+                match ticker_of(&state, &market).await {
+                    Ok(t) => {
+                        let _ = state.tickers.changed.send(Arc::new(t));
+                    }
+                    Err(e) => {
+                        tracing::debug!(%market, error = %e.message, "no ticker for the WebSocket")
+                    }
+                }
             }
         }
     });

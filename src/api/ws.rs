@@ -197,9 +197,9 @@ impl Client {
                     Err(RecvError::Lagged(_)) => self.resync_all("the client fell behind the feed").await,
                     Err(RecvError::Closed) => return,
                 },
-                m = tickers.recv() => match m {
-                    // After the trade is counted: the ticker shows it.
-                    Ok(m) if self.subs.contains(&Channel::Ticker(m.clone())) => self.ticker(&m).await,
+                t = tickers.recv() => match t {
+                    // Made after the trade was counted: it shows it.
+                    Ok(t) if self.subs.contains(&Channel::Ticker(t.market.clone())) => vec![ticker_message(&t)],
                     Ok(_) => Vec::new(),
                     Err(RecvError::Lagged(_)) => self.all_tickers().await,
                     Err(RecvError::Closed) => return,
@@ -420,9 +420,7 @@ impl Client {
 
     async fn ticker(&self, market: &str) -> Vec<Message> {
         match super::ticker::ticker_of(&self.state, market).await {
-            Ok(t) => vec![text(
-                json!({"type":"ticker","channel":format!("ticker:{market}"),"data":t}),
-            )],
+            Ok(t) => vec![ticker_message(&t)],
             Err(e) => vec![text(
                 json!({"type":"error","code":"unavailable","message":e.message}),
             )],
@@ -451,6 +449,11 @@ impl Client {
         }
         out
     }
+}
+
+/// A ticker as its channel carries it.
+fn ticker_message(t: &super::ticker::Ticker) -> Message {
+    text(json!({"type":"ticker","channel":format!("ticker:{}", t.market),"data":t}))
 }
 
 fn text(v: Value) -> Message {
