@@ -45,6 +45,7 @@ pub(super) enum Query {
     },
     Trades {
         market: Option<String>,
+        page: Page<u64>,
         limit: usize,
         reply: oneshot::Sender<Result<Vec<TradeInfo>, EngineError>>,
     },
@@ -86,10 +87,12 @@ impl Query {
             }
             Query::Trades {
                 market,
+                page,
                 limit,
                 reply,
             } => {
-                let _ = reply.send(e.trades(market.as_deref(), limit));
+                let _ =
+                    reply.send(e.trades_between(market.as_deref(), page.before, page.after, limit));
             }
             Query::Status { reply } => {
                 let _ = reply.send(EngineStatus {
@@ -401,7 +404,8 @@ impl EngineHandle {
         let recent = match self
             .ask(|reply| Query::Trades {
                 market: m,
-                limit: usize::MAX,
+                page: Page { before, after },
+                limit,
                 reply,
             })
             .await?
@@ -409,11 +413,7 @@ impl EngineHandle {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
-        let mut out: Vec<TradeInfo> = recent
-            .into_iter()
-            .filter(|t| before.is_none_or(|b| t.ts_ms < b) && after.is_none_or(|a| t.ts_ms > a))
-            .take(limit)
-            .collect();
+        let mut out: Vec<TradeInfo> = recent;
         if out.len() < limit {
             let names: Vec<String> = match &market {
                 Some(m) => vec![m.clone()],

@@ -68,7 +68,19 @@ fn an_order_on_one_node_trades_with_an_order_on_another() {
     for n in &s.nodes {
         let e = n.engine.as_ref().unwrap();
         assert_eq!(e.book("SIM", 5).unwrap().asks, vec![(d("100"), d("2"))]);
-        assert_eq!(e.trades(Some("SIM"), 10).unwrap().len(), 1);
+        let trades = e.trades(Some("SIM"), 10).unwrap();
+        assert_eq!(trades.len(), 1);
+        // A window of the recent trades holds the trade only if its time
+        // falls strictly inside.
+        let ts = trades[0].ts_ms;
+        let count = |before, after| e.trades_between(None, before, after, 10).unwrap().len();
+        assert_eq!(count(Some(ts + 1), Some(ts - 1)), 1);
+        assert_eq!(count(Some(ts), None), 0);
+        assert_eq!(count(None, Some(ts)), 0);
+        assert_eq!(
+            e.trades_between(Some("SIM"), None, None, 0).unwrap().len(),
+            0
+        );
     }
     assert!(digests_equal(&s));
     s.check_no_overfill().unwrap();

@@ -321,16 +321,43 @@ impl Engine {
         market: Option<&str>,
         limit: usize,
     ) -> Result<Vec<TradeInfo>, EngineError> {
+        self.trades_between(market, None, None, limit)
+    }
+
+    /// The newest `limit` recent trades with a time before `before` and
+    /// after `after` (both exclusive), newest first. Only those are
+    /// copied: a candle or trade page asks for a window of the recent
+    /// trades, and copying all of them for each request held the engine up.
+    pub fn trades_between(
+        &self,
+        market: Option<&str>,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<TradeInfo>, EngineError> {
+        let within = |t: &&crate::engine::durable::Trade| {
+            before.is_none_or(|b| t.ts_ms < b) && after.is_none_or(|a| t.ts_ms > a)
+        };
         let mut out = Vec::new();
         match market {
             Some(m) => {
                 let r = &self.markets[self.market_idx(m)?].replica;
-                out.extend(r.recent_trades().take(limit).map(|t| trade(&r.spec, t)));
+                out.extend(
+                    r.recent_trades()
+                        .filter(within)
+                        .take(limit)
+                        .map(|t| trade(&r.spec, t)),
+                );
             }
             None => {
                 for m in self.markets.iter() {
                     let r = &m.replica;
-                    out.extend(r.recent_trades().take(limit).map(|t| trade(&r.spec, t)));
+                    out.extend(
+                        r.recent_trades()
+                            .filter(within)
+                            .take(limit)
+                            .map(|t| trade(&r.spec, t)),
+                    );
                 }
                 out.sort_by(|a, b| b.ts_ms.cmp(&a.ts_ms).then_with(|| b.id.cmp(&a.id)));
                 out.truncate(limit);
