@@ -59,6 +59,10 @@ impl Engine {
             taker: OrderId::new(peer, t.taker_seq),
             n: t.take_n,
         };
+        if self.served.is_forgotten(&take) {
+            // Filled long ago; the fill is no longer at hand (`served.rs`).
+            return Err(Refusal::Busy);
+        }
         if let Some(tid) = self.served.filled(&take) {
             // Asked again: the same answer, once it is durable.
             let fill = self

@@ -305,7 +305,11 @@ impl Engine {
         if done {
             // Memory holds what is live and a window of what is done; the
             // rest is in the store, written with this very batch.
-            self.own.evict_done(self.cfg.recent_orders);
+            let mut takes = Vec::new();
+            self.own.evict_done(self.cfg.recent_orders, &mut takes);
+            for take in takes {
+                self.served.forget(take);
+            }
         }
         if let Some(reserved) = self.own.reservation_due() {
             self.tx.op(Op::ReserveSeq(reserved));

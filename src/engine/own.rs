@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use super::durable::{OrderStatus, OwnOrder, Trade};
-use super::ids::TradeId;
+use super::ids::{TakeId, TradeId};
 use super::proven::StateProof;
 use super::taking::Taking;
 use super::Millis;
@@ -278,8 +278,9 @@ impl OwnOrders {
 
     /// Let go of the oldest done orders beyond `keep`, with their trades;
     /// an order with takes still in doubt (its quantity reserved) stays.
-    /// The sequence numbers let go.
-    pub fn evict_done(&mut self, keep: usize) -> usize {
+    /// How many were let go; the takes their trades filled are added to
+    /// `takes` (for the maker's ledger, which forgets them too).
+    pub fn evict_done(&mut self, keep: usize, takes: &mut Vec<TakeId>) -> usize {
         let mut gone = 0;
         let mut tries = self.done.len();
         while self.done.len() > keep && tries > 0 {
@@ -306,7 +307,12 @@ impl OwnOrders {
                     }
                 }
                 for id in &o.trades {
-                    self.trades.remove(id);
+                    if let Some(t) = self.trades.remove(id) {
+                        takes.push(TakeId {
+                            taker: t.taker,
+                            n: t.take_n,
+                        });
+                    }
                 }
             }
             gone += 1;

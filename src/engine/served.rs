@@ -5,6 +5,14 @@
 //! fill; a status request for a take that was never filled marks it dead,
 //! so a late copy of the original request is refused too. Holds run out on
 //! their own after `fok_hold_ms`.
+//!
+//! The ledger is bounded: a fill is remembered while its trade is in
+//! memory (its order is live or among the `engine.recent_orders` done
+//! ones), then only its take id, among the last [`FORGOTTEN_TAKES`]. A
+//! request about a forgotten take is answered `Busy`, never "not filled"
+//! and never with a second fill: its taker, if still in doubt, learns the
+//! fill by gossip or a fills sync. (Kept whole, the ledger grew by one
+//! entry per fill for as long as the node ran.)
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -15,6 +23,9 @@ use crate::market::Qty;
 
 /// How many take ids refused on a status request are remembered.
 const DEAD_TAKES: usize = 100_000;
+
+/// How many filled take ids are remembered after their trade left memory.
+pub(super) const FORGOTTEN_TAKES: usize = 100_000;
 
 /// Quantity one of our orders holds for a fill-or-kill taker.
 #[derive(Clone, Debug)]
@@ -31,6 +42,9 @@ pub(super) struct Served {
     holds: HashMap<TakeId, Hold>,
     dead: HashSet<TakeId>,
     dead_order: VecDeque<TakeId>,
+    /// Filled, with the trade no longer in memory (see the module comment).
+    forgotten: HashSet<TakeId>,
+    forgotten_order: VecDeque<TakeId>,
 }
 
 impl Served {
@@ -81,5 +95,28 @@ impl Served {
 
     pub fn is_dead(&self, take: &TakeId) -> bool {
         self.dead.contains(take)
+    }
+
+    /// The trade of this take left memory: keep only that it was filled.
+    pub fn forget(&mut self, take: TakeId) {
+        if self.filled.remove(&take).is_some() && self.forgotten.insert(take) {
+            self.forgotten_order.push_back(take);
+            while self.forgotten_order.len() > FORGOTTEN_TAKES {
+                if let Some(old) = self.forgotten_order.pop_front() {
+                    self.forgotten.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Filled once, but its fill is no longer at hand.
+    pub fn is_forgotten(&self, take: &TakeId) -> bool {
+        self.forgotten.contains(take)
+    }
+
+    /// How many fills the ledger holds with their trade.
+    #[cfg(test)]
+    pub fn filled_len(&self) -> usize {
+        self.filled.len()
     }
 }

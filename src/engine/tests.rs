@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 
 use super::sim::{NetModel, Sim};
 use super::*;
+use crate::wire::{Refusal, TakeKind, TakeRequest, TakeResponse};
 
 fn spec() -> MarketSpec {
     MarketSpec::new("SIM", Decimal::from_str("0.01").unwrap(), Decimal::ONE).unwrap()
@@ -435,6 +436,108 @@ fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
     assert_eq!(verdict(now - 2 * 3_600_000, 3), Verdict::Reject);
     // From the future: a forged or broken clock.
     assert_eq!(verdict(now + 5 * 60_000, 4), Verdict::Reject);
+}
+
+/// The maker's ledger of served takes stays bounded however long the node
+/// runs, and a take it forgot is never answered "not filled" (which would
+/// make its taker drop a fill it got) nor filled twice.
+#[test]
+fn the_makers_ledger_forgets_old_fills_but_never_denies_them() {
+    let me = libp2p::identity::Keypair::generate_ed25519();
+    let taker = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id();
+    let mut now = sim::EPOCH_MS;
+    let cfg = EngineConfig {
+        recent_orders: 2,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(me, cfg, vec![spec()], Snapshot::default(), now);
+    // Run an input to the end; the answers to requests, decoded.
+    let run = |e: &mut Engine, input: Input, now: Millis| -> Vec<TakeResponse> {
+        e.handle(input, now);
+        let mut answers = Vec::new();
+        while let Some(a) = e.poll_action() {
+            match a {
+                Action::Persist { ticket, .. } => e.handle(Input::Persisted { ticket }, now),
+                Action::Net(NetAction::Respond { data, .. }) => {
+                    answers.push(crate::wire::decode(&data, 1 << 20).unwrap())
+                }
+                _ => {}
+            }
+        }
+        answers
+    };
+    let take = |maker_seq: u64, n: u32, kind: TakeKind| TakeRequest {
+        v: crate::wire::WIRE_VERSION,
+        market: "SIM".into(),
+        maker_seq,
+        taker_seq: 7,
+        take_n: n,
+        kind,
+        deadline_ms: None,
+    };
+    let request = |id: u64, req: &TakeRequest| -> Input {
+        NetInput::Request {
+            peer: taker,
+            proto: Proto::Take,
+            id: InboundId(id),
+            data: crate::wire::encode(req).unwrap(),
+        }
+        .into()
+    };
+    let fill = TakeKind::Fill {
+        side: Side::Buy,
+        limit: None,
+        qty: Qty(1),
+    };
+    // Six orders of one unit, each filled whole by its own take.
+    for n in 1..=6u32 {
+        now += 1_000;
+        run(
+            &mut e,
+            Input::Command {
+                id: CommandId(n as u64),
+                cmd: Command::Place(PlaceOrder {
+                    market: "SIM".into(),
+                    side: Side::Sell,
+                    kind: OrderKind::Limit,
+                    price: Some(d("100")),
+                    quantity: d("1"),
+                    tif: Tif::Gtc,
+                    client_id: None,
+                    expires_ms: None,
+                }),
+            },
+            now,
+        );
+        let seq = e.orders(None, None, 1).unwrap()[0]
+            .id
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let answer = run(&mut e, request(n as u64, &take(seq, n, fill.clone())), now);
+        assert!(
+            matches!(answer[..], [TakeResponse::Filled(_)]),
+            "take {n}: {answer:?}"
+        );
+    }
+    // Only the done orders kept in memory keep their fills in the ledger.
+    assert_eq!(e.served.filled_len(), 2);
+    now += 1_000;
+    // The oldest take: forgotten, so neither "not filled" nor a new fill.
+    let asked = run(&mut e, request(100, &take(1, 1, TakeKind::Status)), now);
+    assert_eq!(asked, vec![TakeResponse::Refused(Refusal::Busy)]);
+    let again = run(&mut e, request(101, &take(1, 1, fill.clone())), now);
+    assert_eq!(again, vec![TakeResponse::Refused(Refusal::Busy)]);
+    // The newest: still answered with its fill.
+    let recent = run(&mut e, request(102, &take(6, 6, TakeKind::Status)), now);
+    assert!(
+        matches!(recent[..], [TakeResponse::Filled(_)]),
+        "{recent:?}"
+    );
 }
 
 /// Gossipsub no longer signs messages (`net/gossip.rs`): the only proof of
