@@ -401,7 +401,7 @@ impl EngineHandle {
     ) -> Result<Result<Vec<TradeInfo>, EngineError>, EngineGone> {
         let Page { before, after } = page;
         let m = market.clone();
-        let recent = match self
+        let mut out = match self
             .ask(|reply| Query::Trades {
                 market: m,
                 page: Page { before, after },
@@ -413,7 +413,6 @@ impl EngineHandle {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
-        let mut out: Vec<TradeInfo> = recent;
         if out.len() < limit {
             let names: Vec<String> = match &market {
                 Some(m) => vec![m.clone()],

@@ -305,9 +305,7 @@ impl Engine {
         if done {
             // Memory holds what is live and a window of what is done; the
             // rest is in the store, written with this very batch.
-            let mut takes = Vec::new();
-            self.own.evict_done(self.cfg.recent_orders, &mut takes);
-            for take in takes {
+            for take in self.own.evict_done(self.cfg.recent_orders) {
                 self.served.forget(take);
             }
         }

@@ -278,10 +278,10 @@ impl OwnOrders {
 
     /// Let go of the oldest done orders beyond `keep`, with their trades;
     /// an order with takes still in doubt (its quantity reserved) stays.
-    /// How many were let go; the takes their trades filled are added to
-    /// `takes` (for the maker's ledger, which forgets them too).
-    pub fn evict_done(&mut self, keep: usize, takes: &mut Vec<TakeId>) -> usize {
-        let mut gone = 0;
+    /// The takes their trades filled (for the maker's ledger, which
+    /// forgets them too).
+    pub fn evict_done(&mut self, keep: usize) -> Vec<TakeId> {
+        let mut takes = Vec::new();
         let mut tries = self.done.len();
         while self.done.len() > keep && tries > 0 {
             tries -= 1;
@@ -315,9 +315,8 @@ impl OwnOrders {
                     }
                 }
             }
-            gone += 1;
         }
-        gone
+        takes
     }
 
     /// The sequence numbers of the orders in a taking phase.

@@ -179,8 +179,6 @@ impl PeerTable {
         }
     }
 
-    /// A message from the peer shows it is alive; its id if it was stale
-    /// (its orders can be taken again).
     /// A batch the peer signed at `sent_ms` (its clock) arrived at `now`
     /// (ours). Transit only makes a sample lower than the true offset, so a
     /// higher sample is taken at once and a lower one moves it an eighth of
@@ -216,6 +214,8 @@ impl PeerTable {
         now.saturating_add_signed(offset)
     }
 
+    /// A message from the peer shows it is alive; its id if it was stale
+    /// (its orders can be taken again).
     pub fn heard(&mut self, key: OwnerKey, now: Millis) -> Option<PeerId> {
         let p = self.peers.get_mut(key as usize)?;
         p.last_heard = now;

@@ -25,7 +25,7 @@ use crate::market::Qty;
 const DEAD_TAKES: usize = 100_000;
 
 /// How many filled take ids are remembered after their trade left memory.
-pub(super) const FORGOTTEN_TAKES: usize = 100_000;
+const FORGOTTEN_TAKES: usize = 100_000;
 
 /// Quantity one of our orders holds for a fill-or-kill taker.
 #[derive(Clone, Debug)]
@@ -36,15 +36,37 @@ pub(super) struct Hold {
     pub peer: OwnerKey,
 }
 
+/// The last `N` take ids put in, oldest out first.
+#[derive(Default)]
+struct Recent<const N: usize> {
+    set: HashSet<TakeId>,
+    order: VecDeque<TakeId>,
+}
+
+impl<const N: usize> Recent<N> {
+    fn insert(&mut self, take: TakeId) {
+        if self.set.insert(take) {
+            self.order.push_back(take);
+            while self.order.len() > N {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, take: &TakeId) -> bool {
+        self.set.contains(take)
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Served {
     filled: HashMap<TakeId, TradeId>,
     holds: HashMap<TakeId, Hold>,
-    dead: HashSet<TakeId>,
-    dead_order: VecDeque<TakeId>,
+    dead: Recent<DEAD_TAKES>,
     /// Filled, with the trade no longer in memory (see the module comment).
-    forgotten: HashSet<TakeId>,
-    forgotten_order: VecDeque<TakeId>,
+    forgotten: Recent<FORGOTTEN_TAKES>,
 }
 
 impl Served {
@@ -83,14 +105,7 @@ impl Served {
 
     /// Never filled, and now never will be.
     pub fn mark_dead(&mut self, take: TakeId) {
-        if self.dead.insert(take) {
-            self.dead_order.push_back(take);
-            while self.dead_order.len() > DEAD_TAKES {
-                if let Some(old) = self.dead_order.pop_front() {
-                    self.dead.remove(&old);
-                }
-            }
-        }
+        self.dead.insert(take);
     }
 
     pub fn is_dead(&self, take: &TakeId) -> bool {
@@ -99,13 +114,8 @@ impl Served {
 
     /// The trade of this take left memory: keep only that it was filled.
     pub fn forget(&mut self, take: TakeId) {
-        if self.filled.remove(&take).is_some() && self.forgotten.insert(take) {
-            self.forgotten_order.push_back(take);
-            while self.forgotten_order.len() > FORGOTTEN_TAKES {
-                if let Some(old) = self.forgotten_order.pop_front() {
-                    self.forgotten.remove(&old);
-                }
-            }
+        if self.filled.remove(&take).is_some() {
+            self.forgotten.insert(take);
         }
     }
 

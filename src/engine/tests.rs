@@ -393,6 +393,18 @@ fn a_hold_that_runs_out_frees_the_makers_quantity() {
     s.check_converged().unwrap();
 }
 
+/// Hand `input` to the engine; the verdicts it gives on gossip.
+fn validate(e: &mut Engine, input: Input, now: Millis) -> Vec<Verdict> {
+    e.handle(input, now);
+    let mut verdicts = Vec::new();
+    while let Some(a) = e.poll_action() {
+        if let Action::Net(NetAction::Validate { verdict, .. }) = a {
+            verdicts.push(verdict);
+        }
+    }
+    verdicts
+}
+
 #[test]
 fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
     let me = libp2p::identity::Keypair::generate_ed25519();
@@ -410,24 +422,14 @@ fn late_gossip_is_ignored_but_replays_and_future_stamps_are_rejected() {
     let mut verdict = |sent_ms: u64, seq: u64| {
         let (g, _) =
             crate::wire::Gossip::signed(&peer_key, "SIM", sent_ms, vec![Item::Cancel { seq }]);
-        e.handle(
-            NetInput::Gossip {
-                source: peer,
-                propagation_source: peer,
-                message_id: libp2p::gossipsub::MessageId(vec![seq as u8]),
-                topic: topic.clone(),
-                data: crate::wire::encode(&g).unwrap(),
-            }
-            .into(),
-            now,
-        );
-        let mut v = None;
-        while let Some(a) = e.poll_action() {
-            if let Action::Net(NetAction::Validate { verdict, .. }) = a {
-                v = Some(verdict);
-            }
-        }
-        v.unwrap()
+        let input = NetInput::Gossip {
+            source: peer,
+            propagation_source: peer,
+            message_id: libp2p::gossipsub::MessageId(vec![seq as u8]),
+            topic: topic.clone(),
+            data: crate::wire::encode(&g).unwrap(),
+        };
+        *validate(&mut e, input.into(), now).last().unwrap()
     };
     assert_eq!(verdict(now - 1_000, 1), Verdict::Accept);
     // Delivered late by TCP after a cut: not the relay's fault.
@@ -573,23 +575,14 @@ fn a_batch_relayed_under_another_authors_name_is_rejected_and_kept_nowhere() {
     let mut deliver = |source: PeerId, id: u8| {
         let (g, _) =
             crate::wire::Gossip::signed(&forger_key, "SIM", now, vec![Item::Order(order.clone())]);
-        e.handle(
-            NetInput::Gossip {
-                source,
-                propagation_source: forger,
-                message_id: libp2p::gossipsub::MessageId(vec![id]),
-                topic: topic.clone(),
-                data: crate::wire::encode(&g).unwrap(),
-            }
-            .into(),
-            now,
-        );
-        let mut verdicts = Vec::new();
-        while let Some(a) = e.poll_action() {
-            if let Action::Net(NetAction::Validate { verdict, .. }) = a {
-                verdicts.push(verdict);
-            }
-        }
+        let input = NetInput::Gossip {
+            source,
+            propagation_source: forger,
+            message_id: libp2p::gossipsub::MessageId(vec![id]),
+            topic: topic.clone(),
+            data: crate::wire::encode(&g).unwrap(),
+        };
+        let verdicts = validate(&mut e, input.into(), now);
         (verdicts, e.book("SIM", 10).unwrap().orders)
     };
     // Signed by the forger, named as the victim's: refused, nothing kept.

@@ -335,34 +335,23 @@ impl Engine {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<TradeInfo>, EngineError> {
-        let within = |t: &&crate::engine::durable::Trade| {
-            before.is_none_or(|b| t.ts_ms < b) && after.is_none_or(|a| t.ts_ms > a)
+        let window = |r: &Replica| -> Vec<TradeInfo> {
+            r.recent_trades()
+                .filter(|t| before.is_none_or(|b| t.ts_ms < b) && after.is_none_or(|a| t.ts_ms > a))
+                .take(limit)
+                .map(|t| trade(&r.spec, t))
+                .collect()
         };
-        let mut out = Vec::new();
-        match market {
-            Some(m) => {
-                let r = &self.markets[self.market_idx(m)?].replica;
-                out.extend(
-                    r.recent_trades()
-                        .filter(within)
-                        .take(limit)
-                        .map(|t| trade(&r.spec, t)),
-                );
-            }
-            None => {
-                for m in self.markets.iter() {
-                    let r = &m.replica;
-                    out.extend(
-                        r.recent_trades()
-                            .filter(within)
-                            .take(limit)
-                            .map(|t| trade(&r.spec, t)),
-                    );
-                }
-                out.sort_by(|a, b| b.ts_ms.cmp(&a.ts_ms).then_with(|| b.id.cmp(&a.id)));
-                out.truncate(limit);
-            }
+        if let Some(m) = market {
+            return Ok(window(&self.markets[self.market_idx(m)?].replica));
         }
+        let mut out: Vec<TradeInfo> = self
+            .markets
+            .iter()
+            .flat_map(|m| window(&m.replica))
+            .collect();
+        out.sort_by(|a, b| b.ts_ms.cmp(&a.ts_ms).then_with(|| b.id.cmp(&a.id)));
+        out.truncate(limit);
         Ok(out)
     }
 
