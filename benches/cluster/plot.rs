@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
@@ -49,18 +51,7 @@ pub fn load_font() -> Result<(), String> {
 
 /// Draw `points` (in the order of the offered rate) to `path`.
 pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> {
-    load_font()?;
-    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (title, body) = root.split_vertically(40);
-    title
-        .draw_text(
-            &format!("peerbook, 3 nodes on one host ({machine})"),
-            &("sans-serif", 20).into_text_style(&title),
-            (20, 12),
-        )
-        .map_err(|e| e.to_string())?;
-    let (left, right) = body.split_horizontally(620);
+    let (left, right) = canvas(path, &format!("peerbook, 3 nodes on one host ({machine})"))?;
     let max_x = points.iter().map(|p| p.offered).fold(1.0, f64::max) / 1000.0 * 1.05;
 
     let max_ms = points
@@ -68,20 +59,14 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
         .flat_map(|p| [p.repl_p99, p.take_p99, 50.0])
         .fold(1.0, f64::max)
         * 1.5;
-    let mut chart = ChartBuilder::on(&left)
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .caption("Latency", ("sans-serif", 18))
-        .build_cartesian_2d(0.0..max_x, (0.5..max_ms).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("offered (thousand orders/s, cluster-wide)")
-        .y_desc("ms (log scale)")
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let offered = "offered (thousand orders/s, cluster-wide)";
+    let mut chart = new_chart(
+        &left,
+        "Latency",
+        max_x,
+        (0.5..max_ms).log_scale(),
+        (offered, "ms (log scale)"),
+    )?;
     let series: [Series<Point>; 3] = [
         ("replication p50", BLUE, |p| p.repl_p50),
         ("replication p99", RED, |p| p.repl_p99),
@@ -105,20 +90,13 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
         .fold(1.0, f64::max)
         / 1000.0
         * 1.1;
-    let mut chart = ChartBuilder::on(&right)
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .caption("Throughput", ("sans-serif", 18))
-        .build_cartesian_2d(0.0..max_x, 0.0..max_y)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("offered (thousand orders/s, cluster-wide)")
-        .y_desc("accepted (thousand/s)")
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let mut chart = new_chart(
+        &right,
+        "Throughput",
+        max_x,
+        0.0..max_y,
+        (offered, "accepted (thousand/s)"),
+    )?;
     let line: Vec<(f64, f64)> = points
         .iter()
         .map(|p| (p.offered / 1000.0, p.accepted / 1000.0))
@@ -133,8 +111,52 @@ pub fn draw(path: &Path, points: &[Point], machine: &str) -> Result<(), String> 
         .label("accepted = offered")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.35)));
     legend(&mut chart)?;
-    root.present().map_err(|e| e.to_string())?;
+    right.present().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// A chart on `area` from 0 to `max_x`, over `y`, with its caption and axes.
+fn new_chart<'a, Y>(
+    area: &DrawingArea<BitMapBackend<'a>, Shift>,
+    caption: &str,
+    max_x: f64,
+    y: Y,
+    (x_desc, y_desc): (&str, &str),
+) -> Result<Chart<'a, Y::CoordDescType>, String>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .caption(caption, ("sans-serif", 18))
+        .build_cartesian_2d(0.0..max_x, y)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(chart)
+}
+
+/// A white picture at `path` with `title` on top; its two halves below.
+type Halves<'a> = (
+    DrawingArea<BitMapBackend<'a>, Shift>,
+    DrawingArea<BitMapBackend<'a>, Shift>,
+);
+fn canvas<'a>(path: &'a Path, title: &str) -> Result<Halves<'a>, String> {
+    load_font()?;
+    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (top, body) = root.split_vertically(40);
+    top.draw_text(title, &("sans-serif", 20).into_text_style(&top), (20, 12))
+        .map_err(|e| e.to_string())?;
+    Ok(body.split_horizontally(620))
 }
 
 /// A chart as the helpers below draw on: linear x, any y.
@@ -209,38 +231,23 @@ pub fn draw_scale(
     machine: &str,
     rate: u64,
 ) -> Result<(), String> {
-    load_font()?;
-    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (title, body) = root.split_vertically(40);
-    title
-        .draw_text(
-            &format!("peerbook, sparse clusters on one host ({machine}), {rate} orders/s"),
-            &("sans-serif", 20).into_text_style(&title),
-            (20, 12),
-        )
-        .map_err(|e| e.to_string())?;
-    let (left, right) = body.split_horizontally(620);
+    let (left, right) = canvas(
+        path,
+        &format!("peerbook, sparse clusters on one host ({machine}), {rate} orders/s"),
+    )?;
     let max_x = points.iter().map(|p| p.nodes).fold(1.0, f64::max) * 1.05;
     let max_ms = points
         .iter()
         .flat_map(|p| [p.repl_p99, p.take_p99, 100.0])
         .fold(1.0, f64::max)
         * 1.5;
-    let mut chart = ChartBuilder::on(&left)
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .caption("Latency", ("sans-serif", 18))
-        .build_cartesian_2d(0.0..max_x, (0.5..max_ms).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("nodes")
-        .y_desc("ms (log scale)")
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let mut chart = new_chart(
+        &left,
+        "Latency",
+        max_x,
+        (0.5..max_ms).log_scale(),
+        ("nodes", "ms (log scale)"),
+    )?;
     let series: [Series<ScalePoint>; 3] = [
         ("replication p50", BLUE, |p| p.repl_p50),
         ("replication p99", RED, |p| p.repl_p99),
@@ -262,20 +269,13 @@ pub fn draw_scale(
     legend(&mut chart)?;
 
     let max_cores = points.iter().map(|p| p.cpu_cores).fold(2.0, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(&right)
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .caption("CPU of the whole cluster", ("sans-serif", 18))
-        .build_cartesian_2d(0.0..max_x, 0.0..max_cores)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("nodes")
-        .y_desc("cores")
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let mut chart = new_chart(
+        &right,
+        "CPU of the whole cluster",
+        max_x,
+        0.0..max_cores,
+        ("nodes", "cores"),
+    )?;
     let series: [Series<ScalePoint>; 2] = [
         ("under the load", RED, |p| p.cpu_cores),
         ("idle, before it", BLUE, |p| p.idle_cores),
@@ -286,6 +286,6 @@ pub fn draw_scale(
     }
     goal_line(&mut chart, max_x, 2.0, "all of the machine")?;
     legend(&mut chart)?;
-    root.present().map_err(|e| e.to_string())?;
+    right.present().map_err(|e| e.to_string())?;
     Ok(())
 }
