@@ -50,12 +50,11 @@ const IDLE: Duration = Duration::from_secs(5);
 /// the same (within a tenth, or 0.02 cores), or `SETTLE_MAX`.
 async fn settle(nodes: &[NodeProc]) -> Duration {
     let started = Instant::now();
-    let cpu = || nodes.iter().map(|n| n.cpu_seconds()).sum::<f64>();
-    let mut last = cpu();
+    let mut last = cpu_seconds(nodes);
     let mut previous: Option<f64> = None;
     while started.elapsed() < SETTLE_MAX {
         tokio::time::sleep(SETTLE_WINDOW).await;
-        let now = cpu();
+        let now = cpu_seconds(nodes);
         let cores = (now - last) / SETTLE_WINDOW.as_secs_f64();
         last = now;
         if previous.is_some_and(|p| (p - cores).abs() <= (0.1 * p).max(0.02)) {
@@ -68,6 +67,11 @@ async fn settle(nodes: &[NodeProc]) -> Duration {
 
 const SETTLE_WINDOW: Duration = Duration::from_secs(2);
 const SETTLE_MAX: Duration = Duration::from_secs(40);
+
+/// CPU time the nodes used together so far, in seconds.
+fn cpu_seconds(nodes: &[NodeProc]) -> f64 {
+    nodes.iter().map(|n| n.cpu_seconds()).sum()
+}
 
 /// How many times a node's log says gossipsub dropped a message to a peer
 /// whose send queue was full.
@@ -164,29 +168,30 @@ pub async fn run(
         }
         texts
     };
-    let before = scrape().await;
-    let [repl0, take0, _] = histograms(&before);
-    let bytes0: f64 = before.iter().map(|m| gossip_bytes(m)).sum();
     // Idle: what the network costs with nothing to trade.
     let settled = settle(&nodes).await;
     println!(
         "  {n} nodes: in one network, settled after {:.0} s; idle",
         settled.as_secs_f64()
     );
-    let idle0: f64 = nodes.iter().map(|n| n.cpu_seconds()).sum();
+    let idle0 = cpu_seconds(&nodes);
     tokio::time::sleep(IDLE).await;
-    let idle_cores =
-        (nodes.iter().map(|n| n.cpu_seconds()).sum::<f64>() - idle0) / IDLE.as_secs_f64();
+    let idle_cores = (cpu_seconds(&nodes) - idle0) / IDLE.as_secs_f64();
     println!(
         "  {n} nodes: idle for {} s, the load starts",
         IDLE.as_secs()
     );
-    let cpu0: f64 = nodes.iter().map(|n| n.cpu_seconds()).sum();
+    // Counted from here, so the gossip of the start-up and the idle
+    // heartbeats are not charged to the orders.
+    let before = scrape().await;
+    let [repl0, take0, _] = histograms(&before);
+    let bytes0: f64 = before.iter().map(|m| gossip_bytes(m)).sum();
+    let cpu0 = cpu_seconds(&nodes);
     let full0: usize = nodes.iter().map(queue_full).sum();
     let started = Instant::now();
     let tally = load::offer(http, &nodes, rate, secs, seed).await;
     let took = started.elapsed().as_secs_f64().max(secs);
-    let cpu1: f64 = nodes.iter().map(|n| n.cpu_seconds()).sum();
+    let cpu1 = cpu_seconds(&nodes);
     let converged = node::converge(http, &nodes, Duration::from_secs(120)).await;
     let after = scrape().await;
     let [repl1, take1, _] = histograms(&after);
