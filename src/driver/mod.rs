@@ -50,7 +50,7 @@ pub use latency::Latency;
 pub use upkeep::{StoreMetrics, Upkeep};
 
 use handle::ApiRequest;
-use writer::{spawn_writer, DoneRx, ToWriter, WriteTx};
+use writer::{spawn_writer, Control, DoneRx, ToWriter, WriteTx};
 
 /// How often a degraded node checks whether its disk takes writes again.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -234,6 +234,16 @@ impl Driver {
                 "the node is shutting down".into(),
             )));
         }
+        // The tape waits for a group to ride along with; put it on disk
+        // before the node exits.
+        let (flushed, done) = oneshot::channel();
+        if self
+            .writes
+            .send(ToWriter::Control(Control::Flush(flushed)))
+            .is_ok()
+        {
+            let _ = done.await;
+        }
     }
 
     /// When the engine wants its next tick.
@@ -367,7 +377,10 @@ impl Driver {
         let (reply, answer) = oneshot::channel();
         if self
             .writes
-            .send(ToWriter::Recover(self.parts.window(), reply))
+            .send(ToWriter::Control(Control::Recover(
+                self.parts.window(),
+                reply,
+            )))
             .is_err()
         {
             tracing::error!("the store writer stopped; the node cannot recover its storage");
