@@ -39,6 +39,12 @@ pub struct BookHead {
     pub orders: usize,
 }
 
+/// The nodes' log filter: `PEERBOOK_BENCH_NODE_LOG`, or warnings only (a
+/// node's logging is CPU the benchmark would charge to the network).
+fn node_log_filter() -> String {
+    std::env::var("PEERBOOK_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".to_string())
+}
+
 impl NodeProc {
     /// Start `peerbook node` with its data in `root/<name>`; returns once
     /// its API answers.
@@ -72,7 +78,7 @@ impl NodeProc {
             .arg("--api")
             .arg(format!("127.0.0.1:{api_port}"))
             .arg("--no-mdns")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", node_log_filter())
             .stdin(Stdio::null())
             .stdout(log("stdout.log"))
             .stderr(log("stderr.log"));

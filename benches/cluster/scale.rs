@@ -120,6 +120,83 @@ async fn sparse_cluster(
     nodes
 }
 
+/// A convergence slower than this names the nodes that were late.
+const SLOW_CONVERGENCE: Duration = Duration::from_secs(2);
+
+/// [`node::converge`] that also says, of the nodes whose book changed
+/// last, when each last changed (the latest three, latest first): which
+/// replicas were behind and how long they took to catch up.
+async fn converge(
+    http: &reqwest::Client,
+    nodes: &[NodeProc],
+    deadline: Duration,
+) -> (Option<Duration>, Vec<(usize, Duration)>) {
+    let started = Instant::now();
+    let mut heads: Vec<Option<node::BookHead>> = vec![None; nodes.len()];
+    let mut changed = vec![Duration::ZERO; nodes.len()];
+    let mut agreed: Option<node::BookHead> = None;
+    while started.elapsed() < deadline {
+        for (i, n) in nodes.iter().enumerate() {
+            let h = n.book(http).await;
+            if h != heads[i] {
+                heads[i] = h;
+                changed[i] = started.elapsed();
+            }
+        }
+        let agree = heads[0].is_some() && heads.iter().all(|h| *h == heads[0]);
+        if agree && agreed == heads[0] {
+            let mut late: Vec<(usize, Duration)> = changed.iter().copied().enumerate().collect();
+            late.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+            late.truncate(3);
+            return (Some(started.elapsed()), late);
+        }
+        agreed = if agree { heads[0].clone() } else { None };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (None, Vec::new())
+}
+
+/// The sum of a counter over every node's scrape in `metrics` (one node's
+/// scrape or several concatenated).
+fn total(metrics: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// The engine's and network's counters that tell why a replica was late,
+/// as "name +delta" for those that moved between two scrapes (of one node,
+/// or of all concatenated).
+fn what_happened(before: &str, after: &str) -> String {
+    const COUNTERS: [&str; 14] = [
+        "takes_sent",
+        "takes_in_doubt",
+        "doubts_settled_by_heartbeat",
+        "takes_refused",
+        "takes_late",
+        "owner_syncs",
+        "sync_requests",
+        "sync_pages",
+        "gossip_late",
+        "gossip_ignored",
+        "gossip_rate_limited",
+        "gossip_rejected",
+        "net_peers_pruned",
+        "net_events_shed",
+    ];
+    let moved: Vec<String> = COUNTERS
+        .iter()
+        .filter_map(|c| {
+            let name = format!("peerbook_{c}_total");
+            let d = total(after, &name)? - total(before, &name).unwrap_or(0.0);
+            (d != 0.0).then(|| format!("{c} +{d}"))
+        })
+        .collect();
+    moved.join(", ")
+}
+
 /// What to run: a cluster of `nodes`, `rate` items a second for `secs`.
 pub struct Params {
     pub nodes: usize,
@@ -143,7 +220,19 @@ pub async fn run(
         target,
         max_peers,
     } = *p;
-    let dir = tempfile::tempdir().expect("cannot make a temporary directory");
+    // `PEERBOOK_BENCH_KEEP` keeps the nodes' data and logs to read after
+    // the run.
+    let keep = std::env::var_os("PEERBOOK_BENCH_KEEP").is_some();
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(keep)
+        .tempdir()
+        .expect("cannot make a temporary directory");
+    if keep {
+        println!(
+            "  {n} nodes: data and logs kept in {}",
+            dir.path().display()
+        );
+    }
     let env = vec![
         ("PEERBOOK_NET_TARGET_PEERS".to_string(), target.to_string()),
         (
@@ -192,8 +281,22 @@ pub async fn run(
     let tally = load::offer(http, &nodes, rate, secs, seed).await;
     let took = started.elapsed().as_secs_f64().max(secs);
     let cpu1 = cpu_seconds(&nodes);
-    let converged = node::converge(http, &nodes, Duration::from_secs(120)).await;
+    let (converged, laggards) = converge(http, &nodes, Duration::from_secs(120)).await;
     let after = scrape().await;
+    println!(
+        "  {n} nodes: counters during the load and after, all nodes: {}",
+        what_happened(&before.concat(), &after.concat())
+    );
+    if converged.is_some_and(|c| c > SLOW_CONVERGENCE) {
+        for (i, t) in &laggards {
+            println!(
+                "  {n} nodes: {} agreed last, at {:.2} s; during the load and after: {}",
+                nodes[*i].name,
+                t.as_secs_f64(),
+                what_happened(&before[*i], &after[*i])
+            );
+        }
+    }
     let [repl1, take1, _] = histograms(&after);
     let bytes1: f64 = after.iter().map(|m| gossip_bytes(m)).sum();
     let mut conns = Vec::new();
