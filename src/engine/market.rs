@@ -14,6 +14,7 @@ use super::digest::Digest;
 use super::ids::TradeId;
 use super::replica::Replica;
 use super::Millis;
+use crate::book::OrderKey;
 use crate::market::MarketSpec;
 use crate::wire::{Item, OrderState};
 
@@ -116,6 +117,13 @@ pub(super) struct Market {
     /// Fills this node took part in since it started: as maker, as taker
     /// (for `/metrics`, by market).
     pub fills: [u64; 2],
+    /// Replica orders whose makers refused one of our takes as done or
+    /// with nothing free, with the version the replica held and when: no
+    /// order of ours tries them again until the replica hears of a newer
+    /// version or the retry wait passes. Kept per order of ours
+    /// (`Own::tried`) only, a replica that lags the network sent every
+    /// next order of the node to the same refusal.
+    pub refused: HashMap<OrderKey, (u64, Millis)>,
 }
 
 impl Market {
@@ -146,6 +154,7 @@ impl Market {
             book_sync: BookSync::Needed,
             book_changed: false,
             fills: [0; 2],
+            refused: HashMap::new(),
         }
     }
 

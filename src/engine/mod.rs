@@ -456,10 +456,14 @@ impl Engine {
             }
         }
         self.expire_due();
+        let retry_after = self.cfg.heartbeat_ms.saturating_mul(2);
         for m in self.markets.iter_mut() {
             if m.replica.lapse(now) {
                 m.book_changed = true;
             }
+            m.refused.retain(|key, (_, at)| {
+                now.saturating_sub(*at) < retry_after && m.replica.get(*key).is_some()
+            });
         }
         self.retry_doubts();
         self.expire_holds();

@@ -257,10 +257,14 @@ impl Engine {
             }
             let Some(o) = r.get(v.id) else { continue };
             let retry_after = self.cfg.heartbeat_ms.saturating_mul(2);
-            let recently_refused = own.tried.get(&v.id).is_some_and(|(ver, at)| {
-                *ver >= o.state.ver && self.now.saturating_sub(*at) < retry_after
-            });
-            if recently_refused {
+            let recently_refused = |tried: Option<&(u64, Millis)>| {
+                tried.is_some_and(|(ver, at)| {
+                    *ver >= o.state.ver && self.now.saturating_sub(*at) < retry_after
+                })
+            };
+            if recently_refused(own.tried.get(&v.id))
+                || recently_refused(self.markets[mkt].refused.get(&v.id))
+            {
                 continue;
             }
             let avail = v.remaining.saturating_sub(self.takes.asked_of(mkt, v.id));
@@ -437,6 +441,12 @@ impl Engine {
                 if let (true, Some(s)) = (late, sent.settle) {
                     self.peers.clock_at_least(&maker, s.deadline, self.now);
                 }
+                if matches!(
+                    r,
+                    Refusal::Done | Refusal::UnknownOrder | Refusal::NoQuantity
+                ) {
+                    self.note_refused(&sent);
+                }
                 self.release_take(&sent, !late);
             }
             // The request never reached the maker: nothing can have filled.
@@ -502,6 +512,18 @@ impl Engine {
 
     /// The take did not fill: free its quantity (and do not try the same
     /// maker order again until its state changes).
+    /// The maker says its order is done or has nothing free: none of our
+    /// orders tries it again until the replica holds a newer version of it
+    /// (or the retry wait passes), not only the order this take was for.
+    fn note_refused(&mut self, sent: &Sent) {
+        let m = &mut self.markets[sent.mkt];
+        let Some(key) = sent.maker_key else { return };
+        let Some(ver) = m.replica.get(key).map(|o| o.state.ver) else {
+            return;
+        };
+        m.refused.insert(key, (ver, self.now));
+    }
+
     pub(super) fn release_take(&mut self, sent: &Sent, tried: bool) {
         let ver = sent
             .maker_key

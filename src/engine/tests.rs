@@ -153,6 +153,43 @@ fn a_taker_walks_down_the_book_across_makers() {
 }
 
 #[test]
+fn a_maker_order_refused_as_done_is_not_tried_again_by_the_next_order_of_the_node() {
+    let mut s = sim(3, 21);
+    let sell = s.command(0, s.order(Side::Sell, 10_000, 1, Tif::Gtc));
+    s.run_for(500);
+    assert_eq!(reply(&s, sell).status, OrderStatus::Open);
+    // Node 2 hears nothing more by gossip (its takes still reach the
+    // maker), so its replica keeps the sell after node 1 fills it.
+    s.unlink(0, 2);
+    s.unlink(1, 2);
+    let first = s.command(1, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
+    s.run_for(500);
+    assert_eq!(reply(&s, first).filled, Decimal::ONE);
+    let counters = |s: &Sim| {
+        let c = s.nodes[2].engine.as_ref().unwrap().counters();
+        (c.takes_sent, c.takes_refused)
+    };
+    let a = s.command(2, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
+    s.run_for(200);
+    assert_eq!(reply(&s, a).filled, Decimal::ZERO);
+    assert_eq!(counters(&s), (1, 1), "the first order tried the sell");
+    // The node's next orders, placed within the retry wait, skip it.
+    for _ in 0..3 {
+        let b = s.command(2, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
+        s.run_for(100);
+        assert_eq!(reply(&s, b).status, OrderStatus::Expired);
+    }
+    assert_eq!(counters(&s), (1, 1), "no take went to the done order again");
+    // Once the retry wait is over, a stale replica may try it again (the
+    // maker's word is not a record others can check, so it only delays).
+    s.run_for(2_500);
+    let c = s.command(2, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
+    s.run_for(200);
+    assert_eq!(reply(&s, c).filled, Decimal::ZERO);
+    s.check_no_overfill().unwrap();
+}
+
+#[test]
 fn time_in_force_rules_hold_across_nodes() {
     let mut s = sim(2, 5);
     s.command(0, s.order(Side::Sell, 10_000, 2, Tif::Gtc));
