@@ -131,7 +131,7 @@ impl Engine {
         );
         for (k, o) in &r.owners {
             out += &format!(
-                " [#{k}={} known {} ahead {:?} gaps {} syncing {} hb {:?}]",
+                " [#{k}={} known {} ahead {:?} gaps {} syncing {:?} hb {:?}]",
                 &self.peers.id(*k).to_string()[46..],
                 o.fills_known,
                 o.fills_ahead,

@@ -258,7 +258,9 @@ impl Engine {
     }
 
     fn on_heartbeat(&mut self, mkt: usize, key: u32, source: PeerId, hb: Heartbeat) {
-        let syncing_book = matches!(self.markets[mkt].book_sync, BookSync::Running { .. });
+        let now = self.now;
+        let syncing_book = matches!(self.markets[mkt].book_sync,
+            BookSync::Running { asked, .. } if sync::waiting(Some(asked), now));
         let rep = self.markets[mkt].replica.owner(key);
         if Digest::from_bytes(hb.digest) == rep.digest {
             rep.mismatches = 0;
@@ -271,8 +273,9 @@ impl Engine {
         } else {
             rep.fill_gaps = 0;
         }
-        let want_orders = rep.mismatches >= 2 && !rep.syncing && !syncing_book;
-        let want_fills = rep.fill_gaps >= 2 && !rep.fills_syncing && !syncing_book;
+        let want_orders = rep.mismatches >= 2 && !sync::waiting(rep.syncing, now) && !syncing_book;
+        let want_fills =
+            rep.fill_gaps >= 2 && !sync::waiting(rep.fills_syncing, now) && !syncing_book;
         let from = rep.fills_known + 1;
         let settles = if hb.served_ms > 0 && rep.fills_known >= hb.fills {
             self.takes

@@ -22,7 +22,11 @@ use crate::wire::{Item, OrderState};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum BookSync {
     Needed,
-    Running { peer: PeerId },
+    /// Pulling it from `peer`, whose last page was asked at `asked`.
+    Running {
+        peer: PeerId,
+        asked: Millis,
+    },
     Done,
 }
 

@@ -19,6 +19,7 @@ use super::digest::Digest;
 use super::durable::Trade;
 use super::ids::TradeId;
 use super::proven::StateProof;
+use super::Millis;
 use crate::book::{Book, OrderKey, OrderView, OwnerKey};
 use crate::market::{MarketSpec, Qty, Side};
 use crate::wire::proof::Stored;
@@ -64,8 +65,10 @@ pub struct OwnerRep {
     /// The highest fill we stopped waiting for unseen (no peer held it any
     /// more): a heartbeat cannot vouch for takes sent before it.
     pub skipped_to: u64,
-    pub syncing: bool,
-    pub fills_syncing: bool,
+    /// While a repair of its orders runs: when its last page was asked.
+    pub syncing: Option<Millis>,
+    /// While a repair of its fills runs: when its last page was asked.
+    pub fills_syncing: Option<Millis>,
     /// Repairs started for this owner (to alternate whom we ask).
     pub sync_attempts: u32,
 }

@@ -172,6 +172,9 @@ pub struct Sim {
     pub planted_trades: Vec<String>,
     /// Forged pages hostile nodes served.
     pub forged_pages: u64,
+    /// Chance that a sync request is lost on top of `net.request_drop`
+    /// (never answered: its requester hears only the timeout).
+    pub sync_drop: f64,
 }
 
 /// Simulated time starts here (a realistic wall clock, for skew checks).
@@ -231,6 +234,7 @@ impl Sim {
             planted_orders: Vec::new(),
             planted_trades: Vec::new(),
             forged_pages: 0,
+            sync_drop: 0.0,
         };
         for i in 0..n {
             sim.start(i);
@@ -529,7 +533,11 @@ impl Sim {
                         );
                     }
                     Some(to) if self.reachable(i, to) => {
-                        if !self.rng.chance(self.net.request_drop) {
+                        let lost = self.rng.chance(self.net.request_drop)
+                            || (proto == Proto::Sync
+                                && self.sync_drop > 0.0
+                                && self.rng.chance(self.sync_drop));
+                        if !lost {
                             let to_epoch = self.nodes[to].epoch;
                             self.schedule(
                                 self.now + d,

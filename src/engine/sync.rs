@@ -25,6 +25,20 @@ use crate::wire::{
 const BOOK_SYNC_FILLS: usize = 1_000;
 /// How long a peer that served records that do not verify is banned.
 const BAN_MS: Millis = 10 * 60 * 1000;
+/// A sync page not answered within this is given up on for the repair's
+/// sake: the owner's next mismatched heartbeat (or, for the book, the next
+/// housekeeping) asks again, of another peer in turn. The request itself
+/// runs on until `net.sync_timeout_ms` (30 s), and its answer is still
+/// used; but one request lost to a connection that died quietly, or a
+/// peer that never answers, held the repair of that owner, or with the
+/// book every owner's, for the whole of it.
+pub(super) const SYNC_PATIENCE_MS: Millis = 5_000;
+
+/// Whether a repair whose last page was asked at `asked` is still waited
+/// for at `now`.
+pub(super) fn waiting(asked: Option<Millis>, now: Millis) -> bool {
+    asked.is_some_and(|t| now.saturating_sub(t) < SYNC_PATIENCE_MS)
+}
 
 impl Engine {
     pub(super) fn send_sync(&mut self, mkt: usize, peer: PeerId, what: SyncWhat) {
@@ -33,6 +47,22 @@ impl Engine {
             market: self.markets[mkt].name().to_string(),
             what: what.clone(),
         };
+        let now = self.now;
+        match &what {
+            SyncWhat::Book { .. } => {
+                self.markets[mkt].book_sync = BookSync::Running { peer, asked: now }
+            }
+            SyncWhat::Owner { owner, .. } | SyncWhat::Fills { owner, .. } => {
+                if let Some(k) = self.peers.key(owner) {
+                    let rep = self.markets[mkt].replica.owner(k);
+                    if matches!(what, SyncWhat::Owner { .. }) {
+                        rep.syncing = Some(now);
+                    } else {
+                        rep.fills_syncing = Some(now);
+                    }
+                }
+            }
+        }
         let tag = self.outbound.send(Pending::Sync { mkt, peer, what });
         self.counters.sync_requests += 1;
         if let Some(a) = self.request(peer, Proto::Sync, tag, &req) {
@@ -42,15 +72,36 @@ impl Engine {
 
     pub(super) fn start_book_syncs(&mut self) {
         for mkt in 0..self.markets.len() {
+            let mut stuck = None;
+            if let BookSync::Running { peer, asked } = self.markets[mkt].book_sync {
+                if !waiting(Some(asked), self.now) {
+                    tracing::info!(%peer, market = %self.markets[mkt].name(), "a page of the book was not answered in {SYNC_PATIENCE_MS} ms; pulling it from another peer");
+                    self.markets[mkt].book_sync = BookSync::Needed;
+                    stuck = Some(peer);
+                }
+            }
             if self.markets[mkt].book_sync == BookSync::Needed {
-                let Some(peer) = self.peers.pick(self.now) else {
+                // Another peer than the one that did not answer, if any.
+                let mut pick = self.peers.pick(self.now);
+                for _ in 0..4 {
+                    if pick.is_none() || pick != stuck {
+                        break;
+                    }
+                    pick = self.peers.pick(self.now);
+                }
+                let Some(peer) = pick else {
                     return;
                 };
                 tracing::info!(%peer, market = %self.markets[mkt].name(), "pulling the book");
-                self.markets[mkt].book_sync = BookSync::Running { peer };
                 self.send_sync(mkt, peer, SyncWhat::Book { after: None });
             }
         }
+    }
+
+    /// Whether `peer` serves the book pull that is running (pages of one
+    /// given up on are still applied, but no longer drive it).
+    fn pulling_book_from(&self, mkt: usize, peer: &PeerId) -> bool {
+        matches!(&self.markets[mkt].book_sync, BookSync::Running { peer: p, .. } if p == peer)
     }
 
     /// Whom to ask about `owner`: the owner itself (request-response dials
@@ -70,7 +121,6 @@ impl Engine {
             return;
         };
         tracing::debug!(%owner, %peer, market = %self.markets[mkt].name(), "owner digest differs; pulling its orders");
-        self.markets[mkt].replica.owner(key).syncing = true;
         self.counters.owner_syncs += 1;
         self.send_sync(mkt, peer, SyncWhat::Owner { owner, after });
     }
@@ -79,7 +129,6 @@ impl Engine {
         let Some(peer) = self.owner_source(mkt, key, owner) else {
             return;
         };
-        self.markets[mkt].replica.owner(key).fills_syncing = true;
         self.send_sync(mkt, peer, SyncWhat::Fills { owner, from });
     }
 
@@ -329,8 +378,10 @@ impl Engine {
                 self.on_book_page(mkt, peer, page)
             }
             (SyncWhat::Book { .. }, _) => {
-                tracing::debug!(%peer, "book sync failed; will ask another peer");
-                self.markets[mkt].book_sync = BookSync::Needed;
+                if self.pulling_book_from(mkt, &peer) {
+                    tracing::debug!(%peer, "book sync failed; will ask another peer");
+                    self.markets[mkt].book_sync = BookSync::Needed;
+                }
             }
             (SyncWhat::Owner { owner, .. }, Some(SyncResponse::Owner(page)))
                 if page.owner == owner =>
@@ -339,7 +390,7 @@ impl Engine {
             }
             (SyncWhat::Owner { owner, .. }, _) => {
                 if let Some(k) = self.peers.key(&owner) {
-                    self.markets[mkt].replica.owner(k).syncing = false;
+                    self.markets[mkt].replica.owner(k).syncing = None;
                 }
             }
             (SyncWhat::Fills { owner, .. }, Some(SyncResponse::Fills(page)))
@@ -349,7 +400,7 @@ impl Engine {
             }
             (SyncWhat::Fills { owner, .. }, _) => {
                 if let Some(k) = self.peers.key(&owner) {
-                    self.markets[mkt].replica.owner(k).fills_syncing = false;
+                    self.markets[mkt].replica.owner(k).fills_syncing = None;
                 }
             }
         }
@@ -430,6 +481,9 @@ impl Engine {
         self.apply_page_fills(mkt, peer, &page.batches, &page.fills);
         self.markets[mkt].book_changed = true;
         match page.next {
+            // A page of a pull given up on: used, but the running pull
+            // goes on by itself.
+            _ if !self.pulling_book_from(mkt, &peer) => {}
             // It served forgeries: pull the book again from someone else.
             _ if self.peers.is_banned(&peer, self.now) => {
                 self.markets[mkt].book_sync = BookSync::Needed;
@@ -520,7 +574,7 @@ impl Engine {
             );
         } else {
             let rep = self.markets[mkt].replica.owner(key);
-            rep.syncing = false;
+            rep.syncing = None;
             rep.mismatches = 0;
         }
         self.check_crossing(mkt);
@@ -553,7 +607,7 @@ impl Engine {
             }
             _ => {
                 let rep = self.markets[mkt].replica.owner(key);
-                rep.fills_syncing = false;
+                rep.fills_syncing = None;
                 rep.fill_gaps = 0;
             }
         }

@@ -190,6 +190,49 @@ fn a_maker_order_refused_as_done_is_not_tried_again_by_the_next_order_of_the_nod
 }
 
 #[test]
+fn a_sync_request_that_is_never_answered_does_not_hold_the_repair_for_its_timeout() {
+    let mut s = Sim::new(
+        3,
+        22,
+        vec![spec()],
+        EngineConfig::default(),
+        NetModel {
+            request_timeout: 30_000,
+            ..NetModel::calm()
+        },
+    );
+    s.run_for(500);
+    let sell = s.command(0, s.order(Side::Sell, 10_000, 1, Tif::Gtc));
+    s.run_for(300);
+    assert_eq!(reply(&s, sell).status, OrderStatus::Open);
+    // Node 2 is cut off while node 0 cancels its order and places another.
+    s.partition(0, 2);
+    s.partition(1, 2);
+    let id = reply(&s, sell).id;
+    s.command(0, Command::Cancel { id });
+    s.command(0, s.order(Side::Sell, 10_100, 2, Tif::Gtc));
+    s.run_for(300);
+    // Back, it pulls the book; the first sync requests it sends are lost
+    // (a peer that never answers), the later ones are not.
+    s.sync_drop = 1.0;
+    s.heal(0, 2);
+    s.heal(1, 2);
+    s.run_for(200);
+    s.sync_drop = 0.0;
+    let healed = s.now;
+    while s.check_converged().is_err() {
+        assert!(
+            s.now - healed < 10_000,
+            "not converged {} ms after the partition healed, though the lost syncs time out only after 30 s: {:?}",
+            s.now - healed,
+            s.check_converged()
+        );
+        s.run_for(100);
+    }
+    s.check_no_overfill().unwrap();
+}
+
+#[test]
 fn time_in_force_rules_hold_across_nodes() {
     let mut s = sim(2, 5);
     s.command(0, s.order(Side::Sell, 10_000, 2, Tif::Gtc));
