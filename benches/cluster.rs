@@ -24,7 +24,9 @@
 //! 20000), `PEERBOOK_BENCH_RATES` (the plot's rates, comma separated),
 //! `PEERBOOK_BENCH_SECS` (load time per rate, default 10),
 //! `PEERBOOK_BENCH_SYNC_ORDERS` (default 100000), `PEERBOOK_BENCH_SEED`,
-//! `PEERBOOK_BENCH_PLOT` (the PNG's path, default docs/cluster-bench.png).
+//! `PEERBOOK_BENCH_PLOT` (the PNG's path, default docs/cluster-bench.png),
+//! `PEERBOOK_BENCH_NODE_LOG` (the nodes' log filter, default `warn`),
+//! `PEERBOOK_BENCH_KEEP` (scale mode: keep the nodes' data and logs).
 //!
 //! Scale mode: `PEERBOOK_BENCH_NODES=3,10,20,30` runs, instead, the
 //! summary's rate on sparse clusters of those sizes with capped connections
