@@ -172,6 +172,14 @@ pub struct TakeIntent {
     pub market: String,
     pub maker: OrderId,
     pub qty: Qty,
+    /// The take's deadline on the maker's clock and the maker's fills
+    /// known when it left (`takes::Settle`): after a restart the maker's
+    /// heartbeats can still settle it. Intents written before these were
+    /// kept have neither, and are settled by status requests only.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    #[serde(default)]
+    pub fills_before: u64,
 }
 
 /// One durable write.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::own::Own;
-use super::takes::Doubt;
+use super::takes::{Doubt, Settle};
 use super::taking::Taking;
 use super::*;
 
@@ -102,10 +102,16 @@ impl Engine {
                 .key(&i.maker.owner)
                 .and_then(|k| self.markets[mkt].replica.key_of(k, i.maker.seq));
             self.takes.ask(mkt, maker_key, i.qty);
+            // With its deadline kept, the maker's heartbeat settles it as
+            // before the restart; without (an older intent), status
+            // requests do.
+            let settle = i.deadline_ms.map(|deadline| Settle {
+                deadline,
+                fills_before: i.fills_before,
+            });
             self.takes.doubt(
                 (i.taker_seq, i.n),
-                // Its deadline was not kept: status requests settle it.
-                Doubt::new(mkt, i.maker, maker_key, i.qty, None, self.now),
+                Doubt::new(mkt, i.maker, maker_key, i.qty, settle, self.now),
             );
         }
         // Open orders go back on the book, published again at a new version:

@@ -360,6 +360,8 @@ impl Engine {
                 market: own.rec.market.clone(),
                 maker,
                 qty,
+                deadline_ms: settle.map(|s| s.deadline),
+                fills_before: settle.map_or(0, |s| s.fills_before),
             }));
         }
         self.tx.dirty(seq);

@@ -385,6 +385,45 @@ fn a_take_whose_answer_is_lost_stays_reserved_until_the_maker_tells() {
 }
 
 #[test]
+fn a_take_in_doubt_across_a_restart_is_settled_by_the_makers_heartbeat_through_a_relay() {
+    let mut s = sim(3, 23);
+    s.command(0, s.order(Side::Sell, 10_000, 1, Tif::Gtc));
+    s.run_for(300);
+    // Node 2's take to node 0 is lost: in doubt.
+    s.net.request_drop = 1.0;
+    let buy = s.command(2, s.order(Side::Buy, 10_000, 1, Tif::Ioc));
+    s.run_for(3_500);
+    let id = reply(&s, buy).id;
+    let taker = |s: &Sim| s.nodes[2].engine.as_ref().unwrap().order(&id).unwrap();
+    assert_eq!(taker(&s).status, OrderStatus::Taking);
+    assert_eq!(taker(&s).pending, d("1"), "the take is in doubt");
+    // The taker restarts and can no longer reach the maker at all; the
+    // maker's heartbeats reach it through node 1.
+    s.crash(2);
+    s.partition(0, 2);
+    s.net.request_drop = 0.0;
+    s.run_for(100);
+    s.start(2);
+    s.run_for(100);
+    assert_eq!(taker(&s).status, OrderStatus::Taking, "restored in doubt");
+    let restarted = s.now;
+    while taker(&s).status == OrderStatus::Taking {
+        assert!(
+            s.now - restarted < 15_000,
+            "still taking {} ms after the restart: {:?}",
+            s.now - restarted,
+            taker(&s)
+        );
+        s.run_for(100);
+    }
+    let o = taker(&s);
+    assert_eq!((o.filled, o.pending), (Decimal::ZERO, Decimal::ZERO));
+    let e = s.nodes[2].engine.as_ref().unwrap();
+    assert_eq!(e.counters().doubts_settled_by_heartbeat, 1);
+    s.check_no_overfill().unwrap();
+}
+
+#[test]
 fn a_node_reached_only_through_another_gets_the_whole_book() {
     let mut s = sim(3, 12);
     s.unlink(0, 2);

@@ -674,6 +674,30 @@ mod tests {
     }
 
     #[test]
+    fn a_take_intent_written_before_deadlines_were_kept_still_loads() {
+        #[derive(serde::Serialize)]
+        struct Before {
+            taker_seq: u64,
+            n: u32,
+            market: String,
+            maker: OrderId,
+            qty: Qty,
+        }
+        let maker = OrderId::new(PeerId::random(), 10);
+        let old = Before {
+            taker_seq: 3,
+            n: 1,
+            market: "BTC-USD".into(),
+            maker,
+            qty: Qty(5),
+        };
+        let bytes = encode("take intent", &old).unwrap();
+        let i: TakeIntent = decode("take intent", &bytes).unwrap();
+        assert_eq!((i.taker_seq, i.n, i.maker, i.qty), (3, 1, maker, Qty(5)));
+        assert_eq!((i.deadline_ms, i.fills_before), (None, 0));
+    }
+
+    #[test]
     fn what_was_applied_is_loaded_back_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let me = PeerId::random();
@@ -684,6 +708,8 @@ mod tests {
             market: "BTC-USD".into(),
             maker: OrderId::new(maker, 10),
             qty: Qty(1),
+            deadline_ms: Some(1_700_000_005_000),
+            fills_before: 7,
         };
         let ops = vec![
             Op::PutOrder(order(1, OrderStatus::Open, 2)),
