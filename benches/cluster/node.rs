@@ -278,23 +278,38 @@ pub async fn converge(
     nodes: &[NodeProc],
     deadline: Duration,
 ) -> Option<Duration> {
+    converge_late(http, nodes, deadline).await.0
+}
+
+/// [`converge`], and of the nodes whose book changed last, when each last
+/// changed (the latest three, latest first): which replicas were behind
+/// and how long they took to catch up.
+pub async fn converge_late(
+    http: &reqwest::Client,
+    nodes: &[NodeProc],
+    deadline: Duration,
+) -> (Option<Duration>, Vec<(usize, Duration)>) {
     let started = Instant::now();
-    let mut last: Option<BookHead> = None;
+    let mut heads: Vec<Option<BookHead>> = vec![None; nodes.len()];
+    let mut changed = vec![Duration::ZERO; nodes.len()];
+    let mut agreed: Option<BookHead> = None;
     while started.elapsed() < deadline {
-        let mut heads = Vec::new();
-        for n in nodes {
-            heads.push(n.book(http).await);
-        }
-        let first = heads[0].clone();
-        if first.is_some() && heads.iter().all(|h| *h == first) {
-            if last == first {
-                return Some(started.elapsed());
+        for (i, n) in nodes.iter().enumerate() {
+            let h = n.book(http).await;
+            if h != heads[i] {
+                heads[i] = h;
+                changed[i] = started.elapsed();
             }
-            last = first;
-        } else {
-            last = None;
         }
+        let agree = heads[0].is_some() && heads.iter().all(|h| *h == heads[0]);
+        if agree && agreed == heads[0] {
+            let mut late: Vec<(usize, Duration)> = changed.iter().copied().enumerate().collect();
+            late.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+            late.truncate(3);
+            return (Some(started.elapsed()), late);
+        }
+        agreed = if agree { heads[0].clone() } else { None };
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    None
+    (None, Vec::new())
 }

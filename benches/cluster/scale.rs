@@ -123,39 +123,6 @@ async fn sparse_cluster(
 /// A convergence slower than this names the nodes that were late.
 const SLOW_CONVERGENCE: Duration = Duration::from_secs(2);
 
-/// [`node::converge`] that also says, of the nodes whose book changed
-/// last, when each last changed (the latest three, latest first): which
-/// replicas were behind and how long they took to catch up.
-async fn converge(
-    http: &reqwest::Client,
-    nodes: &[NodeProc],
-    deadline: Duration,
-) -> (Option<Duration>, Vec<(usize, Duration)>) {
-    let started = Instant::now();
-    let mut heads: Vec<Option<node::BookHead>> = vec![None; nodes.len()];
-    let mut changed = vec![Duration::ZERO; nodes.len()];
-    let mut agreed: Option<node::BookHead> = None;
-    while started.elapsed() < deadline {
-        for (i, n) in nodes.iter().enumerate() {
-            let h = n.book(http).await;
-            if h != heads[i] {
-                heads[i] = h;
-                changed[i] = started.elapsed();
-            }
-        }
-        let agree = heads[0].is_some() && heads.iter().all(|h| *h == heads[0]);
-        if agree && agreed == heads[0] {
-            let mut late: Vec<(usize, Duration)> = changed.iter().copied().enumerate().collect();
-            late.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
-            late.truncate(3);
-            return (Some(started.elapsed()), late);
-        }
-        agreed = if agree { heads[0].clone() } else { None };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (None, Vec::new())
-}
-
 /// The sum of a counter over every node's scrape in `metrics` (one node's
 /// scrape or several concatenated).
 fn total(metrics: &str, name: &str) -> Option<f64> {
@@ -281,7 +248,7 @@ pub async fn run(
     let tally = load::offer(http, &nodes, rate, secs, seed).await;
     let took = started.elapsed().as_secs_f64().max(secs);
     let cpu1 = cpu_seconds(&nodes);
-    let (converged, laggards) = converge(http, &nodes, Duration::from_secs(120)).await;
+    let (converged, laggards) = node::converge_late(http, &nodes, Duration::from_secs(120)).await;
     let after = scrape().await;
     println!(
         "  {n} nodes: counters during the load and after, all nodes: {}",

@@ -52,6 +52,9 @@ pub use upkeep::{StoreMetrics, Upkeep};
 use handle::ApiRequest;
 use writer::{spawn_writer, Control, DoneRx, ToWriter, WriteTx};
 
+/// How long a stopping node waits for its store to finish the writes sent.
+const FLUSH_ON_STOP: Duration = Duration::from_secs(5);
+
 /// How often a degraded node checks whether its disk takes writes again.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Book deltas a feed subscriber may fall behind before it must resync.
@@ -235,14 +238,18 @@ impl Driver {
             )));
         }
         // The tape waits for a group to ride along with; put it on disk
-        // before the node exits.
+        // before the node exits (but a disk that hangs does not keep the
+        // node from stopping).
         let (flushed, done) = oneshot::channel();
         if self
             .writes
             .send(ToWriter::Control(Control::Flush(flushed)))
             .is_ok()
+            && tokio::time::timeout(FLUSH_ON_STOP, done).await.is_err()
         {
-            let _ = done.await;
+            tracing::warn!(
+                "the store did not finish its writes within {FLUSH_ON_STOP:?}; stopping without the last trades on the tape"
+            );
         }
     }
 

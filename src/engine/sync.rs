@@ -52,14 +52,14 @@ impl Engine {
             SyncWhat::Book { .. } => {
                 self.markets[mkt].book_sync = BookSync::Running { peer, asked: now }
             }
-            SyncWhat::Owner { owner, .. } | SyncWhat::Fills { owner, .. } => {
+            SyncWhat::Owner { owner, .. } => {
                 if let Some(k) = self.peers.key(owner) {
-                    let rep = self.markets[mkt].replica.owner(k);
-                    if matches!(what, SyncWhat::Owner { .. }) {
-                        rep.syncing = Some(now);
-                    } else {
-                        rep.fills_syncing = Some(now);
-                    }
+                    self.markets[mkt].replica.owner(k).syncing = Some(now);
+                }
+            }
+            SyncWhat::Fills { owner, .. } => {
+                if let Some(k) = self.peers.key(owner) {
+                    self.markets[mkt].replica.owner(k).fills_syncing = Some(now);
                 }
             }
         }

@@ -618,6 +618,21 @@ fn order_trades(tx: &redb::ReadTransaction, id: &OrderId) -> Result<Vec<Trade>, 
     Ok(out)
 }
 
+/// A BTC-USD trade for the tape, `t{i}` at `ts_ms`, for tests.
+#[cfg(test)]
+pub(crate) fn tape_trade(i: u64, ts_ms: u64) -> TradeInfo {
+    TradeInfo {
+        id: format!("t{i}"),
+        market: "BTC-USD".into(),
+        maker_order_id: "m".into(),
+        taker_order_id: "t".into(),
+        side: crate::market::Side::Buy,
+        price: "1".parse().unwrap(),
+        quantity: "1".parse().unwrap(),
+        ts_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -782,18 +797,7 @@ mod tests {
         ops.push(Op::PutOrder(order(60, OrderStatus::Open, 1)));
         ops.push(Op::PutTrade(trade(me, maker, 60, 60, 1)));
         store.apply(&[&ops]).unwrap();
-        let tape: Vec<TradeInfo> = (1..=30)
-            .map(|i| TradeInfo {
-                id: format!("t{i}"),
-                market: "BTC-USD".into(),
-                maker_order_id: "m".into(),
-                taker_order_id: "t".into(),
-                side: Side::Buy,
-                price: "1".parse().unwrap(),
-                quantity: "1".parse().unwrap(),
-                ts_ms: i * 1000,
-            })
-            .collect();
+        let tape: Vec<TradeInfo> = (1..=30).map(|i| tape_trade(i, i * 1000)).collect();
         store.apply_with_tape(&[], &tape).unwrap();
         let keep = Retention {
             max_age_ms: 25_000,

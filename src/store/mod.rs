@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use redb::Database;
 
+#[cfg(test)]
+pub(crate) use engine_state::tape_trade;
 pub use engine_state::{LoadWindow, Pruned, Retention, StoreStats};
 pub use peers::StoredPeer;
 
